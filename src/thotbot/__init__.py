@@ -1,0 +1,3 @@
+"""Thotbot API platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from thotbot.cli import main
+
+raise SystemExit(main())

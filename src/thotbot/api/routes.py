@@ -1,0 +1,186 @@
+"""The /v1 endpoints. The guard in auth/middleware.py has authenticated the request already."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from thotbot import __version__, keys
+from thotbot.api.bodies import read_json_object, required_str
+from thotbot.api.serializers import account_json, key_json
+from thotbot.dates import parse_expiry
+from thotbot.errors import MalformedAPIKey, NotFound, NotImplementedYet, RestrictedEndpoint, ValidationFailed
+from thotbot.identity import Identity, Permission, permits
+from thotbot.services import Services
+from thotbot.storage.models import utcnow
+
+__all__ = ["routes"]
+
+MAX_LEAKED_KEYS = 100
+_VERSION_BODY = {"version": __version__, "api": "v1"}
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _identity(request: Request) -> Identity:
+    identity: Identity = request.state.identity
+    return identity
+
+
+def _client_meta(request: Request) -> dict[str, str | None]:
+    return {
+        "ip_address": request.client.host if request.client else None,
+        "user_agent": request.headers.get("user-agent"),
+    }
+
+
+async def version(request: Request) -> Response:
+    return JSONResponse(_VERSION_BODY)
+
+
+async def me(request: Request) -> Response:
+    services, identity = _services(request), _identity(request)
+    assert identity.key_id is not None
+    account = await anyio.to_thread.run_sync(services.users.find, identity.account_id)
+    key = await anyio.to_thread.run_sync(services.keys.find, identity.key_id)
+    if account is None or key is None:
+        raise NotFound
+    return JSONResponse({"account": account_json(account), "key": key_json(key, utcnow())})
+
+
+async def list_keys(request: Request) -> Response:
+    services, identity = _services(request), _identity(request)
+    records = await anyio.to_thread.run_sync(services.keys.list_for_account, identity.account_id)
+    now = utcnow()
+    return JSONResponse({"keys": [key_json(r, now) for r in records]})
+
+
+async def revoke_key(request: Request) -> Response:
+    services, identity = _services(request), _identity(request)
+    key_id = request.path_params["key_id"]
+    record = await anyio.to_thread.run_sync(services.keys.find, key_id)
+    if record is None or record.account_id != identity.account_id:
+        raise NotFound(f"You have no API key with id {key_id!r}.")
+    await anyio.to_thread.run_sync(lambda: services.keys.revoke(key_id, reason="revoked"))
+    services.key_cache.evict(key_id)
+    await anyio.to_thread.run_sync(
+        lambda: services.security_log.record(
+            identity.account_id,
+            "key.revoked",
+            actor=f"api_key:{identity.key_id}",
+            key_id=key_id,
+            detail=f"revoked {record.name!r} ({record.hint}) through the API",
+            **_client_meta(request),
+        )
+    )
+    return Response(status_code=204)
+
+
+async def revoke_leaked(request: Request) -> Response:
+    services = _services(request)
+    body = await read_json_object(request)
+    raw_keys = body.get("keys")
+    if not isinstance(raw_keys, list) or not all(isinstance(k, str) for k in raw_keys):
+        raise ValidationFailed("'keys' must be a list of strings.", field="keys")
+    if len(raw_keys) > MAX_LEAKED_KEYS:
+        raise ValidationFailed(f"Send at most {MAX_LEAKED_KEYS} keys at a time.", field="keys")
+    digests = []
+    for raw in raw_keys:
+        try:
+            digests.append(keys.parse(raw.strip()).digest)
+        except MalformedAPIKey:
+            continue  # Not a key: say nothing about it either.
+    revoked = await anyio.to_thread.run_sync(lambda: services.keys.revoke_by_hashes(digests, reason="leaked"))
+    for record in revoked:
+        services.key_cache.evict(record.id)
+        await anyio.to_thread.run_sync(
+            lambda r=record: services.security_log.record(  # type: ignore[misc]
+                r.account_id,
+                "key.revoked_leaked",
+                actor="revoke-leaked",
+                key_id=r.id,
+                detail=f"{r.name!r} ({r.hint}) was reported as leaked and revoked",
+                **_client_meta(request),
+            )
+        )
+    # The same answer whether or not any key existed: the caller learns nothing.
+    return JSONResponse({"status": "accepted"}, status_code=202)
+
+
+def restricted(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Refuse every key without the operator's account:security grant; log every call."""
+
+    async def guarded(request: Request) -> Response:
+        services, identity = _services(request), _identity(request)
+        allowed = permits(identity, Permission.ACCOUNT_SECURITY)
+        await anyio.to_thread.run_sync(
+            lambda: services.security_log.record(
+                identity.account_id,
+                "restricted.allowed" if allowed else "restricted.refused",
+                actor=f"api_key:{identity.key_id}",
+                key_id=identity.key_id,
+                detail=f"{request.method} {request.url.path}",
+                **_client_meta(request),
+            )
+        )
+        if not allowed:
+            raise RestrictedEndpoint
+        return await handler(request)
+
+    return guarded
+
+
+@restricted
+async def create_key(request: Request) -> Response:
+    services, identity = _services(request), _identity(request)
+    body = await read_json_object(request)
+    name = required_str(body, "name", max_length=100)
+    now = utcnow()
+    expires_at = parse_expiry(body.get("expires_at"), now)
+    read_only = body.get("read_only", False)
+    if not isinstance(read_only, bool):
+        raise ValidationFailed("'read_only' must be true or false.", field="read_only")
+    raw, record = await anyio.to_thread.run_sync(
+        lambda: services.keys.create(identity.account_id, name, expires_at=expires_at, read_only=read_only)
+    )
+    await anyio.to_thread.run_sync(
+        lambda: services.security_log.record(
+            identity.account_id,
+            "key.created",
+            actor=f"api_key:{identity.key_id}",
+            key_id=record.id,
+            detail=f"created {name!r} ({record.hint}) through the API",
+            **_client_meta(request),
+        )
+    )
+    return JSONResponse({**key_json(record, now), "key": raw}, status_code=201)
+
+
+@restricted
+async def not_yet(request: Request) -> Response:
+    raise NotImplementedYet(
+        "This endpoint is reserved and not built yet; make this change on the dashboard (Security)."
+    )
+
+
+routes = [
+    Route("/v1/version", version, methods=["GET"]),
+    Route("/v1/me", me, methods=["GET"]),
+    Route("/v1/keys", list_keys, methods=["GET"]),
+    Route("/v1/keys", create_key, methods=["POST"]),
+    Route("/v1/keys/revoke-leaked", revoke_leaked, methods=["POST"]),
+    Route("/v1/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    Route("/v1/account/email", not_yet, methods=["PUT"]),
+    Route("/v1/account/password", not_yet, methods=["PUT"]),
+    Route("/v1/account/passkeys", not_yet, methods=["GET", "POST"]),
+    Route("/v1/account/passkeys/{passkey_id}", not_yet, methods=["DELETE"]),
+]

@@ -1,0 +1,33 @@
+"""JSON shapes of the API's resources."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from thotbot.storage import AccountRecord, KeyRecord
+
+__all__ = ["account_json", "iso", "key_json"]
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def account_json(account: AccountRecord) -> dict[str, object]:
+    return {"id": account.id, "email": account.email}
+
+
+def key_json(key: KeyRecord, now: datetime) -> dict[str, object]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "hint": key.hint,
+        "created_at": iso(key.created_at),
+        "expires_at": iso(key.expires_at),
+        "last_used_at": iso(key.last_used_at),
+        "last_user_agent": key.last_user_agent,
+        "revoked_at": iso(key.revoked_at),
+        "state": key.state(now),
+        "read_only": key.read_only,
+        "grants": sorted(key.grants),
+    }

@@ -1,0 +1,169 @@
+"""create_app(settings): the one place where things are wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from importlib.resources import files
+
+import anyio.to_thread
+import yaml
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from thotbot import dashboard
+from thotbot.api.problems import http_exception_handler, server_error_handler, thotbot_error_handler
+from thotbot.api.routes import routes as api_routes
+from thotbot.auth.middleware import APIKeyGuard
+from thotbot.config import Settings, load_settings
+from thotbot.errors import ThotbotError
+from thotbot.services import Services, build_services
+
+__all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
+
+log = logging.getLogger("thotbot")
+POLL_INTERVAL = 0.5  # revocations by other processes are honoured within a second
+FLUSH_INTERVAL = 2.0
+MAX_BODY = 1024 * 1024
+
+
+class ThotbotApp:
+    """Sends /v1 to the API stack and everything else (lifespan included) to the web stack."""
+
+    def __init__(self, api: ASGIApp, web: Starlette, services: Services) -> None:
+        self.api = api
+        self.web = web
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/v1") and (len(path) == 3 or path[3] == "/"):
+                await self.api(scope, receive, send)
+                return
+        await self.web(scope, receive, send)
+
+
+def create_app_from_env() -> ThotbotApp:
+    """Factory for `uvicorn --factory` and for each worker of `thotbot serve --workers N`."""
+    return create_app(load_settings())
+
+
+def create_app(settings: Settings, services: Services | None = None) -> ThotbotApp:
+    services = services or build_services(settings)
+    api = Starlette(
+        routes=api_routes,
+        middleware=[
+            Middleware(
+                APIKeyGuard, store=services.keys, cache=services.key_cache, last_used=services.last_used
+            )
+        ],
+        exception_handlers={
+            ThotbotError: thotbot_error_handler,
+            HTTPException: http_exception_handler,
+            Exception: server_error_handler,
+        },
+        max_body_size=MAX_BODY,
+    )
+    api.state.services = services
+    web = Starlette(
+        routes=[*_service_routes(services), *dashboard.routes(services)],
+        middleware=dashboard.middleware(services),
+        exception_handlers=dashboard.exception_handlers(),
+        lifespan=_lifespan(services),
+        max_body_size=MAX_BODY,
+    )
+    web.state.services = services
+    return ThotbotApp(api, web, services)
+
+
+def _service_routes(services: Services) -> list[BaseRoute]:
+    spec = yaml.safe_load(files("thotbot").joinpath("openapi.yaml").read_text(encoding="utf-8"))
+    spec_yaml = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
+    spec_json = json.dumps(spec)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await anyio.to_thread.run_sync(_ping, services)
+        except SQLAlchemyError:
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})
+
+    async def openapi_yaml(request: Request) -> Response:
+        return Response(spec_yaml, media_type="application/yaml")
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(spec_json, media_type="application/json")
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi/api.yaml", openapi_yaml, methods=["GET"]),
+        Route("/openapi/api.json", openapi_json, methods=["GET"]),
+    ]
+
+
+def _ping(services: Services) -> None:
+    with services.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _lifespan(services: Services):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(_poll_key_changes(services), name="thotbot-key-poller"),
+            asyncio.create_task(_flush_periodically(services), name="thotbot-usage-flusher"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # A graceful shutdown (SIGTERM) loses no usage data.
+            await services.last_used.flush()
+            services.engine.dispose()
+
+    return lifespan
+
+
+async def _poll_key_changes(services: Services) -> None:
+    """Evict keys that any process changed (revoked, granted, expired) from this process's cache."""
+    seq: int | None = None
+    failing = False
+    while True:
+        try:
+            if seq is None:
+                seq = await anyio.to_thread.run_sync(services.keys.latest_change)
+                # Anything cached before the poller knew where it stood may be stale.
+                services.key_cache.clear()
+            else:
+                seq, changed = await anyio.to_thread.run_sync(services.keys.changes_since, seq)
+                for key_id in changed:
+                    services.key_cache.evict(key_id)
+            if failing:
+                log.info("key change poller reconnected to the database")
+            failing = False
+        except Exception:
+            # The edge of a background task: keep polling whatever went wrong. Changes are
+            # durable in key_events, so the first poll that succeeds applies all it missed.
+            if not failing:
+                log.warning("key change poller cannot reach the database; retrying", exc_info=True)
+            failing = True
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+async def _flush_periodically(services: Services) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        await services.last_used.flush()

@@ -1,0 +1,1 @@
+"""Authentication: the API key guard for /v1 and its in-memory caches."""

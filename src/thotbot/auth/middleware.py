@@ -1,0 +1,173 @@
+"""The /v1 guard, pure ASGI: refuses keys in URLs, authenticates the bearer key, marks no-store.
+
+It sits on the request path of every API call, so it does no database write and, when the key is
+cached, no I/O and no thread hop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import unquote_plus
+
+import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from thotbot import keys
+from thotbot.api.problems import NO_STORE, send_problem
+from thotbot.auth.cache import CachedKey, KeyCache
+from thotbot.auth.usage import LastUsedRecorder
+from thotbot.errors import (
+    APIKeyInURL,
+    DatabaseUnavailable,
+    ExpiredAPIKey,
+    InsufficientScope,
+    InvalidAPIKey,
+    MalformedAPIKey,
+    MissingAPIKey,
+    RevokedAPIKey,
+    SessionCookieNotAccepted,
+    ThotbotError,
+    UnsupportedAuthScheme,
+)
+from thotbot.identity import READ_METHODS, AuthMethod, Identity
+from thotbot.storage import KeyRecord, KeyStore
+
+__all__ = ["PUBLIC_ENDPOINTS", "SESSION_COOKIE", "APIKeyGuard"]
+
+access_log = logging.getLogger("thotbot.access")
+SESSION_COOKIE = "thotbot_session"
+#: (method, path) pairs under /v1 that need no key.
+PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
+_MAX_UA = 512
+
+
+class APIKeyGuard:
+    def __init__(self, app: ASGIApp, store: KeyStore, cache: KeyCache, last_used: LastUsedRecorder) -> None:
+        self.app = app
+        self.store = store
+        self.cache = cache
+        self.last_used = last_used
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        key_id = "-"
+
+        async def send_no_store(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), NO_STORE]
+            await send(message)
+
+        path: str = scope["path"]
+        try:
+            _refuse_key_in_query(scope["query_string"])
+            if (scope["method"], path) not in PUBLIC_ENDPOINTS:
+                identity, user_agent = await self._authenticate(scope)
+                key_id = identity.key_id or "-"
+                scope.setdefault("state", {})["identity"] = identity
+                self.last_used.record(key_id, time.time(), user_agent)
+            await self.app(scope, receive, send_no_store)
+        except ThotbotError as exc:
+            await send_problem(send_no_store, exc, path)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                # The query string is never logged: it is where a misplaced key would be.
+                access_log.info(
+                    '%s "%s %s" %d %s %.1fms',
+                    _client(scope),
+                    scope["method"],
+                    path,
+                    status,
+                    key_id,
+                    (time.perf_counter() - started) * 1000,
+                )
+
+    async def _authenticate(self, scope: Scope) -> tuple[Identity, str | None]:
+        authorization: bytes | None = None
+        cookie = b""
+        user_agent: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is not None:
+                    raise MalformedAPIKey("Send exactly one Authorization header.")
+                authorization = value
+            elif name == b"user-agent":
+                user_agent = value
+            elif name == b"cookie":
+                cookie += b";" + value
+        record = await self._verify(authorization, cookie)
+        if record.read_only and scope["method"] not in READ_METHODS:
+            raise InsufficientScope
+        identity = Identity(
+            account_id=record.account_id,
+            method=AuthMethod.API_KEY,
+            key_id=record.id,
+            read_only=record.read_only,
+            grants=record.grants,
+        )
+        ua = user_agent[:_MAX_UA].decode("latin-1") if user_agent else None
+        return identity, ua
+
+    async def _verify(self, authorization: bytes | None, cookie: bytes) -> KeyRecord:
+        token = _bearer_token(authorization, cookie)
+        parsed = keys.parse(token)
+        now = time.time()
+        entry = self.cache.get(parsed.digest)
+        if entry is None:
+            entry = await self._load(parsed.digest)
+        if entry.revoked_ts is not None and entry.revoked_ts <= now:
+            raise RevokedAPIKey
+        if entry.expires_ts is not None and entry.expires_ts <= now:
+            raise ExpiredAPIKey
+        return entry.record
+
+    async def _load(self, digest: bytes) -> CachedKey:
+        try:
+            record = await anyio.to_thread.run_sync(self.store.find_by_hash, digest)
+        except SQLAlchemyError:
+            logging.getLogger("thotbot.auth").warning(
+                "key lookup failed: database unavailable", exc_info=True
+            )
+            raise DatabaseUnavailable from None
+        if record is None:
+            raise InvalidAPIKey
+        return self.cache.put(digest, record)
+
+
+def _bearer_token(authorization: bytes | None, cookie: bytes) -> str:
+    value = authorization.decode("latin-1").strip() if authorization is not None else ""
+    if not value:
+        if _has_session_cookie(cookie):
+            raise SessionCookieNotAccepted
+        raise MissingAPIKey
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        raise UnsupportedAuthScheme
+    token = token.strip()
+    if not token:
+        if _has_session_cookie(cookie):
+            raise SessionCookieNotAccepted
+        raise MissingAPIKey("The Bearer token is empty: send 'Authorization: Bearer thot_ak_...'.")
+    return token
+
+
+def _has_session_cookie(cookie: bytes) -> bool:
+    prefix = SESSION_COOKIE.encode() + b"="
+    return any(part.strip().startswith(prefix) for part in cookie.split(b";"))
+
+
+def _refuse_key_in_query(query_string: bytes) -> None:
+    if query_string and keys.looks_like_key(unquote_plus(query_string.decode("latin-1"))):
+        raise APIKeyInURL
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "-"

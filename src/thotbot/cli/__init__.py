@@ -1,0 +1,247 @@
+"""The `thotbot` command for operators: one function per command, one clear line per error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from thotbot import __version__
+from thotbot.accounts import check_password_strength, hash_password
+from thotbot.api.serializers import key_json
+from thotbot.config import Settings, load_settings
+from thotbot.dates import parse_expiry
+from thotbot.errors import ThotbotError, ValidationFailed
+from thotbot.identity import GRANTABLE
+from thotbot.services import Services, build_services
+from thotbot.storage.db import redacted_url
+from thotbot.storage.migrate import upgrade
+from thotbot.storage.models import utcnow
+
+__all__ = ["main"]
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        settings = load_settings()
+        return int(args.func(args, settings))
+    except ThotbotError as exc:
+        return _fail(exc.detail)
+    except SQLAlchemyError as exc:
+        url = redacted_url(settings.database_url_value())
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return _fail(f"database error ({url}): {reason}")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"thotbot: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _services(settings: Settings) -> Services:
+    services = build_services(settings)
+    upgrade(services.engine)  # idempotent: a fresh checkout works without a separate step
+    return services
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from thotbot.logs import configure_logging
+
+    configure_logging(settings.log_format)
+    services = _services(settings)
+    has_accounts = services.users.count() > 0
+    services.engine.dispose()
+    _say(
+        f"Thotbot {__version__} on http://{args.host}:{args.port} (database: "
+        f"{redacted_url(settings.database_url_value())})"
+    )
+    if not has_accounts:
+        _say(
+            f"No accounts yet: sign up at {settings.public_url}/signup, or from a shell:\n"
+            "  printf '%s' 'a-long-password' |"
+            " .venv/bin/thotbot users create you@example.com --password-stdin"
+        )
+    uvicorn.run(
+        "thotbot.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    _services(settings)
+    _say("database is up to date")
+    return 0
+
+
+def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.password_stdin:
+        raise ValidationFailed("pass --password-stdin and give the password on standard input")
+    password = sys.stdin.readline().rstrip("\r\n")
+    check_password_strength(password)
+    services = _services(settings)
+    account = services.users.create(args.email, hash_password(password), is_admin=args.admin)
+    services.security_log.record(
+        account.id, "account.created", actor="operator", detail="created with the CLI"
+    )
+    print(account.id)
+    _say(f"created account {account.email}" + (" (admin)" if args.admin else ""))
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    name = args.name.strip()
+    if not name or len(name) > 100:
+        raise ValidationFailed("--name must be 1 to 100 characters")
+    expires_at = parse_expiry(args.expires_at, utcnow(), field="--expires-at")
+    services = _services(settings)
+    account = services.users.get_by_email(args.user)
+    raw, record = services.keys.create(account.id, name, expires_at=expires_at, read_only=args.read_only)
+    services.security_log.record(
+        account.id,
+        "key.created",
+        actor="operator",
+        key_id=record.id,
+        detail=f"created {name!r} ({record.hint}) with the CLI",
+    )
+    print(raw)
+    _say(f"created key {record.id} ({record.hint}) for {account.email}; it will not be shown again")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    account = services.users.get_by_email(args.user)
+    now = utcnow()
+    rows = [key_json(r, now) for r in services.keys.list_for_account(account.id)]
+    if args.json:
+        print(json.dumps({"keys": rows}, indent=2))
+        return 0
+    if not rows:
+        _say(f"{account.email} has no keys")
+        return 0
+    header = ("ID", "NAME", "HINT", "CREATED", "LAST USED", "EXPIRES", "STATE")
+    table = [header] + [
+        (
+            str(r["id"]),
+            str(r["name"]),
+            str(r["hint"]),
+            _short(r["created_at"]),
+            _short(r["last_used_at"]) or "never",
+            _short(r["expires_at"]) or "never",
+            str(r["state"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    before = services.keys.get(args.key_id)
+    record = services.keys.revoke(args.key_id, reason="revoked by operator")
+    if before.revoked_at is None:
+        services.security_log.record(
+            record.account_id,
+            "key.revoked",
+            actor="operator",
+            key_id=record.id,
+            detail=f"revoked {record.name!r} ({record.hint}) with the CLI",
+        )
+        _say(f"revoked {record.id} ({record.hint})")
+    else:
+        _say(f"{record.id} ({record.hint}) was already revoked")
+    return 0
+
+
+def cmd_keys_grant(args: argparse.Namespace, settings: Settings) -> int:
+    if args.grant not in GRANTABLE:
+        raise ValidationFailed(f"unknown grant {args.grant!r}; grants: {', '.join(sorted(GRANTABLE))}")
+    services = _services(settings)
+    record = services.keys.grant(args.key_id, args.grant)
+    services.security_log.record(
+        record.account_id,
+        "key.granted",
+        actor="operator",
+        key_id=record.id,
+        detail=f"granted {args.grant} to {record.name!r} ({record.hint})",
+    )
+    _say(f"granted {args.grant} to {record.id} ({record.hint})")
+    return 0
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _short(value: object) -> str:
+    if not isinstance(value, str):
+        return ""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thotbot", description="Operate the Thotbot API platform.")
+    parser.add_argument("--version", action="version", version=f"thotbot {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="apply migrations, then serve the API and the dashboard")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(metavar="COMMAND", required=True)
+    db.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)
+
+    users = sub.add_parser("users", help="accounts").add_subparsers(metavar="COMMAND", required=True)
+    create_user = users.add_parser("create", help="create an account")
+    create_user.add_argument("email")
+    create_user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    create_user.add_argument("--admin", action="store_true")
+    create_user.set_defaults(func=cmd_users_create)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(metavar="COMMAND", required=True)
+    create_key = keys.add_parser("create", help="create a key and print it once on stdout")
+    create_key.add_argument("--user", required=True, metavar="EMAIL")
+    create_key.add_argument("--name", required=True)
+    create_key.add_argument("--expires-at", metavar="ISO8601")
+    create_key.add_argument("--read-only", action="store_true")
+    create_key.set_defaults(func=cmd_keys_create)
+    list_keys = keys.add_parser("list", help="list an account's keys (never the keys themselves)")
+    list_keys.add_argument("--user", required=True, metavar="EMAIL")
+    list_keys.add_argument("--json", action="store_true")
+    list_keys.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key; running servers refuse it within a second")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.set_defaults(func=cmd_keys_revoke)
+    grant = keys.add_parser("grant", help="let one key call the restricted endpoints")
+    grant.add_argument("key_id", metavar="KEY_ID")
+    grant.add_argument("grant", metavar="GRANT", help="account:security")
+    grant.set_defaults(func=cmd_keys_grant)
+    return parser

@@ -1,0 +1,99 @@
+"""Settings, read once at start-up from THOTBOT_* variables and an optional .env file."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from limits import parse as parse_limit
+from pydantic import SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from thotbot.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THOTBOT_", env_file=".env", extra="ignore", frozen=True)
+
+    # SecretStr masks the URL's password in reprs and tracebacks.
+    database_url: SecretStr = SecretStr("sqlite:///./var/thotbot.db")
+    redis_url: SecretStr | None = None
+    public_url: str = "http://localhost:8000"
+    rate_limit: str = "600/minute"
+    anon_rate_limit: str = "60/minute"
+    smtp_url: SecretStr | None = None
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: SecretStr) -> SecretStr:
+        scheme = v.get_secret_value().split(":", 1)[0]
+        if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return v
+
+    @field_validator("redis_url", "smtp_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and urlsplit(v.get_secret_value()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return v
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            parts = urlsplit(v.get_secret_value())
+            if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+                raise ValueError("must look like smtp://host:port")
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an origin such as http://localhost:8000")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("must be an origin, with no path, such as https://thotbot.example")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        return v.rstrip("/")
+
+    @field_validator("rate_limit", "anon_rate_limit")
+    @classmethod
+    def _limit(cls, v: str) -> str:
+        try:
+            parse_limit(v)
+        except ValueError:
+            raise ValueError("must be in the limits notation, such as 600/minute") from None
+        return v
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def rp_id(self) -> str:
+        return urlsplit(self.public_url).hostname or "localhost"
+
+    def database_url_value(self) -> str:
+        return self.database_url.get_secret_value()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning the first bad value into one ConfigError line naming its variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"THOTBOT_{field.upper()}: {message}") from None

@@ -1,0 +1,29 @@
+"""Parsing the dates people and programs give us, pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from thotbot.errors import ValidationFailed
+
+__all__ = ["parse_expiry"]
+
+
+def parse_expiry(value: object, now: datetime, *, field: str = "expires_at") -> datetime | None:
+    """An ISO 8601 time in the future (UTC when no zone is given), or None for 'never expires'."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed(f"'{field}' must be an ISO 8601 date-time string or null.", field=field)
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(
+            f"'{field}' is not an ISO 8601 date or date-time, such as 2027-01-31 or 2027-01-31T12:00:00Z.",
+            field=field,
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if when <= now:
+        raise ValidationFailed(f"'{field}' must be in the future.", field=field)
+    return when.astimezone(UTC)

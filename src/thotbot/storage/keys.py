@@ -1,0 +1,170 @@
+"""SQLKeyStore: API keys in SQL, looked up by the SHA-256 of the key through a unique index."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from thotbot import keys
+from thotbot.errors import NotFound
+from thotbot.storage import KeyRecord, KeyUsage
+from thotbot.storage.db import SessionFactory
+from thotbot.storage.models import APIKey, KeyEvent, utcnow
+
+__all__ = ["SQLKeyStore", "new_key_id", "to_record"]
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def to_record(row: APIKey) -> KeyRecord:
+    return KeyRecord(
+        id=row.id,
+        account_id=row.account_id,
+        name=row.name,
+        hint=row.hint,
+        read_only=row.read_only,
+        grants=frozenset(row.grants.split()),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+        last_user_agent=row.last_user_agent,
+    )
+
+
+class SQLKeyStore:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    def create(
+        self,
+        account_id: str,
+        name: str,
+        *,
+        expires_at: datetime | None = None,
+        read_only: bool = False,
+    ) -> tuple[str, KeyRecord]:
+        raw = keys.generate()
+        row = APIKey(
+            id=new_key_id(),
+            account_id=account_id,
+            name=name,
+            key_hash=keys.hash_key(raw),
+            hint=keys.hint(raw),
+            read_only=read_only,
+            grants="",
+            created_at=utcnow(),
+            expires_at=expires_at,
+        )
+        with self._sessions.begin() as session:
+            session.add(row)
+            session.flush()
+            record = to_record(row)
+        return raw, record
+
+    def find_by_hash(self, digest: bytes) -> KeyRecord | None:
+        with self._sessions() as session:
+            row = session.scalars(select(APIKey).where(APIKey.key_hash == digest)).one_or_none()
+            return to_record(row) if row else None
+
+    def find(self, key_id: str) -> KeyRecord | None:
+        with self._sessions() as session:
+            row = session.get(APIKey, key_id)
+            return to_record(row) if row else None
+
+    def get(self, key_id: str) -> KeyRecord:
+        record = self.find(key_id)
+        if record is None:
+            raise NotFound(f"No API key with id {key_id!r}.")
+        return record
+
+    def list_for_account(self, account_id: str) -> list[KeyRecord]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(APIKey).where(APIKey.account_id == account_id).order_by(APIKey.created_at.desc())
+            )
+            return [to_record(row) for row in rows]
+
+    def revoke(self, key_id: str, *, reason: str = "revoked") -> KeyRecord:
+        with self._sessions.begin() as session:
+            row = self._locked(session, key_id)
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                row.revoked_reason = reason
+                session.add(KeyEvent(key_id=key_id))
+            return to_record(row)
+
+    def revoke_by_hashes(self, digests: Sequence[bytes], *, reason: str) -> list[KeyRecord]:
+        if not digests:
+            return []
+        now = utcnow()
+        with self._sessions.begin() as session:
+            rows = session.scalars(
+                select(APIKey).where(APIKey.key_hash.in_(digests), APIKey.revoked_at.is_(None))
+            ).all()
+            for row in rows:
+                row.revoked_at = now
+                row.revoked_reason = reason
+                session.add(KeyEvent(key_id=row.id))
+            return [to_record(row) for row in rows]
+
+    def grant(self, key_id: str, grant: str) -> KeyRecord:
+        with self._sessions.begin() as session:
+            row = self._locked(session, key_id)
+            current = set(row.grants.split())
+            if grant not in current:
+                row.grants = " ".join(sorted(current | {grant}))
+                session.add(KeyEvent(key_id=key_id))
+            return to_record(row)
+
+    def set_expiry(self, key_id: str, expires_at: datetime | None) -> KeyRecord:
+        with self._sessions.begin() as session:
+            row = self._locked(session, key_id)
+            row.expires_at = expires_at
+            session.add(KeyEvent(key_id=key_id))
+            return to_record(row)
+
+    def rename(self, key_id: str, name: str) -> KeyRecord:
+        with self._sessions.begin() as session:
+            row = self._locked(session, key_id)
+            row.name = name
+            session.add(KeyEvent(key_id=key_id))
+            return to_record(row)
+
+    def record_usage(self, usage: Mapping[str, KeyUsage]) -> None:
+        if not usage:
+            return
+        with self._sessions.begin() as session:
+            for key_id, use in sorted(usage.items()):
+                session.execute(
+                    update(APIKey)
+                    .where(APIKey.id == key_id)
+                    .where((APIKey.last_used_at.is_(None)) | (APIKey.last_used_at < use.last_used_at))
+                    .values(last_used_at=use.last_used_at, last_user_agent=use.user_agent)
+                )
+
+    def changes_since(self, seq: int) -> tuple[int, list[str]]:
+        with self._sessions() as session:
+            rows = session.execute(
+                select(KeyEvent.seq, KeyEvent.key_id).where(KeyEvent.seq > seq).order_by(KeyEvent.seq)
+            ).all()
+        if not rows:
+            return seq, []
+        return rows[-1][0], [key_id for _, key_id in rows]
+
+    def latest_change(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.coalesce(func.max(KeyEvent.seq), 0))) or 0
+
+    @staticmethod
+    def _locked(session: Session, key_id: str) -> APIKey:
+        row = session.get(APIKey, key_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"No API key with id {key_id!r}.")
+        return row

@@ -1,0 +1,93 @@
+"""Shared fixtures: settings and services on a real SQLite file or a real PostgreSQL, the app, clients."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from tests.services import postgres_database
+from thotbot.app import ThotbotApp, create_app
+from thotbot.config import Settings, load_settings
+from thotbot.services import Services, build_services
+from thotbot.storage.migrate import upgrade
+from thotbot.storage.models import Base
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No THOTBOT_* variable or .env file from the developer's shell leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("THOTBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def _postgres_url() -> Iterator[str]:
+    with postgres_database() as url:
+        services = build_services(load_settings(database_url=url))
+        upgrade(services.engine)
+        services.engine.dispose()
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: a fresh SQLite file, or the run's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'thotbot.db'}"
+        return
+    url: str = request.getfixturevalue("_postgres_url")
+    yield url
+    services = build_services(load_settings(database_url=url))
+    with services.engine.begin() as connection:
+        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    services.engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return load_settings(database_url=database_url)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    services = build_services(settings)
+    upgrade(services.engine)
+    yield services
+    services.engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, services: Services) -> ThotbotApp:
+    return create_app(settings, services)
+
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def client_factory(app: ThotbotApp) -> ClientFactory:
+    return functools.partial(TestClient, app, base_url="http://localhost")
+
+
+@pytest.fixture
+def client(client_factory: ClientFactory) -> Iterator[TestClient]:
+    with client_factory() as client:
+        yield client
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    # Browser tests are the slowest: run them last so quick failures show first.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -1,0 +1,60 @@
+"""Real backing services for tests: PostgreSQL and Redis on loopback, and free ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+import redis
+
+PG_ADMIN_URL = os.environ.get("THOTBOT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("THOTBOT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def missing_service(reason: str) -> None:
+    """Under CI=true a missing service fails the test; elsewhere it skips, saying why."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: services are required)")
+    pytest.skip(reason)
+
+
+def _pg_url(database: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """Create a database of its own for this test run; drop it afterwards."""
+    name = f"thotbot_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        missing_service(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+        raise
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _pg_url(name).replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def redis_url() -> str:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        missing_service(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
