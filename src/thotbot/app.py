@@ -65,7 +65,11 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         routes=api_routes,
         middleware=[
             Middleware(
-                APIKeyGuard, store=services.keys, cache=services.key_cache, last_used=services.last_used
+                APIKeyGuard,
+                store=services.keys,
+                cache=services.key_cache,
+                last_used=services.last_used,
+                limiter=services.rate_limiter,
             )
         ],
         exception_handlers={
@@ -120,28 +124,36 @@ def _ping(services: Services) -> None:
 def _lifespan(services: Services):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
         tasks = [
-            asyncio.create_task(_poll_key_changes(services), name="thotbot-key-poller"),
-            asyncio.create_task(_flush_periodically(services), name="thotbot-usage-flusher"),
+            asyncio.create_task(_poll_key_changes(services, stop), name="thotbot-key-poller"),
+            asyncio.create_task(_flush_periodically(services, stop), name="thotbot-usage-flusher"),
         ]
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
+            # Stop, not cancel: a worker thread in the middle of a query finishes it first, so
+            # no connection is abandoned when the engine is disposed.
+            stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             # A graceful shutdown (SIGTERM) loses no usage data.
             await services.last_used.flush()
+            await services.rate_limiter.close()
             services.engine.dispose()
 
     return lifespan
 
 
-async def _poll_key_changes(services: Services) -> None:
+async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _poll_key_changes(services: Services, stop: asyncio.Event) -> None:
     """Evict keys that any process changed (revoked, granted, expired) from this process's cache."""
     seq: int | None = None
     failing = False
-    while True:
+    while not stop.is_set():
         try:
             if seq is None:
                 seq = await anyio.to_thread.run_sync(services.keys.latest_change)
@@ -160,10 +172,10 @@ async def _poll_key_changes(services: Services) -> None:
             if not failing:
                 log.warning("key change poller cannot reach the database; retrying", exc_info=True)
             failing = True
-        await asyncio.sleep(POLL_INTERVAL)
+        await _sleep_unless_stopped(stop, POLL_INTERVAL)
 
 
-async def _flush_periodically(services: Services) -> None:
-    while True:
-        await asyncio.sleep(FLUSH_INTERVAL)
+async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await _sleep_unless_stopped(stop, FLUSH_INTERVAL)
         await services.last_used.flush()

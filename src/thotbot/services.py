@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from thotbot.auth.cache import KeyCache
 from thotbot.auth.usage import LastUsedRecorder
 from thotbot.config import Settings
+from thotbot.ratelimit import RateLimiter
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
@@ -27,9 +28,12 @@ class Services:
     security_log: SQLSecurityLog
     key_cache: KeyCache = field(default_factory=KeyCache)
     last_used: LastUsedRecorder = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.last_used = LastUsedRecorder(self.keys.record_usage)
+        redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
+        self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
 
 
 def build_services(settings: Settings) -> Services:

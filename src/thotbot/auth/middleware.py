@@ -20,18 +20,21 @@ from thotbot.auth.cache import CachedKey, KeyCache
 from thotbot.auth.usage import LastUsedRecorder
 from thotbot.errors import (
     APIKeyInURL,
+    AuthenticationError,
     DatabaseUnavailable,
     ExpiredAPIKey,
     InsufficientScope,
     InvalidAPIKey,
     MalformedAPIKey,
     MissingAPIKey,
+    RateLimited,
     RevokedAPIKey,
     SessionCookieNotAccepted,
     ThotbotError,
     UnsupportedAuthScheme,
 )
 from thotbot.identity import READ_METHODS, AuthMethod, Identity
+from thotbot.ratelimit import RateLimiter
 from thotbot.storage import KeyRecord, KeyStore
 
 __all__ = ["PUBLIC_ENDPOINTS", "SESSION_COOKIE", "APIKeyGuard"]
@@ -44,11 +47,19 @@ _MAX_UA = 512
 
 
 class APIKeyGuard:
-    def __init__(self, app: ASGIApp, store: KeyStore, cache: KeyCache, last_used: LastUsedRecorder) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: KeyStore,
+        cache: KeyCache,
+        last_used: LastUsedRecorder,
+        limiter: RateLimiter,
+    ) -> None:
         self.app = app
         self.store = store
         self.cache = cache
         self.last_used = last_used
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,22 +68,38 @@ class APIKeyGuard:
         started = time.perf_counter()
         status = 500
         key_id = "-"
+        extra_headers = [NO_STORE]
 
         async def send_no_store(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), NO_STORE]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
             await send(message)
 
         path: str = scope["path"]
+        address = _client(scope)
         try:
-            _refuse_key_in_query(scope["query_string"])
-            if (scope["method"], path) not in PUBLIC_ENDPOINTS:
-                identity, user_agent = await self._authenticate(scope)
-                key_id = identity.key_id or "-"
-                scope.setdefault("state", {})["identity"] = identity
-                self.last_used.record(key_id, time.time(), user_agent)
+            try:
+                _refuse_key_in_query(scope["query_string"])
+                if (scope["method"], path) in PUBLIC_ENDPOINTS:
+                    decision = await self.limiter.hit_anon(address)
+                else:
+                    identity, user_agent = await self._authenticate(scope, address)
+                    key_id = identity.key_id or "-"
+                    scope.setdefault("state", {})["identity"] = identity
+                    self.last_used.record(key_id, time.time(), user_agent)
+                    decision = await self.limiter.hit_key(key_id)
+            except (AuthenticationError, APIKeyInURL, InsufficientScope):
+                # Failed attempts count against the client's address, not against any key.
+                decision = await self.limiter.hit_anon(address)
+                extra_headers.extend(decision.headers())
+                if not decision.allowed:
+                    raise RateLimited(decision.reset_after) from None
+                raise
+            extra_headers.extend(decision.headers())
+            if not decision.allowed:
+                raise RateLimited(decision.reset_after)
             await self.app(scope, receive, send_no_store)
         except ThotbotError as exc:
             await send_problem(send_no_store, exc, path)
@@ -81,7 +108,7 @@ class APIKeyGuard:
                 # The query string is never logged: it is where a misplaced key would be.
                 access_log.info(
                     '%s "%s %s" %d %s %.1fms',
-                    _client(scope),
+                    address,
                     scope["method"],
                     path,
                     status,
@@ -89,7 +116,7 @@ class APIKeyGuard:
                     (time.perf_counter() - started) * 1000,
                 )
 
-    async def _authenticate(self, scope: Scope) -> tuple[Identity, str | None]:
+    async def _authenticate(self, scope: Scope, address: str) -> tuple[Identity, str | None]:
         authorization: bytes | None = None
         cookie = b""
         user_agent: bytes | None = None
@@ -102,7 +129,7 @@ class APIKeyGuard:
                 user_agent = value
             elif name == b"cookie":
                 cookie += b";" + value
-        record = await self._verify(authorization, cookie)
+        record = await self._verify(authorization, cookie, address)
         if record.read_only and scope["method"] not in READ_METHODS:
             raise InsufficientScope
         identity = Identity(
@@ -115,12 +142,15 @@ class APIKeyGuard:
         ua = user_agent[:_MAX_UA].decode("latin-1") if user_agent else None
         return identity, ua
 
-    async def _verify(self, authorization: bytes | None, cookie: bytes) -> KeyRecord:
+    async def _verify(self, authorization: bytes | None, cookie: bytes, address: str) -> KeyRecord:
         token = _bearer_token(authorization, cookie)
         parsed = keys.parse(token)
         now = time.time()
         entry = self.cache.get(parsed.digest)
         if entry is None:
+            if await self.limiter.anon_exhausted(address):
+                # This address keeps failing: answer 429 before spending a database lookup on it.
+                raise RateLimited(60, "Too many failed requests from this address; retry later.")
             entry = await self._load(parsed.digest)
         if entry.revoked_ts is not None and entry.revoked_ts <= now:
             raise RevokedAPIKey

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis
+
+from tests.services import redis_url
+from thotbot.ratelimit import Decision, RateLimiter, hash_address
+
+pytestmark = pytest.mark.anyio
+MakeLimiter = Callable[[str, str], RateLimiter]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def storage_url(request: pytest.FixtureRequest) -> str | None:
+    return None if request.param == "memory" else redis_url()
+
+
+@pytest.fixture
+async def make_limiter(storage_url: str | None) -> AsyncIterator[MakeLimiter]:
+    made: list[RateLimiter] = []
+
+    def make(per_key: str, anon: str, url: str | None = storage_url) -> RateLimiter:
+        made.append(RateLimiter(per_key, anon, url))
+        return made[-1]
+
+    yield make
+    for limiter in made:
+        await limiter.close()
+
+
+@pytest.fixture
+def key_id() -> str:
+    # Unique per test: the Redis database is shared with other runs.
+    return "key_" + uuid.uuid4().hex[:16]
+
+
+class TestRateLimiter:
+    async def test_hit_key_counts_down_then_refuses(self, make_limiter: MakeLimiter, key_id: str) -> None:
+        limiter = make_limiter("3/minute", "2/minute")
+
+        decisions = [await limiter.hit_key(key_id) for _ in range(4)]
+
+        assert [d.allowed for d in decisions] == [True, True, True, False]
+        assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+        assert all(d.limit == 3 for d in decisions)
+        assert all(0 < d.reset_after <= 60 for d in decisions)
+
+    async def test_keys_are_limited_separately(self, make_limiter: MakeLimiter, key_id: str) -> None:
+        limiter = make_limiter("1/minute", "1/minute")
+
+        assert (await limiter.hit_key(key_id)).allowed
+        assert (await limiter.hit_key(key_id + "x")).allowed
+        assert not (await limiter.hit_key(key_id)).allowed
+
+    async def test_anon_exhausted_after_the_limit(self, make_limiter: MakeLimiter) -> None:
+        limiter = make_limiter("10/minute", "2/minute")
+        address = f"192.0.2.{uuid.uuid4().int % 250}-{uuid.uuid4().hex}"
+
+        assert not await limiter.anon_exhausted(address)
+        await limiter.hit_anon(address)
+        await limiter.hit_anon(address)
+
+        assert await limiter.anon_exhausted(address)
+        assert not (await limiter.hit_anon(address)).allowed
+
+
+def test_decision_headers() -> None:
+    decision = Decision(allowed=True, limit=600, remaining=599, reset_after=42)
+
+    assert decision.headers() == [
+        (b"ratelimit-limit", b"600"),
+        (b"ratelimit-remaining", b"599"),
+        (b"ratelimit-reset", b"42"),
+    ]
+
+
+@pytest.mark.redis
+async def test_redis_holds_no_raw_address() -> None:
+    url = redis_url()
+    limiter = RateLimiter("10/minute", "10/minute", url)
+    address = "198.51.100." + str(uuid.uuid4().int % 250)
+
+    await limiter.hit_anon(address)
+
+    await limiter.close()
+    client = redis.Redis.from_url(url)
+    stored = [k.decode() for k in client.scan_iter("thotbot-rl*")]
+    client.close()
+    assert any(hash_address(address) in k for k in stored)
+    assert not any(address in k for k in stored)
+
+
+async def test_unreachable_redis_lets_requests_through(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = RateLimiter("1/minute", "1/minute", "redis://127.0.0.1:1/0")
+
+    decisions = [await limiter.hit_key("key_x") for _ in range(3)]
+
+    assert all(d.allowed for d in decisions)
+    assert not await limiter.anon_exhausted("203.0.113.9")
+    await limiter.close()
+    assert "not being limited" in caplog.text
