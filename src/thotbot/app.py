@@ -177,5 +177,6 @@ async def _poll_key_changes(services: Services, stop: asyncio.Event) -> None:
 
 async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        await _sleep_unless_stopped(stop, FLUSH_INTERVAL)
+        # Flushing first loads the day's shared address-hash salt as soon as the server starts.
         await services.last_used.flush()
+        await _sleep_unless_stopped(stop, FLUSH_INTERVAL)

@@ -6,8 +6,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from thotbot.errors import ConfigError
 
@@ -25,6 +27,9 @@ class Settings(BaseSettings):
     anon_rate_limit: str = "60/minute"
     smtp_url: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
+    usage_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
+    usage_recording: Literal["on", "off"] = "on"
 
     @field_validator("database_url")
     @classmethod
@@ -32,6 +37,11 @@ class Settings(BaseSettings):
         scheme = v.get_secret_value().split(":", 1)[0]
         if scheme not in ("sqlite", "postgresql", "postgresql+psycopg"):
             raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        try:
+            make_url(v.get_secret_value())
+        except (ValueError, ArgumentError):
+            # Never the parser's message: it may quote the URL, password included.
+            raise ValueError("is not a valid database URL (check its host, port and escaping)") from None
         return v
 
     @field_validator("redis_url", "smtp_url", mode="before")

@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from thotbot.auth.cache import KeyCache
-from thotbot.auth.usage import LastUsedRecorder
 from thotbot.config import Settings
 from thotbot.ratelimit import RateLimiter
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
+from thotbot.storage.usage import SQLUsageStore
 from thotbot.storage.users import SQLUserStore
+from thotbot.usage import DisabledRecorder, UsageRecorder
 
 __all__ = ["Services", "build_services"]
 
@@ -27,11 +28,14 @@ class Services:
     users: SQLUserStore
     security_log: SQLSecurityLog
     key_cache: KeyCache = field(default_factory=KeyCache)
-    last_used: LastUsedRecorder = field(init=False)
+    usage: SQLUsageStore = field(init=False)
+    last_used: UsageRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.last_used = LastUsedRecorder(self.keys.record_usage)
+        self.usage = SQLUsageStore(self.sessions)
+        recorder = UsageRecorder if self.settings.usage_recording == "on" else DisabledRecorder
+        self.last_used = recorder(self.usage, retention_days=self.settings.usage_retention_days)
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
 

@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from thotbot import keys
 from thotbot.api.problems import NO_STORE, send_problem
 from thotbot.auth.cache import CachedKey, KeyCache
-from thotbot.auth.usage import LastUsedRecorder
 from thotbot.errors import (
     APIKeyInURL,
     AuthenticationError,
@@ -36,6 +35,7 @@ from thotbot.errors import (
 from thotbot.identity import READ_METHODS, AuthMethod, Identity
 from thotbot.ratelimit import RateLimiter
 from thotbot.storage import KeyRecord, KeyStore
+from thotbot.usage import UsageRecorder, user_agent_notice
 
 __all__ = ["PUBLIC_ENDPOINTS", "SESSION_COOKIE", "APIKeyGuard"]
 
@@ -52,7 +52,7 @@ class APIKeyGuard:
         app: ASGIApp,
         store: KeyStore,
         cache: KeyCache,
-        last_used: LastUsedRecorder,
+        last_used: UsageRecorder,
         limiter: RateLimiter,
     ) -> None:
         self.app = app
@@ -88,7 +88,10 @@ class APIKeyGuard:
                     identity, user_agent = await self._authenticate(scope, address)
                     key_id = identity.key_id or "-"
                     scope.setdefault("state", {})["identity"] = identity
-                    self.last_used.record(key_id, time.time(), user_agent)
+                    self.last_used.record(key_id, time.time(), user_agent, address)
+                    notice = user_agent_notice(user_agent)
+                    if notice is not None:
+                        extra_headers.append(notice)
                     decision = await self.limiter.hit_key(key_id)
             except (AuthenticationError, APIKeyInURL, InsufficientScope):
                 # Failed attempts count against the client's address, not against any key.

@@ -21,6 +21,7 @@ from thotbot.services import Services, build_services
 from thotbot.storage.db import redacted_url
 from thotbot.storage.migrate import upgrade
 from thotbot.storage.models import utcnow
+from thotbot.usage import report
 
 __all__ = ["main"]
 
@@ -195,6 +196,24 @@ def cmd_keys_grant(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_integrations(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    try:
+        keys, now = services.usage.integrations(), utcnow()
+    finally:
+        services.engine.dispose()
+    if args.json:
+        body = report.generic_json(keys, now) if args.generic else report.integrations_json(keys, now)
+        print(json.dumps(body, indent=2))
+        return 0
+    lines = report.generic_lines(keys, now) if args.generic else report.integrations_lines(keys, now)
+    if not lines:
+        _say("no keys send only generic or missing User-Agents" if args.generic else "no usage recorded yet")
+    for line in lines:
+        print(line)
+    return 0
+
+
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -244,4 +263,13 @@ def _parser() -> argparse.ArgumentParser:
     grant.add_argument("key_id", metavar="KEY_ID")
     grant.add_argument("grant", metavar="GRANT", help="account:security")
     grant.set_defaults(func=cmd_keys_grant)
+
+    integrations = sub.add_parser(
+        "integrations", help="per account and key, each User-Agent seen: app, version, contact, counts"
+    )
+    integrations.add_argument("--json", action="store_true")
+    integrations.add_argument(
+        "--generic", action="store_true", help="only keys sending generic or missing User-Agents"
+    )
+    integrations.set_defaults(func=cmd_integrations)
     return parser

@@ -1,0 +1,418 @@
+"""SQLUsageStore: requests per key and day, each key's User-Agents, hashed client addresses, in SQL.
+
+Writes are batched upserts (``INSERT ... ON CONFLICT DO UPDATE``, on SQLite and PostgreSQL alike) that
+add counts, so every instance flushes into the same rows and a retried batch is simply added later.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from thotbot.storage import KeyRecord, KeyUsage
+from thotbot.storage.db import SessionFactory
+from thotbot.storage.keys import to_record
+from thotbot.storage.models import Account, APIKey, Base, utcnow
+from thotbot.useragents import UAClass, clean, parse
+
+__all__ = [
+    "AgentCount",
+    "AgentUsage",
+    "ClientCount",
+    "DayCount",
+    "KeyAgents",
+    "SQLUsageStore",
+    "UsageAgent",
+    "UsageBatch",
+    "UsageClient",
+    "UsageDay",
+    "UsageSalt",
+]
+
+_CHUNK = 500
+
+
+class UsageDay(Base):
+    __tablename__ = "usage_days"
+    __table_args__ = (Index("ix_usage_days_day", "day"),)
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    unitemised: Mapped[int] = mapped_column(
+        BigInteger, default=0, comment="requests whose User-Agent was over the in-memory cap"
+    )
+
+
+class UsageAgent(Base):
+    __tablename__ = "usage_agents"
+    __table_args__ = (Index("ix_usage_agents_last_seen", "last_seen"),)
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    user_agent: Mapped[str] = mapped_column(String(512), primary_key=True, comment="'' when none was sent")
+    app: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(32))
+    contact: Mapped[str | None] = mapped_column(String(254))
+    ua_class: Mapped[str] = mapped_column(String(16), comment="descriptive, generic, browser-like, missing")
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageClient(Base):
+    __tablename__ = "usage_clients"
+    __table_args__ = (Index("ix_usage_clients_day", "day"),)
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
+    client_hash: Mapped[bytes] = mapped_column(
+        LargeBinary(16), primary_key=True, comment="keyed BLAKE2b of the address with the day's salt"
+    )
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageSalt(Base):
+    """The random key of each day's client-address hash; deleted after two days, so old hashes
+    cannot be reversed by hashing every possible address."""
+
+    __tablename__ = "usage_salts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    key_id: str
+    day: date
+    requests: int
+    unitemised: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCount:
+    key_id: str
+    user_agent: str | None
+    first_seen: datetime
+    last_seen: datetime
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCount:
+    key_id: str
+    day: date
+    client_hash: bytes
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBatch:
+    days: Sequence[DayCount] = ()
+    agents: Sequence[AgentCount] = ()
+    clients: Sequence[ClientCount] = ()
+    last_used: Mapping[str, KeyUsage] = field(default_factory=dict)
+
+    def key_ids(self) -> set[str]:
+        ids = set(self.last_used)
+        for rows in (self.days, self.agents, self.clients):
+            ids.update(row.key_id for row in rows)
+        return ids
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUsage:
+    user_agent: str | None
+    app: str | None
+    version: str | None
+    contact: str | None
+    ua_class: UAClass
+    first_seen: datetime
+    last_seen: datetime
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyAgents:
+    """One key's User-Agents, busiest first, with its account's address to write to."""
+
+    account_email: str
+    key: KeyRecord
+    agents: tuple[AgentUsage, ...]
+    unitemised: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(agent.requests for agent in self.agents) + self.unitemised
+
+
+class SQLUsageStore:
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    def write(self, batch: UsageBatch) -> None:
+        """Add a batch in one transaction; rows of keys that no longer exist are dropped."""
+        with self._sessions.begin() as session:
+            known = self._existing_keys(session, batch.key_ids())
+            self._upsert_days(session, [r for r in batch.days if r.key_id in known])
+            self._upsert_agents(session, [r for r in batch.agents if r.key_id in known])
+            self._upsert_clients(session, [r for r in batch.clients if r.key_id in known])
+            self._update_last_used(session, {k: v for k, v in batch.last_used.items() if k in known})
+
+    def ensure_salts(self, days: Iterable[date]) -> dict[date, bytes]:
+        """Return the salt of each day, creating those missing; every instance gets the same ones."""
+        wanted = sorted(set(days))
+        table = _table(UsageSalt)
+        with self._sessions.begin() as session:
+            stmt = _insert(session, table).on_conflict_do_nothing(index_elements=["day"])
+            rows = [{"day": d, "salt": secrets.token_bytes(32), "created_at": utcnow()} for d in wanted]
+            session.connection().execute(stmt, rows)
+            found = session.execute(select(UsageSalt.day, UsageSalt.salt).where(UsageSalt.day.in_(wanted)))
+            return {day: bytes(salt) for day, salt in found}
+
+    def prune(self, keep_since: date, salts_since: date) -> int:
+        """Delete aggregates from before ``keep_since`` and salts from before ``salts_since``."""
+        cutoff = datetime.combine(keep_since, time(), UTC)
+        with self._sessions.begin() as session:
+            deleted = 0
+            for stmt in (
+                delete(UsageDay).where(UsageDay.day < keep_since),
+                delete(UsageClient).where(UsageClient.day < keep_since),
+                delete(UsageAgent).where(UsageAgent.last_seen < cutoff),
+                delete(UsageSalt).where(UsageSalt.day < salts_since),
+            ):
+                deleted += session.connection().execute(stmt).rowcount
+            return deleted
+
+    def daily(self, key_id: str, since: date) -> dict[date, int]:
+        """Requests per UTC day from ``since`` on; days without requests are absent."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(UsageDay.day, UsageDay.requests)
+                .where(UsageDay.key_id == key_id, UsageDay.day >= since)
+                .order_by(UsageDay.day)
+            )
+            return {day: requests for day, requests in rows}
+
+    def agents(self, key_id: str) -> list[AgentUsage]:
+        """A key's User-Agents, busiest first."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(UsageAgent)
+                .where(UsageAgent.key_id == key_id)
+                .order_by(UsageAgent.requests.desc(), UsageAgent.user_agent)
+            )
+            return [_agent(row) for row in rows]
+
+    def distinct_clients(self, key_id: str, day: date) -> int:
+        with self._sessions() as session:
+            count = session.scalar(
+                select(func.count()).where(UsageClient.key_id == key_id, UsageClient.day == day)
+            )
+            return count or 0
+
+    def integrations(self) -> list[KeyAgents]:
+        """Every key with recorded usage, with its account's email; busiest keys first."""
+        owners: dict[str, tuple[str, KeyRecord]] = {}
+        agents: dict[str, list[AgentUsage]] = {}
+        with self._sessions() as session:
+            rows = session.execute(
+                select(UsageAgent, APIKey, Account.email)
+                .join(APIKey, APIKey.id == UsageAgent.key_id)
+                .join(Account, Account.id == APIKey.account_id)
+            )
+            for agent, key, email in rows:
+                owners.setdefault(key.id, (email, to_record(key)))
+                agents.setdefault(key.id, []).append(_agent(agent))
+            unitemised = {
+                key_id: int(total or 0)
+                for key_id, total in session.execute(
+                    select(UsageDay.key_id, func.sum(UsageDay.unitemised))
+                    .where(UsageDay.unitemised > 0)
+                    .group_by(UsageDay.key_id)
+                )
+            }
+            missing = sorted(set(unitemised) - set(owners))
+            if missing:
+                for key, email in session.execute(
+                    select(APIKey, Account.email)
+                    .join(Account, Account.id == APIKey.account_id)
+                    .where(APIKey.id.in_(missing))
+                ):
+                    owners[key.id] = (email, to_record(key))
+        result = [
+            KeyAgents(
+                account_email=email,
+                key=record,
+                agents=tuple(sorted(agents.get(key_id, ()), key=lambda a: (-a.requests, a.user_agent or ""))),
+                unitemised=unitemised.get(key_id, 0),
+            )
+            for key_id, (email, record) in owners.items()
+        ]
+        return sorted(result, key=lambda k: (-k.requests, k.account_email, k.key.id))
+
+    @staticmethod
+    def _existing_keys(session: Session, key_ids: set[str]) -> set[str]:
+        ordered = sorted(key_ids)
+        known: set[str] = set()
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            known.update(session.scalars(select(APIKey.id).where(APIKey.id.in_(chunk))))
+        return known
+
+    @staticmethod
+    def _upsert_days(session: Session, rows: list[DayCount]) -> None:
+        if not rows:
+            return
+        table = _table(UsageDay)
+        stmt = _insert(session, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key_id", "day"],
+            set_={
+                "requests": table.c.requests + stmt.excluded.requests,
+                "unitemised": table.c.unitemised + stmt.excluded.unitemised,
+            },
+        )
+        params = [
+            {"key_id": r.key_id, "day": r.day, "requests": r.requests, "unitemised": r.unitemised}
+            for r in sorted(rows, key=lambda r: (r.key_id, r.day))
+        ]
+        _execute_chunked(session, stmt, params)
+
+    @staticmethod
+    def _upsert_agents(session: Session, rows: list[AgentCount]) -> None:
+        if not rows:
+            return
+        table = _table(UsageAgent)
+        stmt = _insert(session, table)
+        excluded = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key_id", "user_agent"],
+            set_={
+                "requests": table.c.requests + excluded.requests,
+                "first_seen": case(
+                    (table.c.first_seen <= excluded.first_seen, table.c.first_seen), else_=excluded.first_seen
+                ),
+                "last_seen": case(
+                    (table.c.last_seen >= excluded.last_seen, table.c.last_seen), else_=excluded.last_seen
+                ),
+                # Parsed again on every write, so better rules apply to the agents still in use.
+                "app": excluded.app,
+                "version": excluded.version,
+                "contact": excluded.contact,
+                "ua_class": excluded.ua_class,
+            },
+        )
+        merged: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in rows:
+            user_agent = clean(r.user_agent) or ""
+            slot = (r.key_id, user_agent)
+            seen = merged.get(slot)
+            if seen is None:
+                parsed = parse(user_agent)
+                merged[slot] = {
+                    "key_id": r.key_id,
+                    "user_agent": user_agent,
+                    "app": parsed.app,
+                    "version": parsed.version,
+                    "contact": parsed.contact,
+                    "ua_class": parsed.ua_class.value,
+                    "first_seen": r.first_seen,
+                    "last_seen": r.last_seen,
+                    "requests": r.requests,
+                }
+            else:
+                seen["requests"] += r.requests
+                seen["first_seen"] = min(seen["first_seen"], r.first_seen)
+                seen["last_seen"] = max(seen["last_seen"], r.last_seen)
+        _execute_chunked(session, stmt, [merged[slot] for slot in sorted(merged)])
+
+    @staticmethod
+    def _upsert_clients(session: Session, rows: list[ClientCount]) -> None:
+        if not rows:
+            return
+        table = _table(UsageClient)
+        stmt = _insert(session, table)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key_id", "day", "client_hash"],
+            set_={"requests": table.c.requests + stmt.excluded.requests},
+        )
+        params = [
+            {"key_id": r.key_id, "day": r.day, "client_hash": r.client_hash, "requests": r.requests}
+            for r in sorted(rows, key=lambda r: (r.key_id, r.day, r.client_hash))
+        ]
+        _execute_chunked(session, stmt, params)
+
+    @staticmethod
+    def _update_last_used(session: Session, usage: Mapping[str, KeyUsage]) -> None:
+        if not usage:
+            return
+        table = _table(APIKey)
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .where(or_(table.c.last_used_at.is_(None), table.c.last_used_at < bindparam("b_at")))
+            .values(last_used_at=bindparam("b_at"), last_user_agent=bindparam("b_ua"))
+        )
+        params = [
+            {"b_id": key_id, "b_at": use.last_used_at, "b_ua": clean(use.user_agent)}
+            for key_id, use in sorted(usage.items())
+        ]
+        _execute_chunked(session, stmt, params)
+
+
+_Insert = sqlite.Insert | postgresql.Insert
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def _insert(session: Session, table: Table) -> _Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _execute_chunked(session: Session, stmt: Any, params: list[dict[str, Any]]) -> None:
+    connection = session.connection()
+    for start in range(0, len(params), _CHUNK):
+        connection.execute(stmt, params[start : start + _CHUNK])
+
+
+def _agent(row: UsageAgent) -> AgentUsage:
+    return AgentUsage(
+        user_agent=row.user_agent or None,
+        app=row.app,
+        version=row.version,
+        contact=row.contact,
+        ua_class=UAClass(row.ua_class),
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+        requests=row.requests,
+    )

@@ -1,0 +1,319 @@
+"""UsageRecorder: counts every authenticated request in bounded memory and writes batches off the
+request path, keeping a batch whose write failed until a later flush succeeds."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+
+from thotbot.storage import KeyUsage
+from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
+
+__all__ = ["DisabledRecorder", "RecorderStats", "UsageRecorder", "UsageWriter"]
+
+log = logging.getLogger("thotbot.usage")
+
+DAY = 86_400
+_EPOCH = date(1970, 1, 1)
+#: Distinct (key, day, User-Agent) entries kept between two flushes, in all and for one key.
+MAX_ENTRIES = 10_000
+MAX_AGENTS_PER_KEY = 1_000
+#: Distinct (key, day, hashed client address) entries kept between two flushes.
+MAX_CLIENTS = 10_000
+PRUNE_EVERY = 3600.0
+
+
+class UsageWriter(Protocol):
+    def write(self, batch: UsageBatch) -> None: ...
+
+    def ensure_salts(self, days: Iterable[date]) -> dict[date, bytes]: ...
+
+    def prune(self, keep_since: date, salts_since: date) -> int: ...
+
+
+@dataclass
+class RecorderStats:
+    """Lifetime counters, for logs, tests and the benchmark."""
+
+    written: int = 0
+    #: Requests counted only in their key's per-day total, their User-Agent being over the cap.
+    unitemised: int = 0
+    #: Client-address hashes not kept, being over the cap (their requests are still counted).
+    clients_dropped: int = 0
+    failed_flushes: int = 0
+
+
+class _Seen:
+    __slots__ = ("count", "first", "last")
+
+    def __init__(self, count: int, first: float, last: float) -> None:
+        self.count = count
+        self.first = first
+        self.last = last
+
+
+class _Window:
+    """What was recorded since the last flush; only the event loop's thread touches a live one."""
+
+    __slots__ = ("agents", "agents_per_key", "clients", "clients_dropped", "last", "overflow", "unitemised")
+
+    def __init__(self) -> None:
+        self.agents: dict[tuple[str, int, str | None], _Seen] = {}
+        self.agents_per_key: dict[str, int] = {}
+        self.unitemised: dict[tuple[str, int], int] = {}
+        self.clients: dict[tuple[str, int, bytes], int] = {}
+        self.last: dict[str, tuple[float, str | None]] = {}
+        self.overflow = 0
+        self.clients_dropped = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(seen.count for seen in self.agents.values()) + sum(self.unitemised.values())
+
+    def __len__(self) -> int:
+        return len(self.agents) + len(self.unitemised) + len(self.clients) + len(self.last)
+
+
+class UsageRecorder:
+    """Aggregates requests per (key, UTC day, User-Agent) and per hashed client address.
+
+    ``record`` does a few dict operations and one keyed hash: no I/O, no lock, no thread hop. Memory
+    is bounded whatever the traffic: past ``max_entries`` distinct User-Agents (or
+    ``max_agents_per_key`` for one key) a request is still counted in its key's daily total, as
+    "unitemised", and past ``max_clients`` its address hash is not kept. A batch whose write fails
+    is merged back into the next one under the same caps.
+
+    Client addresses are hashed at once with BLAKE2b keyed by a random salt per UTC day, shared by
+    every instance through the database and deleted after two days; the raw address is never kept.
+    """
+
+    def __init__(
+        self,
+        store: UsageWriter,
+        *,
+        retention_days: int = 90,
+        max_entries: int = MAX_ENTRIES,
+        max_agents_per_key: int = MAX_AGENTS_PER_KEY,
+        max_clients: int = MAX_CLIENTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._retention_days = retention_days
+        self._max_entries = max_entries
+        self._max_per_key = max_agents_per_key
+        self._max_clients = max_clients
+        self._clock = clock
+        self._window = _Window()
+        self._salts: dict[int, bytes] = {}
+        self._shared_salt_days: set[int] = set()
+        self._pruned_at = float("-inf")
+        self._flushing = False
+        self._failing = False
+        self.stats = RecorderStats()
+
+    def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
+        window = self._window
+        day = int(now // DAY)
+        slot = (key_id, day, user_agent)
+        seen = window.agents.get(slot)
+        if seen is not None:
+            seen.count += 1
+            seen.last = now
+        elif self._has_room(window, key_id):
+            window.agents[slot] = _Seen(1, now, now)
+            window.agents_per_key[key_id] = window.agents_per_key.get(key_id, 0) + 1
+        else:
+            other = (key_id, day)
+            window.unitemised[other] = window.unitemised.get(other, 0) + 1
+            window.overflow += 1
+        window.last[key_id] = (now, user_agent)
+        if client:
+            self._count_client(window, key_id, day, client)
+
+    @property
+    def pending(self) -> int:
+        """Entries held in memory now: what the caps bound."""
+        return len(self._window)
+
+    async def flush(self) -> int:
+        """Write what is pending in a worker thread; return the number of requests written."""
+        while self._flushing:
+            await anyio.sleep(0.01)
+        self._flushing = True
+        try:
+            written = await self._flush_window()
+            await self._maintain()
+            return written
+        finally:
+            self._flushing = False
+
+    def _has_room(self, window: _Window, key_id: str) -> bool:
+        return (
+            len(window.agents) < self._max_entries
+            and window.agents_per_key.get(key_id, 0) < self._max_per_key
+        )
+
+    def _count_client(self, window: _Window, key_id: str, day: int, client: str) -> None:
+        salt = self._salts.get(day)
+        if salt is None:
+            # No shared salt yet (the database was unreachable): a local one still never keeps the
+            # address, at the price of counting a client twice across instances on that day.
+            salt = self._salts[day] = secrets.token_bytes(32)
+        digest = hashlib.blake2b(client.encode("utf-8", "replace"), key=salt, digest_size=16).digest()
+        slot = (key_id, day, digest)
+        count = window.clients.get(slot)
+        if count is not None:
+            window.clients[slot] = count + 1
+        elif len(window.clients) < self._max_clients:
+            window.clients[slot] = 1
+        else:
+            window.clients_dropped += 1
+
+    async def _flush_window(self) -> int:
+        window, self._window = self._window, _Window()
+        if not len(window):
+            return 0
+        written = False
+        try:
+            await anyio.to_thread.run_sync(self._write, window)
+            written = True
+        except Exception:
+            # The edge of a background task: the database may be down. Keep the batch for the next
+            # flush, and never let a request see this.
+            self.stats.failed_flushes += 1
+            log.warning(
+                "could not write usage (%d requests, %d keys); keeping it to retry",
+                window.requests,
+                len(window.last),
+                exc_info=not self._failing,
+            )
+            self._failing = True
+        finally:
+            if not written:
+                # Also on cancellation: a shutdown that interrupts a flush still writes it last.
+                self._restore(window)
+        if not written:
+            return 0
+        if self._failing:
+            log.info("usage written again after %d failed flushes", self.stats.failed_flushes)
+            self._failing = False
+        requests = window.requests
+        self.stats.written += requests
+        self.stats.unitemised += window.overflow
+        self.stats.clients_dropped += window.clients_dropped
+        return requests
+
+    def _write(self, window: _Window) -> None:
+        """Runs in a worker thread, on a window no other code touches any more."""
+        days: dict[tuple[str, int], list[int]] = {}
+        agents: list[AgentCount] = []
+        for (key_id, day, user_agent), seen in window.agents.items():
+            days.setdefault((key_id, day), [0, 0])[0] += seen.count
+            agents.append(AgentCount(key_id, user_agent, _utc(seen.first), _utc(seen.last), seen.count))
+        for slot, count in window.unitemised.items():
+            totals = days.setdefault(slot, [0, 0])
+            totals[0] += count
+            totals[1] += count
+        batch = UsageBatch(
+            days=[DayCount(k, _date(d), n, u) for (k, d), (n, u) in days.items()],
+            agents=agents,
+            clients=[ClientCount(k, _date(d), h, n) for (k, d, h), n in window.clients.items()],
+            last_used={k: KeyUsage(_utc(ts), ua) for k, (ts, ua) in window.last.items()},
+        )
+        self._store.write(batch)
+        if window.overflow or window.clients_dropped:
+            log.warning(
+                "usage over the memory cap: %d requests counted without their User-Agent, "
+                "%d client hashes not kept",
+                window.overflow,
+                window.clients_dropped,
+            )
+
+    def _restore(self, old: _Window) -> None:
+        """Merge a batch whose write failed into the current window, under the same caps."""
+        window = self._window
+        for slot, seen in old.agents.items():
+            mine = window.agents.get(slot)
+            if mine is not None:
+                mine.count += seen.count
+                mine.first = min(mine.first, seen.first)
+                mine.last = max(mine.last, seen.last)
+            elif self._has_room(window, slot[0]):
+                window.agents[slot] = seen
+                window.agents_per_key[slot[0]] = window.agents_per_key.get(slot[0], 0) + 1
+            else:
+                other = (slot[0], slot[1])
+                window.unitemised[other] = window.unitemised.get(other, 0) + seen.count
+                window.overflow += seen.count
+        for other, count in old.unitemised.items():
+            window.unitemised[other] = window.unitemised.get(other, 0) + count
+        window.overflow += old.overflow
+        for client, count in old.clients.items():
+            if client in window.clients or len(window.clients) < self._max_clients:
+                window.clients[client] = window.clients.get(client, 0) + count
+            else:
+                window.clients_dropped += 1
+        window.clients_dropped += old.clients_dropped
+        for key_id, (ts, user_agent) in old.last.items():
+            newer = window.last.get(key_id)
+            if newer is None or newer[0] < ts:
+                window.last[key_id] = (ts, user_agent)
+
+    async def _maintain(self) -> None:
+        """Load the shared salts of today and tomorrow, and prune old aggregates once an hour."""
+        now = self._clock()
+        today = int(now // DAY)
+        for day in [d for d in self._salts if d < today - 1]:
+            del self._salts[day]
+            self._shared_salt_days.discard(day)
+        wanted = [today, today + 1]
+        need_salts = not self._shared_salt_days.issuperset(wanted)
+        need_prune = now - self._pruned_at >= PRUNE_EVERY
+        if not (need_salts or need_prune):
+            return
+        try:
+            salts = await anyio.to_thread.run_sync(self._maintenance, wanted, need_prune, today)
+        except Exception:
+            # The edge of a background task: retried on the next flush.
+            log.warning("usage maintenance failed; will retry", exc_info=not self._failing)
+            return
+        for day, salt in salts.items():
+            self._salts[day] = salt
+            self._shared_salt_days.add(day)
+        if need_prune:
+            self._pruned_at = now
+
+    def _maintenance(self, days: list[int], prune: bool, today: int) -> dict[int, bytes]:
+        salts = self._store.ensure_salts([_date(d) for d in days])
+        if prune:
+            deleted = self._store.prune(_date(today - self._retention_days + 1), _date(today - 1))
+            if deleted:
+                log.info("pruned %d usage rows older than %d days", deleted, self._retention_days)
+        return {(d - _EPOCH).days: salt for d, salt in salts.items()}
+
+
+class DisabledRecorder(UsageRecorder):
+    """Records nothing: THOTBOT_USAGE_RECORDING=off, for measuring what recording costs."""
+
+    def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
+        return
+
+    async def flush(self) -> int:
+        return 0
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _date(day: int) -> date:
+    return _EPOCH + timedelta(days=day)

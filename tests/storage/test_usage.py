@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from tests.factories import make_api_key, make_user
+from thotbot.services import Services
+from thotbot.storage import KeyUsage
+from thotbot.storage.models import Base
+from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
+from thotbot.useragents import UAClass
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+DAY = date(2026, 5, 1)
+
+
+def _batch(
+    key_id: str, *, requests: int = 3, at: datetime = T0, user_agent: str | None = "acme/1.0"
+) -> UsageBatch:
+    return UsageBatch(
+        days=[DayCount(key_id, at.date(), requests)],
+        agents=[AgentCount(key_id, user_agent, at, at + timedelta(seconds=1), requests)],
+        clients=[ClientCount(key_id, at.date(), b"\x01" * 16, requests)],
+        last_used={key_id: KeyUsage(at + timedelta(seconds=1), user_agent)},
+    )
+
+
+class TestSQLUsageStore:
+    def test_write_adds_to_what_is_there(self, services: Services) -> None:
+        _, key = make_api_key(services)
+
+        services.usage.write(_batch(key.id, requests=3, at=T0))
+        services.usage.write(_batch(key.id, requests=2, at=T0 - timedelta(hours=1)))
+
+        assert services.usage.daily(key.id, DAY) == {DAY: 5}
+        [agent] = services.usage.agents(key.id)
+        assert agent.requests == 5
+        assert agent.first_seen == T0 - timedelta(hours=1)
+        assert agent.last_seen == T0 + timedelta(seconds=1)
+        assert services.usage.distinct_clients(key.id, DAY) == 1
+
+    def test_write_stores_the_parsed_user_agent(self, services: Services) -> None:
+        _, key = make_api_key(services)
+
+        services.usage.write(_batch(key.id, user_agent="acme-sync/2.3.1 (ops@acme.example)"))
+
+        [agent] = services.usage.agents(key.id)
+        assert (agent.user_agent, agent.app, agent.version, agent.contact, agent.ua_class) == (
+            "acme-sync/2.3.1 (ops@acme.example)",
+            "acme-sync",
+            "2.3.1",
+            "ops@acme.example",
+            UAClass.DESCRIPTIVE,
+        )
+
+    def test_missing_and_blank_user_agents_are_one_row(self, services: Services) -> None:
+        _, key = make_api_key(services)
+        batch = UsageBatch(
+            agents=[
+                AgentCount(key.id, None, T0, T0, 1),
+                AgentCount(key.id, "", T0, T0, 2),
+                AgentCount(key.id, "  ", T0, T0, 4),
+            ]
+        )
+
+        services.usage.write(batch)
+
+        [agent] = services.usage.agents(key.id)
+        assert (agent.user_agent, agent.ua_class, agent.requests) == (None, UAClass.MISSING, 7)
+
+    def test_write_cleans_control_characters(self, services: Services) -> None:
+        _, key = make_api_key(services)
+
+        services.usage.write(_batch(key.id, user_agent="acme/1.0\x00\x1b[31m"))
+
+        [agent] = services.usage.agents(key.id)
+        assert agent.user_agent == "acme/1.0\ufffd\ufffd[31m"
+        assert services.keys.get(key.id).last_user_agent == "acme/1.0\ufffd\ufffd[31m"
+
+    def test_write_updates_last_used_only_forward(self, services: Services) -> None:
+        _, key = make_api_key(services)
+
+        services.usage.write(_batch(key.id, at=T0, user_agent="new/2"))
+        services.usage.write(_batch(key.id, at=T0 - timedelta(minutes=5), user_agent="old/1"))
+
+        record = services.keys.get(key.id)
+        assert record.last_used_at == T0 + timedelta(seconds=1)
+        assert record.last_user_agent == "new/2"
+
+    def test_write_drops_rows_of_unknown_keys(self, services: Services) -> None:
+        _, key = make_api_key(services)
+        batch = UsageBatch(
+            days=[DayCount(key.id, DAY, 1), DayCount("key_gone", DAY, 1)],
+            agents=[AgentCount("key_gone", "x/1", T0, T0, 1)],
+            clients=[ClientCount("key_gone", DAY, b"\x02" * 16, 1)],
+            last_used={"key_gone": KeyUsage(T0, "x/1")},
+        )
+
+        services.usage.write(batch)
+
+        assert services.usage.daily(key.id, DAY) == {DAY: 1}
+        assert services.usage.daily("key_gone", DAY) == {}
+
+    def test_write_of_many_rows_in_chunks(self, services: Services) -> None:
+        _, key = make_api_key(services)
+        agents = [AgentCount(key.id, f"app{i}/1.0", T0, T0, 1) for i in range(1_200)]
+
+        services.usage.write(UsageBatch(agents=agents, days=[DayCount(key.id, DAY, 1_200)]))
+
+        assert len(services.usage.agents(key.id)) == 1_200
+
+    def test_daily_from_a_day_on(self, services: Services) -> None:
+        _, key = make_api_key(services)
+        days = [DayCount(key.id, DAY - timedelta(days=n), n + 1) for n in range(5)]
+
+        services.usage.write(UsageBatch(days=days))
+
+        assert services.usage.daily(key.id, DAY - timedelta(days=1)) == {DAY - timedelta(days=1): 2, DAY: 1}
+
+    def test_ensure_salts_gives_every_caller_the_same_salt(self, services: Services) -> None:
+        first = services.usage.ensure_salts([DAY, DAY + timedelta(days=1)])
+        again = services.usage.ensure_salts([DAY])
+
+        assert again == {DAY: first[DAY]}
+        assert len(first[DAY]) == 32
+        assert first[DAY] != first[DAY + timedelta(days=1)]
+
+    def test_prune(self, services: Services) -> None:
+        _, key = make_api_key(services)
+        old, recent = DAY - timedelta(days=100), DAY - timedelta(days=10)
+        old_at = datetime(old.year, old.month, old.day, 12, tzinfo=UTC)
+        services.usage.write(_batch(key.id, at=old_at, user_agent="old/1"))
+        services.usage.write(_batch(key.id, at=T0 - timedelta(days=10), user_agent="recent/1"))
+        yesterday = DAY - timedelta(days=1)
+        services.usage.ensure_salts([old, yesterday, DAY])
+
+        deleted = services.usage.prune(keep_since=DAY - timedelta(days=89), salts_since=yesterday)
+
+        assert deleted == 4  # one day, one client, one agent and one salt
+        assert services.usage.daily(key.id, old) == {recent: 3}
+        assert [a.user_agent for a in services.usage.agents(key.id)] == ["recent/1"]
+        assert services.usage.distinct_clients(key.id, old) == 0
+        assert set(services.usage.ensure_salts([yesterday, DAY])) == {yesterday, DAY}
+
+    def test_integrations_busiest_first(self, services: Services) -> None:
+        quiet_user = make_user(services, "quiet@example.com")
+        busy_user = make_user(services, "busy@example.com")
+        _, quiet = make_api_key(services, quiet_user)
+        _, busy = make_api_key(services, busy_user)
+        _, unused = make_api_key(services, busy_user)
+        services.usage.write(_batch(quiet.id, requests=1, user_agent="curl/8.5.0"))
+        services.usage.write(
+            UsageBatch(
+                days=[DayCount(busy.id, DAY, 12, unitemised=2)],
+                agents=[
+                    AgentCount(busy.id, "small/1", T0, T0, 3),
+                    AgentCount(busy.id, "big/1", T0, T0, 7),
+                ],
+            )
+        )
+
+        report = services.usage.integrations()
+
+        assert [(k.account_email, k.key.id, k.requests) for k in report] == [
+            ("busy@example.com", busy.id, 12),
+            ("quiet@example.com", quiet.id, 1),
+        ]
+        assert [a.user_agent for a in report[0].agents] == ["big/1", "small/1"]
+        assert report[0].unitemised == 2
+        assert unused.id not in {k.key.id for k in report}
+
+    def test_integrations_include_keys_with_only_unitemised_requests(self, services: Services) -> None:
+        _, key = make_api_key(services)
+
+        services.usage.write(UsageBatch(days=[DayCount(key.id, DAY, 5, unitemised=5)]))
+
+        [entry] = services.usage.integrations()
+        assert (entry.key.id, entry.agents, entry.requests) == (key.id, (), 5)
+
+
+@pytest.mark.parametrize("table", ["usage_days", "usage_agents", "usage_clients", "usage_salts"])
+def test_migration_matches_the_models(services: Services, table: str) -> None:
+    with services.engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    assert [d for d in diffs if table in repr(d)] == []

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.factories import bearer, make_api_key
+from thotbot.services import Services
+from thotbot.usage import NOTICE_HEADER, user_agent_notice
+
+NOTICE = NOTICE_HEADER[1].decode()
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "noticed"),
+    [
+        ("acme-sync/2.3.1 (ops@acme.example)", False),
+        ("bot/1.0 (+https://acme.example/bot)", False),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", False),
+        ("curl/8.5.0", True),
+        ("python-requests/2.32.3", True),
+        ("node", True),
+        ("", True),
+        (None, True),
+    ],
+)
+def test_user_agent_notice(user_agent: str | None, noticed: bool) -> None:
+    assert (user_agent_notice(user_agent) is not None) is noticed
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "noticed"),
+    [("acme-sync/2.3.1 (ops@acme.example)", False), ("curl/8.5.0", True), ("Go-http-client/1.1", True)],
+)
+def test_authenticated_responses_carry_the_notice(
+    client: TestClient, services: Services, user_agent: str, noticed: bool
+) -> None:
+    raw, _ = make_api_key(services)
+
+    response = client.get("/v1/version", headers={**bearer(raw), "User-Agent": user_agent})
+
+    assert response.status_code == 200
+    assert response.headers.get("thotbot-notice") == (NOTICE if noticed else None)
+
+
+def test_a_request_without_user_agent_gets_the_notice(client: TestClient, services: Services) -> None:
+    raw, _ = make_api_key(services)
+    client.headers.pop("user-agent")
+
+    response = client.get("/v1/version", headers=bearer(raw))
+
+    assert "user-agent" not in response.request.headers
+    assert response.status_code == 200
+    assert "https://thotbot.cc/docs/authentication#user-agent" in response.headers["thotbot-notice"]
+
+
+def test_errors_after_authentication_carry_it_too(client: TestClient, services: Services) -> None:
+    raw, _ = make_api_key(services)
+
+    response = client.get("/v1/nowhere", headers={**bearer(raw), "User-Agent": "curl/8.5.0"})
+
+    assert response.status_code == 404
+    assert response.headers["thotbot-notice"] == NOTICE
+
+
+def test_unauthenticated_requests_get_no_notice(client: TestClient) -> None:
+    response = client.get("/v1/version", headers={"User-Agent": "curl/8.5.0"})
+
+    assert response.status_code == 401
+    assert "thotbot-notice" not in response.headers
