@@ -26,4 +26,7 @@ def parse_expiry(value: object, now: datetime, *, field: str = "expires_at") -> 
         when = when.replace(tzinfo=UTC)
     if when <= now:
         raise ValidationFailed(f"'{field}' must be in the future.", field=field)
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past the year 9999 in UTC
+        raise ValidationFailed(f"'{field}' is too far in the future.", field=field) from None
