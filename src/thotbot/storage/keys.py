@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from thotbot import keys
@@ -36,6 +36,19 @@ def to_record(row: APIKey) -> KeyRecord:
         last_used_at=row.last_used_at,
         last_user_agent=row.last_user_agent,
     )
+
+
+def _serialize_changes(session: Session) -> None:
+    """Make key_events numbers follow commit order; call first in any transaction that adds one.
+
+    Pollers read ``seq > last seen``. On PostgreSQL a sequence hands out numbers at insert time, so
+    without this a change numbered 5 could commit after one numbered 6, and a poller that had
+    already read 6 would never evict that key: a revocation silently ignored. The lock is held
+    until commit and taken before any row lock (no deadlock); plain reads are not blocked. SQLite
+    already allows one writer at a time.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE key_events IN EXCLUSIVE MODE"))
 
 
 class SQLKeyStore:
@@ -93,6 +106,7 @@ class SQLKeyStore:
 
     def revoke(self, key_id: str, *, reason: str = "revoked") -> KeyRecord:
         with self._sessions.begin() as session:
+            _serialize_changes(session)
             row = self._locked(session, key_id)
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
@@ -105,6 +119,7 @@ class SQLKeyStore:
             return []
         now = utcnow()
         with self._sessions.begin() as session:
+            _serialize_changes(session)
             rows = session.scalars(
                 select(APIKey).where(APIKey.key_hash.in_(digests), APIKey.revoked_at.is_(None))
             ).all()
@@ -116,6 +131,7 @@ class SQLKeyStore:
 
     def grant(self, key_id: str, grant: str) -> KeyRecord:
         with self._sessions.begin() as session:
+            _serialize_changes(session)
             row = self._locked(session, key_id)
             current = set(row.grants.split())
             if grant not in current:
@@ -125,6 +141,7 @@ class SQLKeyStore:
 
     def set_expiry(self, key_id: str, expires_at: datetime | None) -> KeyRecord:
         with self._sessions.begin() as session:
+            _serialize_changes(session)
             row = self._locked(session, key_id)
             row.expires_at = expires_at
             session.add(KeyEvent(key_id=key_id))
@@ -132,6 +149,7 @@ class SQLKeyStore:
 
     def rename(self, key_id: str, name: str) -> KeyRecord:
         with self._sessions.begin() as session:
+            _serialize_changes(session)
             row = self._locked(session, key_id)
             row.name = name
             session.add(KeyEvent(key_id=key_id))
