@@ -12,6 +12,8 @@ from thotbot.ratelimit import RateLimiter
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
+from thotbot.storage.sessions import SQLSessionStore
+from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
 from thotbot.storage.users import SQLUserStore
 from thotbot.usage import DisabledRecorder, UsageRecorder
@@ -31,11 +33,15 @@ class Services:
     usage: SQLUsageStore = field(init=False)
     last_used: UsageRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
+    web_sessions: SQLSessionStore = field(init=False)
+    sign_in_throttle: SQLSignInThrottle = field(init=False)
 
     def __post_init__(self) -> None:
         self.usage = SQLUsageStore(self.sessions)
         recorder = UsageRecorder if self.settings.usage_recording == "on" else DisabledRecorder
         self.last_used = recorder(self.usage, retention_days=self.settings.usage_retention_days)
+        self.web_sessions = SQLSessionStore(self.sessions)
+        self.sign_in_throttle = SQLSignInThrottle(self.sessions)
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
 

@@ -5,29 +5,47 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from thotbot.dashboard.errors import exception_handlers as _exception_handlers
+from thotbot.dashboard.middleware import SecurityHeaders
+from thotbot.dashboard.views import accounts, keys, security
 from thotbot.services import Services
 
 __all__ = ["exception_handlers", "middleware", "routes"]
 
+_GET, _POST = ["GET"], ["POST"]
+
 
 def routes(services: Services) -> list[BaseRoute]:
-    async def home(request: Request) -> Response:
-        return HTMLResponse(
-            "<!doctype html><title>Thotbot</title><h1>Thotbot</h1>"
-            "<p>The API is at <code>/v1</code>; its description at "
-            '<a href="/openapi/api.yaml">/openapi/api.yaml</a>.</p>'
-        )
-
-    return [Route("/", home, methods=["GET"])]
+    return [
+        Route("/", accounts.home, methods=_GET),
+        Route("/signup", accounts.signup_form, methods=_GET),
+        Route("/signup", accounts.signup_submit, methods=_POST),
+        Route("/login", accounts.login_form, methods=_GET),
+        Route("/login", accounts.login_submit, methods=_POST),
+        Route("/logout", accounts.logout_form, methods=_GET),
+        Route("/logout", accounts.logout_submit, methods=_POST),
+        Route("/dashboard", security.overview, methods=_GET),
+        Route("/dashboard/api-keys", keys.list_keys, methods=_GET),
+        Route("/dashboard/api-keys/new", keys.new_key_form, methods=_GET),
+        Route("/dashboard/api-keys/new", keys.create_key, methods=_POST),
+        Route("/dashboard/api-keys/{key_id}", keys.key_detail, methods=_GET),
+        Route("/dashboard/api-keys/{key_id}/rename", keys.rename_key, methods=_POST),
+        Route("/dashboard/api-keys/{key_id}/roll", keys.roll_key, methods=_POST),
+        Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key_form, methods=_GET),
+        Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key, methods=_POST),
+        Route("/dashboard/security", security.security, methods=_GET),
+        Route("/dashboard/security/sessions/end-others", security.end_other_sessions, methods=_POST),
+        Route("/dashboard/security/sessions/{session_id}/end", security.end_session, methods=_POST),
+        Mount("/static", StaticFiles(packages=[("thotbot.dashboard", "static")]), name="static"),
+    ]
 
 
 def middleware(services: Services) -> list[Middleware]:
-    return []
+    return [Middleware(SecurityHeaders)]
 
 
 def exception_handlers() -> dict[Any, Any]:
-    return {}
+    return _exception_handlers()

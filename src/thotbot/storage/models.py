@@ -21,7 +21,18 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["APIKey", "Account", "Base", "KeyEvent", "SecurityEvent", "UTCDateTime", "utcnow"]
+__all__ = [
+    "APIKey",
+    "Account",
+    "Base",
+    "KeyEvent",
+    "SecurityEvent",
+    "SignInThrottle",
+    "UTCDateTime",
+    "UsedFormToken",
+    "WebSession",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -116,3 +127,47 @@ class SecurityEvent(Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebSession(Base):
+    """A dashboard session: only the SHA-256 of its cookie value is stored, never the value."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, comment="not secret: shown and logged")
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True, comment="SHA-256 of the cookie")
+    account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True, comment="null before sign-in"
+    )
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    authenticated_at: Mapped[datetime | None] = mapped_column(comment="last password or passkey proof")
+    idle_expires_at: Mapped[datetime] = mapped_column(index=True, comment="never after expires_at")
+    expires_at: Mapped[datetime] = mapped_column(comment="absolute end")
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    flash: Mapped[str | None] = mapped_column(Text, comment="one-time notice; never a secret")
+
+
+class UsedFormToken(Base):
+    """One-time form tokens already spent, so a resubmitted form cannot act twice."""
+
+    __tablename__ = "used_form_tokens"
+
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("web_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins per bucket (a hashed email address or client address)."""
+
+    __tablename__ = "sign_in_throttle"
+
+    bucket: Mapped[str] = mapped_column(String(80), primary_key=True, comment="kind:sha256-hex")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(index=True)
+    blocked_until: Mapped[datetime | None]

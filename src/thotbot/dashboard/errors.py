@@ -1,0 +1,65 @@
+"""Errors as HTML pages for people: the same ThotbotError family the API renders as JSON."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from thotbot.dashboard.templating import templates
+from thotbot.dashboard.web import NO_STORE, SignInRequired, login_url, redirect
+from thotbot.errors import NotFound, ThotbotError, ValidationFailed
+
+__all__ = ["exception_handlers"]
+
+log = logging.getLogger("thotbot.dashboard")
+
+_HTTP_TITLES = {
+    400: ("Bad request", "The request could not be understood. Go back and try again."),
+    404: (NotFound.title, NotFound.default_detail),
+    405: ("Not allowed", "This page does not accept that kind of request."),
+    413: ("Too large", "What was sent is too large."),
+}
+
+
+def _page(request: Request, status: int, title: str, detail: str) -> Response:
+    context = {"status": status, "title": title, "detail": detail}
+    return templates.TemplateResponse(request, "error.html", context, status_code=status, headers=NO_STORE)
+
+
+async def thotbot_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ThotbotError)
+    if exc.status >= 500:
+        log.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc.detail)
+    return _page(request, exc.status, exc.title, exc.detail)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    title, detail = _HTTP_TITLES.get(exc.status_code, ("Error", str(exc.detail)))
+    if exc.status_code in (400, 422):
+        title, detail = ValidationFailed.title, "The form could not be read. Go back and try again."
+    return _page(request, exc.status_code, title, detail)
+
+
+async def sign_in_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    return redirect(None, login_url(exc.next_path))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    error = ThotbotError()
+    return _page(request, 500, error.title, error.default_detail)
+
+
+def exception_handlers() -> dict[Any, Any]:
+    return {
+        SignInRequired: sign_in_required,
+        ThotbotError: thotbot_error,
+        HTTPException: http_error,
+        Exception: server_error,
+    }

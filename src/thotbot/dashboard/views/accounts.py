@@ -1,0 +1,167 @@
+"""Sign-up, sign-in and sign-out."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from thotbot.accounts import hash_password, verify_password
+from thotbot.dashboard.forms import FormInvalid, parse_sign_in, parse_sign_up, safe_next
+from thotbot.dashboard.web import (
+    Visit,
+    ensure_session,
+    load_visit,
+    read_form,
+    redirect,
+    render,
+    run,
+    start_session,
+)
+from thotbot.errors import Conflict
+from thotbot.storage import AccountRecord
+
+__all__ = [
+    "home",
+    "login_form",
+    "login_submit",
+    "logout_form",
+    "logout_submit",
+    "signup_form",
+    "signup_submit",
+]
+
+# Verifying against this when no account matches costs what a real check costs, so the time a
+# failed sign-in takes does not tell whether the email address has an account.
+_DUMMY_HASH = hash_password("not a password: only for timing")
+DUPLICATE_EMAIL = "An account with this email address already exists. Sign in instead."
+BAD_CREDENTIALS = "The email address or password is incorrect."
+
+
+async def home(request: Request) -> Response:
+    visit = await load_visit(request)
+    return redirect(None, "/dashboard" if visit.account else "/login")
+
+
+async def signup_form(request: Request) -> Response:
+    visit = await ensure_session(request)
+    if visit.account is not None:
+        return redirect(visit, "/dashboard")
+    return await render(request, visit, "signup.html")
+
+
+async def signup_submit(request: Request) -> Response:
+    visit, form = await read_form(request)
+    if visit.account is not None:
+        return redirect(visit, "/dashboard")
+    try:
+        signup = parse_sign_up(form)
+    except FormInvalid as exc:
+        return await render(request, visit, "signup.html", {"errors": exc.errors, "values": exc.values}, 400)
+    password_hash = await run(lambda: hash_password(signup.password))
+    try:
+        account = await run(lambda: visit.services.users.create(signup.email, password_hash))
+    except Conflict:
+        # Said plainly, because people need to know; nothing else about the account is told.
+        context = {"errors": {"email": DUPLICATE_EMAIL}, "values": {"email": signup.email}}
+        return await render(request, visit, "signup.html", context, 400)
+    await start_session(visit, account)
+    await run(lambda: _after_sign_up(visit, account))
+    return redirect(visit, "/dashboard")
+
+
+def _after_sign_up(visit: Visit, account: AccountRecord) -> None:
+    visit.log("account.created", detail="signed up on the dashboard")
+    visit.log("session.signed_in", detail="password, right after sign-up")
+    assert visit.session is not None
+    visit.services.web_sessions.set_flash(
+        visit.session.id, "Welcome to Thotbot. Create your first API key to start calling the API."
+    )
+
+
+async def login_form(request: Request) -> Response:
+    visit = await ensure_session(request)
+    next_path = safe_next(request.query_params.get("next"))
+    if visit.account is not None:
+        return redirect(visit, next_path or "/dashboard")
+    return await render(request, visit, "login.html", {"next": next_path or ""})
+
+
+async def login_submit(request: Request) -> Response:
+    visit, form = await read_form(request)
+    next_path = safe_next(form.get("next"))
+    context = {"next": next_path or "", "values": {"email": str(form.get("email", ""))[:320]}}
+    try:
+        signin = parse_sign_in(form)
+    except FormInvalid as exc:
+        return await render(request, visit, "login.html", {**context, "errors": exc.errors}, 400)
+    services, ip = visit.services, visit.ip_address
+    wait = await run(lambda: services.sign_in_throttle.retry_after(signin.email, ip))
+    if wait:
+        return await render(request, visit, "login.html", {**context, "errors": _throttled(wait)}, 429)
+    account = await run(lambda: _check_password(visit, signin.email, signin.password))
+    if account is None:
+        wait = await run(lambda: _failed(visit, signin.email))
+        errors = _throttled(wait) if wait else {"password": BAD_CREDENTIALS}
+        return await render(request, visit, "login.html", {**context, "errors": errors}, 429 if wait else 400)
+    await start_session(visit, account)
+    await run(lambda: _after_sign_in(visit, signin.email))
+    return redirect(visit, next_path or "/dashboard")
+
+
+def _check_password(visit: Visit, email: str, password: str) -> AccountRecord | None:
+    users = visit.services.users
+    account = users.find_by_email(email)
+    password_hash = users.password_hash(account.id) if account else None
+    if account is None or password_hash is None:
+        verify_password(_DUMMY_HASH, password)
+        return None
+    return account if verify_password(password_hash, password) else None
+
+
+def _throttled(wait: int) -> dict[str, str]:
+    unit = "second" if wait == 1 else "seconds"
+    return {"password": f"Too many failed attempts. Wait {wait} {unit}, then try again."}
+
+
+def _failed(visit: Visit, email: str) -> int:
+    wait = visit.services.sign_in_throttle.record_failure(email, visit.ip_address)
+    account = visit.services.users.find_by_email(email)
+    if account is not None:
+        detail = "wrong password" + (f"; further attempts slowed for {wait} s" if wait else "")
+        visit.log("session.sign_in_failed", detail=detail, account_id=account.id)
+    return wait
+
+
+def _after_sign_in(visit: Visit, email: str) -> None:
+    visit.services.sign_in_throttle.record_success(email)
+    visit.services.sign_in_throttle.prune()
+    visit.log("session.signed_in", detail="password")
+
+
+async def logout_form(request: Request) -> Response:
+    visit = await load_visit(request)
+    if visit.account is None:
+        return redirect(visit, "/login")
+    return await render(request, visit, "logout.html")
+
+
+async def logout_submit(request: Request) -> Response:
+    visit, _ = await read_form(request)
+    session = visit.session
+    if visit.account is None or session is None:
+        return redirect(visit, "/login")
+    store = visit.services.web_sessions
+
+    def end() -> None:
+        visit.log("session.signed_out")
+        store.delete(session.id)
+
+    await run(end)
+    # A fresh anonymous session carries the goodbye and the next sign-in form's CSRF token.
+    visit.new_token, visit.session = await run(
+        lambda: store.create(
+            None, ip_address=visit.ip_address, user_agent=visit.user_agent, flash="You have signed out."
+        )
+    )
+    visit.account = None
+    return redirect(visit, "/login")

@@ -1,0 +1,223 @@
+"""The API Keys pages: list, Create New Key (shown once), rename, roll and revoke."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from thotbot.dashboard.forms import (
+    DEFAULT_EXPIRY,
+    DEFAULT_ROLL,
+    EXPIRY_CHOICES,
+    ROLL_CHOICES,
+    FormInvalid,
+    NewKey,
+    parse_new_key,
+    parse_rename,
+    parse_roll,
+)
+from thotbot.dashboard.templating import absolute_time
+from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
+from thotbot.errors import Conflict, NotFound
+from thotbot.storage import KeyRecord
+from thotbot.storage.models import utcnow
+
+__all__ = [
+    "create_key",
+    "key_detail",
+    "list_keys",
+    "new_key_form",
+    "rename_key",
+    "revoke_key",
+    "revoke_key_form",
+    "roll_key",
+]
+
+_FORM_DEFAULTS = {"name": "", "expiry": DEFAULT_EXPIRY, "expiry_date": "", "access": "full"}
+
+
+def _access(read_only: bool) -> str:
+    return "read-only" if read_only else "full access"
+
+
+async def _own_key(request: Request, visit: Visit) -> KeyRecord:
+    """The account's key named in the path; NotFound for anyone else's, so ids reveal nothing."""
+    key_id = request.path_params["key_id"]
+    assert visit.account is not None
+    account_id = visit.account.id
+    record = await run(lambda: visit.services.keys.find(key_id)) if len(key_id) <= 32 else None
+    if record is None or record.account_id != account_id:
+        raise NotFound("You have no API key with that id.")
+    return record
+
+
+async def list_keys(request: Request) -> Response:
+    visit = await require_account(request)
+    assert visit.account is not None
+    account_id = visit.account.id
+    records = await run(lambda: visit.services.keys.list_for_account(account_id))
+    return await render(request, visit, "api_keys.html", {"keys": records})
+
+
+def _new_key_context(values: dict[str, str], errors: dict[str, str] | None = None) -> dict[str, object]:
+    return {
+        "values": values,
+        "errors": errors or {},
+        "expiry_choices": EXPIRY_CHOICES,
+        "form_token": secrets.token_urlsafe(24),
+        "tomorrow": (utcnow() + timedelta(days=1)).date().isoformat(),
+    }
+
+
+async def new_key_form(request: Request) -> Response:
+    visit = await require_account(request)
+    return await render(request, visit, "key_new.html", _new_key_context(dict(_FORM_DEFAULTS)))
+
+
+async def create_key(request: Request) -> Response:
+    visit, form = await read_form(request)
+    visit = await require_account(request)
+    try:
+        wanted = parse_new_key(form, utcnow())
+    except FormInvalid as exc:
+        context = _new_key_context({**_FORM_DEFAULTS, **exc.values}, exc.errors)
+        return await render(request, visit, "key_new.html", context, 400)
+    if not await _spend(visit, form.get("form_token")):
+        return await render(request, visit, "key_form_spent.html", {}, 409)
+    raw, record = await run(lambda: _create(visit, wanted))
+    return await render(request, visit, "key_created.html", {"raw_key": raw, "key": record, "rolled": None})
+
+
+async def _spend(visit: Visit, token: object) -> bool:
+    """Spend the form's one-time token: a reload that re-posts the form must not act twice."""
+    assert visit.session is not None
+    session_id = visit.session.id
+    value = token if isinstance(token, str) else ""
+    return await run(lambda: visit.services.web_sessions.spend_form_token(session_id, value))
+
+
+def _create(visit: Visit, wanted: NewKey) -> tuple[str, KeyRecord]:
+    assert visit.account is not None
+    raw, record = visit.services.keys.create(
+        visit.account.id, wanted.name, expires_at=wanted.expires_at, read_only=wanted.read_only
+    )
+    expiry = absolute_time(record.expires_at) if record.expires_at else "never"
+    visit.log(
+        "key.created",
+        key_id=record.id,
+        detail=f"{record.name!r} ({record.hint}), {_access(record.read_only)}, expires {expiry}",
+    )
+    return raw, record
+
+
+async def key_detail(request: Request) -> Response:
+    visit = await require_account(request)
+    record = await _own_key(request, visit)
+    return await render(request, visit, "key_detail.html", _detail_context(record))
+
+
+def _detail_context(record: KeyRecord, errors: dict[str, str] | None = None) -> dict[str, object]:
+    return {
+        "key": record,
+        "errors": errors or {},
+        "values": {"name": record.name, "old_expires": DEFAULT_ROLL},
+        "roll_choices": {code: label for code, (label, _) in ROLL_CHOICES.items()},
+        "form_token": secrets.token_urlsafe(24),
+    }
+
+
+async def rename_key(request: Request) -> Response:
+    visit, form = await read_form(request)
+    visit = await require_account(request)
+    record = await _own_key(request, visit)
+    try:
+        name = parse_rename(form)
+    except FormInvalid as exc:
+        context = _detail_context(record, exc.errors)
+        context["values"] = {"name": exc.values.get("name", ""), "old_expires": DEFAULT_ROLL}
+        return await render(request, visit, "key_detail.html", context, 400)
+
+    def rename() -> None:
+        visit.services.keys.rename(record.id, name)
+        visit.log("key.renamed", key_id=record.id, detail=f"{record.name!r} -> {name!r} ({record.hint})")
+        assert visit.session is not None
+        visit.services.web_sessions.set_flash(visit.session.id, f"Renamed the key to “{name}”.")
+
+    await run(rename)
+    visit.services.key_cache.evict(record.id)
+    return redirect(visit, f"/dashboard/api-keys/{record.id}")
+
+
+async def roll_key(request: Request) -> Response:
+    visit, form = await read_form(request)
+    visit = await require_account(request)
+    record = await _own_key(request, visit)
+    if record.state(utcnow()) != "active":
+        raise Conflict("Only an active key can be rolled. Create a new key instead.")
+    try:
+        delay = parse_roll(form)
+    except FormInvalid as exc:
+        return await render(request, visit, "key_detail.html", _detail_context(record, exc.errors), 400)
+    if not await _spend(visit, form.get("form_token")):
+        return await render(request, visit, "key_form_spent.html", {}, 409)
+    raw, new, old = await run(lambda: _roll(visit, record, delay))
+    visit.services.key_cache.evict(old.id)
+    return await render(request, visit, "key_created.html", {"raw_key": raw, "key": new, "rolled": old})
+
+
+def _roll(visit: Visit, old: KeyRecord, delay: timedelta) -> tuple[str, KeyRecord, KeyRecord]:
+    """The replacement keeps the name, access and lifetime; the old key's expiry is brought
+    forward to the chosen time, never pushed back."""
+    now = utcnow()
+    lifetime = old.expires_at - old.created_at if old.expires_at else None
+    keys = visit.services.keys
+    raw, new = keys.create(
+        old.account_id, old.name, expires_at=now + lifetime if lifetime else None, read_only=old.read_only
+    )
+    old_expiry = now + delay
+    if old.expires_at is not None and old.expires_at < old_expiry:
+        old_expiry = old.expires_at
+    updated = keys.set_expiry(old.id, old_expiry)
+    expiry = absolute_time(new.expires_at) if new.expires_at else "never"
+    visit.log(
+        "key.created",
+        key_id=new.id,
+        detail=f"{new.name!r} ({new.hint}), {_access(new.read_only)}, expires {expiry}; replaces {old.id}",
+    )
+    visit.log(
+        "key.rolled",
+        key_id=old.id,
+        detail=f"{old.name!r} ({old.hint}) replaced by {new.id} ({new.hint}); "
+        f"stops working {absolute_time(old_expiry)}",
+    )
+    return raw, new, updated
+
+
+async def revoke_key_form(request: Request) -> Response:
+    visit = await require_account(request)
+    record = await _own_key(request, visit)
+    return await render(request, visit, "key_revoke.html", {"key": record})
+
+
+async def revoke_key(request: Request) -> Response:
+    visit, _ = await read_form(request)
+    visit = await require_account(request)
+    record = await _own_key(request, visit)
+
+    def revoke() -> None:
+        if record.revoked_at is None:
+            visit.services.keys.revoke(record.id, reason="revoked")
+            visit.log(
+                "key.revoked", key_id=record.id, detail=f"{record.name!r} ({record.hint}) on the dashboard"
+            )
+        assert visit.session is not None
+        visit.services.web_sessions.set_flash(
+            visit.session.id, f"Revoked “{record.name}” ({record.hint}). It no longer works."
+        )
+
+    await run(revoke)
+    visit.services.key_cache.evict(record.id)
+    return redirect(visit, "/dashboard/api-keys")

@@ -1,0 +1,87 @@
+"""The overview and the Security page: sessions (end one, end the others) and the security log."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from thotbot.dashboard.web import read_form, redirect, render, require_account, run
+from thotbot.storage.models import utcnow
+
+__all__ = ["end_other_sessions", "end_session", "overview", "security"]
+
+LOG_ROWS = 100
+
+
+async def overview(request: Request) -> Response:
+    visit = await require_account(request)
+    assert visit.account is not None
+    account_id, services = visit.account.id, visit.services
+
+    def load() -> dict[str, object]:
+        now = utcnow()
+        keys = services.keys.list_for_account(account_id)
+        return {
+            "active_keys": sum(1 for k in keys if k.state(now) == "active"),
+            "total_keys": len(keys),
+            "sessions": len(services.web_sessions.list_for_account(account_id)),
+            "events": services.security_log.list_for_account(account_id, limit=5),
+        }
+
+    return await render(request, visit, "dashboard.html", await run(load))
+
+
+async def security(request: Request) -> Response:
+    visit = await require_account(request)
+    assert visit.account is not None
+    account_id, services = visit.account.id, visit.services
+
+    def load() -> dict[str, object]:
+        return {
+            "sessions": services.web_sessions.list_for_account(account_id),
+            "events": services.security_log.list_for_account(account_id, limit=LOG_ROWS),
+        }
+
+    return await render(request, visit, "security.html", await run(load))
+
+
+async def end_session(request: Request) -> Response:
+    visit, _ = await read_form(request)
+    visit = await require_account(request)
+    assert visit.account is not None
+    assert visit.session is not None
+    account_id, current = visit.account.id, visit.session.id
+    target = request.path_params["session_id"]
+    store = visit.services.web_sessions
+
+    def end() -> bool:
+        if not store.delete(target, account_id=account_id):
+            store.set_flash(current, "That session had already ended.")
+            return False
+        visit.log("session.ended", detail=f"ended {target}" + (" (this one)" if target == current else ""))
+        if target != current:
+            store.set_flash(current, "Session ended: that browser is signed out.")
+        return True
+
+    if await run(end) and target == current:
+        visit.session, visit.account, visit.end_cookie = None, None, True
+        return redirect(visit, "/login")
+    return redirect(visit, "/dashboard/security#sessions")
+
+
+async def end_other_sessions(request: Request) -> Response:
+    visit, _ = await read_form(request)
+    visit = await require_account(request)
+    assert visit.account is not None
+    assert visit.session is not None
+    account_id, current = visit.account.id, visit.session.id
+    store = visit.services.web_sessions
+
+    def end() -> None:
+        ended = store.delete_for_account(account_id, keep=current)
+        visit.log("session.ended_others", detail=f"ended {ended} other session{'s' if ended != 1 else ''}")
+        message = "No other session was active." if not ended else f"Signed out everywhere else ({ended})."
+        store.set_flash(current, message)
+
+    await run(end)
+    return redirect(visit, "/dashboard/security#sessions")

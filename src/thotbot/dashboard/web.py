@@ -1,0 +1,213 @@
+"""Request glue shared by the views: the visitor's session, forms, rendering, cookies, redirects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import anyio.to_thread
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from thotbot.auth.middleware import SESSION_COOKIE
+from thotbot.dashboard.csrf import CSRFFailed, check_origin, mask_token, verify_token
+from thotbot.dashboard.templating import templates
+from thotbot.services import Services
+from thotbot.storage import AccountRecord
+from thotbot.storage.models import utcnow
+from thotbot.storage.sessions import SessionRecord
+
+__all__ = [
+    "NO_STORE",
+    "SignInRequired",
+    "Visit",
+    "ensure_session",
+    "load_visit",
+    "read_form",
+    "redirect",
+    "render",
+    "require_account",
+    "run",
+    "start_session",
+]
+
+T = TypeVar("T")
+#: Every dashboard page is private to its viewer; the one that shows a new key must never be kept.
+NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+MAX_FORM_FIELDS = 50
+
+
+async def run(func: Callable[[], T]) -> T:
+    """Run blocking work (the database) in a worker thread, off the event loop."""
+    return await anyio.to_thread.run_sync(func)
+
+
+class SignInRequired(Exception):
+    """The page needs a signed-in visitor; the handler sends them to /login and back here."""
+
+    def __init__(self, next_path: str | None) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+@dataclass
+class Visit:
+    """One request's visitor: their session and account (if any), and where they come from."""
+
+    services: Services
+    session: SessionRecord | None
+    account: AccountRecord | None
+    ip_address: str | None
+    user_agent: str | None
+    #: A new session token for the response's cookie; None leaves the cookie as it is.
+    new_token: str | None = None
+    end_cookie: bool = False
+
+    @property
+    def actor(self) -> str:
+        return f"session:{self.session.id}" if self.session else "anonymous"
+
+    def log(self, action: str, *, key_id: str | None = None, detail: str = "", account_id: str = "") -> None:
+        """Write to the security log (blocking: call it through run)."""
+        owner = account_id or (self.account.id if self.account else None)
+        self.services.security_log.record(
+            owner,
+            action,
+            actor=self.actor,
+            key_id=key_id,
+            detail=detail,
+            ip_address=self.ip_address,
+            user_agent=self.user_agent,
+        )
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def load_visit(request: Request) -> Visit:
+    cached: Visit | None = getattr(request.state, "visit", None)
+    if cached is not None:
+        return cached
+    services = _services(request)
+    ip_address = request.client.host if request.client else None
+    user_agent = request.headers.get("user-agent")
+    token = request.cookies.get(SESSION_COOKIE, "")
+    session = account = None
+    if token:
+        session = await run(
+            lambda: services.web_sessions.find_by_token(token, ip_address=ip_address, user_agent=user_agent)
+        )
+    if session is not None and session.account_id is not None:
+        account = await run(lambda: services.users.find(session.account_id or ""))
+    visit = Visit(services, session, account, ip_address, user_agent)
+    request.state.visit = visit
+    return visit
+
+
+async def require_account(request: Request) -> Visit:
+    visit = await load_visit(request)
+    if visit.account is None:
+        path = request.url.path
+        raise SignInRequired(path if request.method in ("GET", "HEAD") else None)
+    return visit
+
+
+async def ensure_session(request: Request) -> Visit:
+    """The visitor's session, starting an anonymous one to carry the CSRF token of a public form."""
+    visit = await load_visit(request)
+    if visit.session is None:
+        store = visit.services.web_sessions
+
+        def create() -> tuple[str, SessionRecord]:
+            store.prune()
+            return store.create(None, ip_address=visit.ip_address, user_agent=visit.user_agent)
+
+        visit.new_token, visit.session = await run(create)
+    return visit
+
+
+async def start_session(visit: Visit, account: AccountRecord) -> None:
+    """Sign in: a brand-new session replaces whatever session the visitor had (no fixation)."""
+    store = visit.services.web_sessions
+    old = visit.session.id if visit.session else None
+
+    def create() -> tuple[str, SessionRecord]:
+        store.prune()
+        return store.create(
+            account.id, ip_address=visit.ip_address, user_agent=visit.user_agent, replaces=old
+        )
+
+    visit.new_token, visit.session = await run(create)
+    visit.account = account
+
+
+async def read_form(request: Request) -> tuple[Visit, FormData]:
+    """Parse a posted form and check it: from this site, in a live session, with its CSRF token."""
+    visit = await load_visit(request)
+    check_origin(
+        request.headers.get("origin"),
+        request.headers.get("sec-fetch-site"),
+        request.headers.get("host"),
+        visit.services.settings.public_url,
+    )
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    if visit.session is None:
+        raise CSRFFailed
+    verify_token(visit.session.csrf_secret, form.get("csrf_token"))
+    return visit, form
+
+
+async def render(
+    request: Request, visit: Visit, template: str, context: dict[str, Any] | None = None, status: int = 200
+) -> Response:
+    session = visit.session
+    flash = None
+    if session is not None and session.flash is not None:
+        flash = await run(lambda: visit.services.web_sessions.pop_flash(session.id))
+    page: dict[str, Any] = {
+        "account": visit.account,
+        "visit": visit,
+        "csrf_token": mask_token(session.csrf_secret) if session else "",
+        "flash": flash,
+        "now": utcnow(),
+        "public_url": visit.services.settings.public_url,
+        "errors": {},
+        "values": {},
+    }
+    page.update(context or {})
+    response = templates.TemplateResponse(request, template, page, status_code=status, headers=NO_STORE)
+    _apply_cookie(response, visit)
+    return response
+
+
+def redirect(visit: Visit | None, url: str) -> Response:
+    response = RedirectResponse(url, status_code=303, headers=NO_STORE)
+    if visit is not None:
+        _apply_cookie(response, visit)
+    return response
+
+
+def login_url(next_path: str | None) -> str:
+    return "/login" if not next_path else "/login?next=" + quote(next_path, safe="/")
+
+
+def _apply_cookie(response: Response, visit: Visit) -> None:
+    secure = visit.services.settings.secure_cookies
+    if visit.new_token is not None and visit.session is not None:
+        max_age = int((visit.session.expires_at - utcnow()).total_seconds())
+        response.set_cookie(
+            SESSION_COOKIE,
+            visit.new_token,
+            max_age=max(max_age, 0),
+            path="/",
+            secure=secure,
+            httponly=True,
+            samesite="lax",
+        )
+    elif visit.end_cookie:
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")

@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from http.cookies import SimpleCookie
+
+import httpx2
+import pytest
+from starlette.testclient import TestClient
+
+from tests.conftest import ClientFactory
+from tests.dashboard.helpers import (
+    PASSWORD,
+    csrf_token,
+    field_errors,
+    session_cookie,
+    sign_in,
+    sign_up,
+)
+from tests.factories import make_user
+from thotbot.app import create_app
+from thotbot.config import load_settings
+from thotbot.services import Services, build_services
+from thotbot.storage.sessions import hash_token
+from thotbot.storage.throttle import ThrottleRule
+
+
+def _post_login(client: TestClient, email: str, password: str, **extra: str) -> httpx2.Response:
+    page = client.get("/login").text
+    return client.post(
+        "/login", data={"email": email, "password": password, "csrf_token": csrf_token(page), **extra}
+    )
+
+
+class TestHome:
+    def test_signed_out_goes_to_login(self, client: TestClient) -> None:
+        response = client.get("/", follow_redirects=False)
+
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login"
+
+    def test_signed_in_goes_to_dashboard(self, client: TestClient) -> None:
+        sign_up(client, "home@example.com")
+
+        response = client.get("/", follow_redirects=False)
+
+        assert response.headers["location"] == "/dashboard"
+
+    def test_dashboard_pages_need_a_session(self, client: TestClient) -> None:
+        response = client.get("/dashboard/api-keys", follow_redirects=False)
+
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?next=/dashboard/api-keys"
+
+
+class TestSignUp:
+    def test_form_has_the_contract_fields(self, client: TestClient) -> None:
+        page = client.get("/signup").text
+
+        for field in (
+            'name="email"',
+            'name="password"',
+            'name="csrf_token"',
+            'for="email"',
+            'for="password"',
+        ):
+            assert field in page
+
+    def test_creates_the_account_signed_in(self, client: TestClient, services: Services) -> None:
+        page = sign_up(client, "  New.Person@Example.COM ")
+
+        account = services.users.find_by_email("new.person@example.com")
+        assert account is not None
+        assert "new.person@example.com" in page
+        assert "Welcome to Thotbot" in page
+        assert "Welcome to Thotbot" not in client.get("/dashboard").text
+        actions = [e.action for e in services.security_log.list_for_account(account.id)]
+        assert set(actions) == {"account.created", "session.signed_in"}
+
+    def test_password_is_stored_as_argon2id(self, client: TestClient, services: Services) -> None:
+        sign_up(client, "hash@example.com")
+
+        account = services.users.get_by_email("hash@example.com")
+        stored = services.users.password_hash(account.id)
+        assert stored is not None
+        assert stored.startswith("$argon2id$")
+        assert PASSWORD not in stored
+
+    def test_duplicate_email_in_another_case_is_refused_next_to_the_field(
+        self, client_factory: ClientFactory, services: Services
+    ) -> None:
+        make_user(services, "taken@example.com")
+        with client_factory() as client:
+            page = client.get("/signup").text
+            response = client.post(
+                "/signup",
+                data={"email": "TAKEN@example.com", "password": PASSWORD, "csrf_token": csrf_token(page)},
+            )
+
+        assert response.status_code == 400
+        assert field_errors(response.text) == {
+            "email": "An account with this email address already exists. Sign in instead."
+        }
+        assert services.users.count() == 1
+
+    @pytest.mark.parametrize(
+        ("email", "password", "field", "message"),
+        [
+            ("not-an-email", PASSWORD, "email", "Enter a valid email address"),
+            ("", PASSWORD, "email", "Enter your email address."),
+            ("short@example.com", "tiny", "password", "at least 10 characters"),
+            ("common@example.com", "Password123!", "password", "too easy to guess"),
+            ("mirror@example.com", "mirror@example.com", "password", "too easy to guess"),
+            ("qwerty@example.com", "qwertyuiop", "password", "too easy to guess"),
+        ],
+    )
+    def test_bad_input_is_explained_next_to_its_field(
+        self, client: TestClient, services: Services, email: str, password: str, field: str, message: str
+    ) -> None:
+        page = client.get("/signup").text
+
+        response = client.post(
+            "/signup", data={"email": email, "password": password, "csrf_token": csrf_token(page)}
+        )
+
+        assert response.status_code == 400
+        assert message in field_errors(response.text)[field]
+        assert 'aria-invalid="true"' in response.text
+        assert services.users.count() == 0
+        if password != email:
+            # The password is never sent back into the page.
+            assert password not in response.text
+
+
+class TestSignIn:
+    def test_signs_in_with_a_new_session_id(self, client: TestClient, services: Services) -> None:
+        make_user(services, "ann@example.com", password=PASSWORD)
+        client.get("/login")
+        before = session_cookie(client)
+        assert before is not None
+
+        sign_in(client, "Ann@Example.com")
+
+        after = session_cookie(client)
+        assert after is not None
+        assert after != before
+        # The session planted before sign-in is gone, not promoted.
+        with services.sessions() as db:
+            from thotbot.storage.models import WebSession
+
+            hashes = {row.token_hash for row in db.query(WebSession)}
+        assert hash_token(before) not in hashes
+        assert hash_token(after) in hashes
+
+    def test_wrong_password_and_unknown_email_get_the_same_answer(
+        self, client: TestClient, services: Services
+    ) -> None:
+        make_user(services, "bea@example.com", password=PASSWORD)
+
+        wrong = _post_login(client, "bea@example.com", "not the password")
+        unknown = _post_login(client, "nobody@example.com", "not the password")
+
+        for response in (wrong, unknown):
+            assert response.status_code == 400
+            assert field_errors(response.text) == {"password": "The email address or password is incorrect."}
+        account = services.users.get_by_email("bea@example.com")
+        assert [e.action for e in services.security_log.list_for_account(account.id)] == [
+            "session.sign_in_failed"
+        ]
+
+    def test_repeated_failures_are_slowed_down(self, client: TestClient, services: Services) -> None:
+        make_user(services, "cy@example.com", password=PASSWORD)
+        # A first wait long enough that no slow machine sees it pass during the test.
+        services.sign_in_throttle.account_rule = ThrottleRule(free_failures=3, first_delay=timedelta(hours=1))
+        for _ in range(3):
+            assert _post_login(client, "cy@example.com", "guess").status_code == 400
+
+        slowed = _post_login(client, "cy@example.com", "guess")
+        # Even the right password waits its turn, so guessing cannot race the throttle.
+        still_slowed = _post_login(client, "cy@example.com", PASSWORD)
+
+        assert slowed.status_code == 429
+        assert "Too many failed attempts" in field_errors(slowed.text)["password"]
+        assert still_slowed.status_code == 429
+        assert session_cookie(client) is not None
+        assert client.get("/dashboard", follow_redirects=False).status_code == 303
+
+    def test_next_brings_the_visitor_back(self, client: TestClient, services: Services) -> None:
+        make_user(services, "dee@example.com", password=PASSWORD)
+        page = client.get("/login?next=/dashboard/security").text
+        assert 'name="next" value="/dashboard/security"' in page
+
+        response = client.post(
+            "/login",
+            data={
+                "email": "dee@example.com",
+                "password": PASSWORD,
+                "csrf_token": csrf_token(page),
+                "next": "/dashboard/security",
+            },
+            follow_redirects=False,
+        )
+
+        assert response.headers["location"] == "/dashboard/security"
+
+    @pytest.mark.parametrize(
+        "target", ["https://evil.example/", "//evil.example/dashboard", "/dashboard\\@x"]
+    )
+    def test_next_never_leaves_the_dashboard(
+        self, client: TestClient, services: Services, target: str
+    ) -> None:
+        make_user(services, "eve@example.com", password=PASSWORD)
+
+        response = _post_login(client, "eve@example.com", PASSWORD, next=target)
+
+        assert response.url.path == "/dashboard"
+
+
+class TestCookie:
+    def _set_cookie(self, client: TestClient) -> SimpleCookie:
+        response = client.get("/login")
+        cookie: SimpleCookie = SimpleCookie()
+        cookie.load(response.headers["set-cookie"])
+        return cookie
+
+    def test_flags_over_http(self, client: TestClient) -> None:
+        morsel = self._set_cookie(client)["thotbot_session"]
+
+        assert morsel["httponly"] is True
+        assert morsel["samesite"].lower() == "lax"
+        assert not morsel["secure"]
+        assert morsel["path"] == "/"
+
+    def test_secure_when_the_public_url_is_https(self, database_url: str, services: Services) -> None:
+        settings = load_settings(database_url=database_url, public_url="https://thotbot.example")
+        secure_services = build_services(settings)
+        with TestClient(create_app(settings, secure_services), base_url="https://thotbot.example") as client:
+            morsel = self._set_cookie(client)["thotbot_session"]
+        secure_services.engine.dispose()
+
+        assert morsel["secure"] is True
+
+    def test_the_value_is_opaque_and_only_its_hash_is_stored(
+        self, client: TestClient, services: Services
+    ) -> None:
+        sign_up(client, "opaque@example.com")
+        token = session_cookie(client)
+        assert token is not None
+        assert len(token) >= 43  # 256 bits, base64url
+
+        with services.engine.connect() as connection:
+            dump = "".join(str(row) for row in connection.exec_driver_sql("SELECT * FROM web_sessions"))
+        assert token not in dump
+
+
+class TestSignOut:
+    def test_ends_the_session(self, client: TestClient, services: Services) -> None:
+        sign_up(client, "bye@example.com")
+        old = session_cookie(client)
+        page = client.get("/logout").text
+
+        response = client.post("/logout", data={"csrf_token": csrf_token(page)})
+
+        assert response.url.path == "/login"
+        assert "You have signed out." in response.text
+        assert session_cookie(client) != old
+        assert client.get("/dashboard", follow_redirects=False).status_code == 303
+        account = services.users.get_by_email("bye@example.com")
+        assert "session.signed_out" in [e.action for e in services.security_log.list_for_account(account.id)]
+
+    def test_the_old_cookie_is_dead(self, client_factory: ClientFactory, services: Services) -> None:
+        with client_factory() as client:
+            sign_up(client, "zombie@example.com")
+            old = session_cookie(client)
+            assert old is not None
+            page = client.get("/dashboard").text
+            client.post("/logout", data={"csrf_token": csrf_token(page)})
+        assert services.web_sessions.find_by_token(old) is None
