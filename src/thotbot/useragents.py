@@ -93,8 +93,9 @@ _PLACEHOLDERS = frozenset(
     {"-", "null", "(null)", "none", "nil", "undefined", "unknown", "n/a", "na", "user-agent", "useragent"}
 )
 # A comment is parenthesised (one level of nesting kept whole); anything else up to a space or a
-# parenthesis is a product. The alternatives start with different characters: no backtracking.
-_TOKEN = re.compile(r"\((?:[^()]|\([^()]*\))*\)?|[^\s()]+")
+# parenthesis is a product. Every alternative starts with a different character and nothing after a
+# repetition can fail, so the engine never backtracks.
+_TOKEN = re.compile(r"\((?:[^()]+|\([^()]*\))*\)?|[^\s()]+")
 _EMAIL = re.compile(r"[\w.+%-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*", re.ASCII)
 _URL = re.compile(r"https?://[^\s;,()<>\"']+", re.ASCII | re.IGNORECASE)
 _VERSION_ONLY = re.compile(r"[vV]?\d[\w.+-]*")
@@ -129,7 +130,9 @@ def clean(user_agent: str | None) -> str | None:
     if user_agent is None:
         return None
     text = user_agent[:MAX_LENGTH].strip()
-    return _CONTROL.sub("\ufffd", text) or None
+    if not text.isprintable():  # a quick test first: almost every User-Agent is
+        text = _CONTROL.sub("\ufffd", text)
+    return text or None
 
 
 def classify(user_agent: str | None) -> UAClass:

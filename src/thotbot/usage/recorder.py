@@ -118,6 +118,7 @@ class UsageRecorder:
         self._pruned_at = float("-inf")
         self._flushing = False
         self._failing = False
+        self._failures_in_a_row = 0
         self.stats = RecorderStats()
 
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
@@ -190,6 +191,7 @@ class UsageRecorder:
             # The edge of a background task: the database may be down. Keep the batch for the next
             # flush, and never let a request see this.
             self.stats.failed_flushes += 1
+            self._failures_in_a_row += 1
             log.warning(
                 "could not write usage (%d requests, %d keys); keeping it to retry",
                 window.requests,
@@ -204,7 +206,8 @@ class UsageRecorder:
         if not written:
             return 0
         if self._failing:
-            log.info("usage written again after %d failed flushes", self.stats.failed_flushes)
+            log.info("usage written again after %d failed flushes", self._failures_in_a_row)
+            self._failures_in_a_row = 0
             self._failing = False
         requests = window.requests
         self.stats.written += requests

@@ -1,0 +1,363 @@
+"""What usage recording costs: authenticated requests/s with recording on beside recording off, and
+the memory of a server sent 100,000 distinct User-Agents.
+
+    python bench/usage_overhead.py [--duration 5] [--runs 5] [--connections 32]
+                                   [--distinct 100000] [--keys 16] [--skip-throughput] [--skip-memory]
+
+Two `thotbot serve` processes share one temporary SQLite database: one as shipped, one with the
+hidden THOTBOT_USAGE_RECORDING=off (for this benchmark only). Everything else is on in both: key
+cache, rate limiter (with a limit no run reaches), access log to a file. Throughput runs alternate
+on, off, off, on, ... on GET /v1/version with a descriptive User-Agent, so a busy neighbour slows
+both alike; the load comes from `wrk` when installed, else from an asyncio client in a second
+process. The memory part then sends --distinct requests, each with its own 500-character
+User-Agent and key, to each server and reads VmRSS/VmHWM from /proc. Loopback only, bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+PATH = "/v1/version"
+USER_AGENT = "thotbot-bench/1.0 (bench/usage_overhead.py; loopback benchmark)"
+TARGET = 0.95
+
+
+# The load generator: keep-alive connections, one request in flight on each.
+
+
+async def _connection(
+    host: str, port: int, requests: Iterator[bytes], deadline: float, counts: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for request in requests:
+            if time.perf_counter() >= deadline:
+                break
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            await reader.readexactly(int(match.group(1)) if match else 0)
+            counts[0] += 1
+            if head[9:10] != b"2":
+                counts[1] += 1
+    except (OSError, asyncio.IncompleteReadError):
+        counts[2] += 1
+    finally:
+        writer.close()
+
+
+def _requests(config: dict[str, object]) -> Iterator[bytes]:
+    keys = list(config["keys"])  # type: ignore[call-overload]
+    heads = [f"GET {PATH} HTTP/1.1\r\nHost: {config['host']}\r\nAuthorization: Bearer {k}\r\n" for k in keys]
+    distinct = int(str(config.get("distinct", 0)))
+    if not distinct:
+        fixed = f"{heads[0]}User-Agent: {USER_AGENT}\r\n\r\n".encode("latin-1")
+        while True:
+            yield fixed
+    for i in range(distinct):
+        # Each one new, and as long as the guard keeps (512 bytes): the worst case for memory.
+        agent = f"bench-client-{i:07d}/1.0 (bench@example.com; {'x' * 440})"
+        yield f"{heads[i % len(heads)]}User-Agent: {agent}\r\n\r\n".encode("latin-1")
+
+
+async def _load(config: dict[str, object]) -> dict[str, float]:
+    host, port = str(config["host"]), int(str(config["port"]))
+    counts = [0, 0, 0]  # requests, non-2xx, errors
+    requests = _requests(config)  # shared: the connections take turns drawing from it
+    started = time.perf_counter()
+    deadline = started + float(str(config["duration"]))
+    connections = int(str(config["connections"]))
+    await asyncio.gather(*(_connection(host, port, requests, deadline, counts) for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return {
+        "requests": counts[0],
+        "requests_per_s": counts[0] / elapsed,
+        "non_2xx": counts[1],
+        "errors": counts[2],
+    }
+
+
+def run_load_from_stdin() -> None:
+    """The second process: reads its settings (the key among them) on stdin, prints JSON."""
+    config = json.loads(sys.stdin.read())
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    print(json.dumps(asyncio.run(_load(config))))
+
+
+def load(url: str, keys: list[str], duration: float, connections: int, distinct: int = 0) -> dict[str, float]:
+    host, port = url.removeprefix("http://").split(":")
+    config = {
+        "host": host,
+        "port": int(port),
+        "keys": keys,
+        "duration": duration,
+        "connections": connections,
+        "distinct": distinct,
+    }
+    done = subprocess.run(
+        [sys.executable, __file__, "--load"],
+        input=json.dumps(config).encode(),
+        capture_output=True,
+        check=True,
+        timeout=duration + 60,
+    )
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
+def wrk(url: str, key: str, duration: float, connections: int, workdir: Path) -> dict[str, float]:
+    # The key goes in a script only we can read, never on a command line that `ps` shows.
+    script = workdir / "wrk.lua"
+    script.touch(mode=0o600)
+    script.write_text(
+        f'wrk.headers["Authorization"] = "Bearer {key}"\nwrk.headers["User-Agent"] = "{USER_AGENT}"\n'
+    )
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script), url + PATH],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 30,
+    )
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+    if rate is None:
+        raise SystemExit(f"bench: cannot read wrk's output:\n{done.stdout}{done.stderr}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", done.stdout)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
+    return {
+        "requests_per_s": float(rate.group(1)),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }
+
+
+# The servers.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def thotbot(args: list[str], env: dict[str, str], workdir: Path, stdin: str = "") -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "thotbot", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=workdir,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bench: thotbot {' '.join(args[:2])} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+class Server:
+    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"{name}.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "thotbot", "serve", "--port", str(self.port)],
+                env=env,
+                cwd=workdir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"bench: the {self.name} server exited:\n{self.log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"bench: the {self.name} server did not start within {timeout:g} s")
+
+    def rss(self) -> int:
+        """Resident memory now, in kB."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        assert match, "no VmRSS in /proc: this part needs Linux"
+        return int(match.group(1))
+
+    @contextlib.contextmanager
+    def sampling(self, every: float = 0.05) -> Iterator[list[int]]:
+        samples = [self.rss()]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(every):
+                samples.append(self.rss())
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        try:
+            yield samples
+        finally:
+            stop.set()
+            thread.join()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextlib.contextmanager
+def servers(env: dict[str, str], workdir: Path) -> Iterator[dict[str, Server]]:
+    started = {
+        "recording on": Server("on", env, workdir),
+        "recording off": Server("off", {**env, "THOTBOT_USAGE_RECORDING": "off"}, workdir),
+    }
+    try:
+        for server in started.values():
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+# The two measurements.
+
+
+def throughput(
+    running: dict[str, Server], key: str, duration: float, runs: int, connections: int, workdir: Path
+) -> float:
+    use_wrk = shutil.which("wrk") is not None
+    client = "wrk -t1" if use_wrk else "an asyncio client in a second process"
+    print(f"load: {client}, {connections} connections, {runs} runs x {duration:g} s per server")
+
+    def measure(server: Server, seconds: float) -> float:
+        if use_wrk:
+            result = wrk(server.url, key, seconds, connections, workdir)
+        else:
+            result = load(server.url, [key], seconds, connections)
+        if result["non_2xx"] or result["errors"]:
+            raise SystemExit(f"bench: {server.name}: {result['non_2xx']} non-2xx, {result['errors']} errors")
+        return result["requests_per_s"]
+
+    for server in running.values():  # warm-up: the key's first lookup, caches, the allocator
+        measure(server, 1.0)
+    rates: dict[str, list[float]] = {name: [] for name in running}
+    names = list(running)
+    for i in range(runs):
+        for name in names if i % 2 == 0 else reversed(names):  # on, off, off, on, ...
+            rates[name].append(measure(running[name], duration))
+    header = f"{'server':<16}" + "".join(f"{f'run {i + 1}':>9}" for i in range(runs)) + f"{'median':>9}"
+    print(header)
+    print("-" * len(header))
+    for name, values in rates.items():
+        cells = "".join(f"{v:>9.0f}" for v in values)
+        print(f"{name:<16}{cells}{statistics.median(values):>9.0f}")
+    ratio = statistics.median(rates["recording on"]) / statistics.median(rates["recording off"])
+    verdict = "within" if ratio >= TARGET else "NOT within"
+    print(f"\non / off = {ratio:.1%}: {verdict} 5% of recording off (requests/s, median of {runs} runs)")
+    return ratio
+
+
+def memory(
+    running: dict[str, Server], keys: list[str], distinct: int, connections: int, workdir: Path
+) -> None:
+    print(
+        f"\n{distinct:,} requests, each with its own 500-character User-Agent, over {len(keys)} keys, "
+        "to each server (RSS sampled every 50 ms):"
+    )
+    header = f"{'server':<16}{'RSS before':>12}{'peak RSS':>12}{'RSS after':>12}{'growth':>10}{'req/s':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, server in running.items():
+        rss_before = server.rss()
+        with server.sampling() as samples:
+            result = load(server.url, keys, 600.0, connections, distinct=distinct)
+            time.sleep(3)  # a flush later
+        if result["non_2xx"] or result["errors"] or result["requests"] != distinct:
+            raise SystemExit(f"bench: {name}: {result}")
+        rss_after, peak = server.rss(), max(samples)
+        print(
+            f"{name:<16}{rss_before / 1024:>10.1f}MB{peak / 1024:>10.1f}MB{rss_after / 1024:>10.1f}MB"
+            f"{(peak - rss_before) / 1024:>8.1f}MB{result['requests_per_s']:>8.0f}"
+        )
+    running["recording on"].stop()  # SIGTERM: the last flush
+    with contextlib.closing(sqlite3.connect(workdir / "thotbot.db")) as db:
+        total, unitemised = db.execute("SELECT SUM(requests), SUM(unitemised) FROM usage_days").fetchone()
+        agents = db.execute("SELECT COUNT(*) FROM usage_agents").fetchone()[0]
+    print(
+        f"\nrecorded by the server with recording on (all runs): {total:,} requests, "
+        f"{agents:,} distinct User-Agents itemised, {unitemised:,} requests counted without theirs"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Requests/s and memory with usage recording on and off.")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per server; the median counts (default 5)")
+    parser.add_argument("--connections", type=int, default=32, help="keep-alive connections (default 32)")
+    parser.add_argument("--distinct", type=int, default=100_000, help="distinct User-Agents (default 100000)")
+    parser.add_argument(
+        "--keys", type=int, default=16, help="keys the distinct User-Agents are spread over (default 16)"
+    )
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        run_load_from_stdin()
+        return
+    if min(args.duration, args.runs, args.connections, args.distinct, args.keys) <= 0:
+        parser.error("--duration, --runs, --connections, --distinct and --keys must be positive")
+    with tempfile.TemporaryDirectory(prefix="thotbot-bench-") as tmp:
+        workdir = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("THOTBOT_")}
+        env.update(
+            THOTBOT_DATABASE_URL=f"sqlite:///{workdir / 'thotbot.db'}",
+            THOTBOT_RATE_LIMIT="1000000000/minute",
+            THOTBOT_ANON_RATE_LIMIT="1000000000/minute",
+        )
+        email = "bench@example.com"
+        thotbot(["users", "create", email, "--password-stdin"], env, workdir, secrets.token_urlsafe(24))
+        keys = [
+            thotbot(["keys", "create", "--user", email, "--name", f"bench {i}"], env, workdir)
+            for i in range(args.keys)
+        ]
+        print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+        with servers(env, workdir) as running:
+            if not args.skip_throughput:
+                throughput(running, keys[0], args.duration, args.runs, args.connections, workdir)
+            if not args.skip_memory:
+                memory(running, keys, args.distinct, args.connections, workdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""End to end: a real `thotbot serve`, real requests, `thotbot integrations --json`, SIGTERM, outages."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from tests.factories import make_api_key
+from tests.services import PG_ADMIN_URL, free_port, postgres_database
+from thotbot.cli import main
+from thotbot.config import load_settings
+from thotbot.services import build_services
+from thotbot.storage.migrate import upgrade
+
+DESCRIPTIVE = "acme-sync/2.3.1 (ops@acme.example)"
+GENERIC = "python-requests/2.32.3"
+#: How long the database is unreachable in the outage tests, as in the issue's check.
+OUTAGE = 20.0
+
+
+class Server:
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+
+    def stop(self) -> bool:
+        """SIGTERM, then whether the server shut down gracefully (uvicorn re-raises the signal)."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        return code in (0, -signal.SIGTERM) and "Application shutdown complete" in self.log.read_text()
+
+
+@contextmanager
+def serve(database_url: str, tmp_path: Path) -> Iterator[Server]:
+    port = free_port()
+    log = tmp_path / "server.log"
+    env = {
+        **os.environ,
+        "THOTBOT_DATABASE_URL": database_url,
+        # The outage tests send thousands of requests with one key: stay clear of the limit.
+        "THOTBOT_RATE_LIMIT": "1000000/minute",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "thotbot", "serve", "--port", str(port)], env=env, stdout=out, stderr=out
+        )
+    server = Server(process, port, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
+            time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _key(database_url: str) -> tuple[str, str]:
+    services = build_services(load_settings(database_url=database_url))
+    upgrade(services.engine)
+    raw, record = make_api_key(services)
+    services.engine.dispose()
+    return raw, record.id
+
+
+def _client(server: Server, raw: str, user_agent: str | None) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {raw}"}, timeout=10)
+    if user_agent is None:
+        del client.headers["user-agent"]
+    else:
+        client.headers["user-agent"] = user_agent
+    return client
+
+
+def _integrations(capsys: pytest.CaptureFixture[str], key_id: str) -> dict[str | None, dict[str, Any]]:
+    assert main(["integrations", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for account in report["accounts"]:
+        for key in account["keys"]:
+            if key["id"] == key_id:
+                return {agent["user_agent"]: agent for agent in key["user_agents"]}
+    return {}
+
+
+def _counts(capsys: pytest.CaptureFixture[str], key_id: str) -> dict[str | None, int]:
+    return {ua: agent["requests"] for ua, agent in _integrations(capsys, key_id).items()}
+
+
+def _poll(check: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.25)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'var' / 'thotbot.db'}"
+    monkeypatch.setenv("THOTBOT_DATABASE_URL", url)
+    return url
+
+
+def test_requests_appear_in_the_report_within_6_seconds_and_all_after_sigterm(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw, key_id = _key(sqlite_url)
+    sent = {DESCRIPTIVE: 3, GENERIC: 2, None: 1}
+    with serve(sqlite_url, tmp_path) as server:
+        for user_agent, count in sent.items():
+            with _client(server, raw, user_agent) as client:
+                for _ in range(count):
+                    assert client.get("/v1/version").status_code == 200
+        _poll(lambda: _counts(capsys, key_id) == sent, 6)
+        seen = _integrations(capsys, key_id)
+        assert {ua: a["requests"] for ua, a in seen.items()} == sent
+        assert {ua: (a["app"], a["version"], a["contact"], a["class"]) for ua, a in seen.items()} == {
+            DESCRIPTIVE: ("acme-sync", "2.3.1", "ops@acme.example", "descriptive"),
+            GENERIC: ("python-requests", "2.32.3", None, "generic"),
+            None: (None, None, None, "missing"),
+        }
+
+        # Right before SIGTERM: nothing of these has been flushed yet, the shutdown must write it.
+        for user_agent in sent:
+            with _client(server, raw, user_agent) as client:
+                assert client.get("/v1/version").status_code == 200
+        assert server.stop()
+
+    assert _counts(capsys, key_id) == {ua: n + 1 for ua, n in sent.items()}
+
+
+class Traffic:
+    """Requests from three clients in a background thread until stopped; counts each outcome."""
+
+    def __init__(self, server: Server, raw: str) -> None:
+        self.clients = [_client(server, raw, ua) for ua in (DESCRIPTIVE, GENERIC, None)]
+        self.ok: dict[str | None, int] = {DESCRIPTIVE: 0, GENERIC: 0, None: 0}
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        for client in self.clients:
+            client.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for client, user_agent in zip(self.clients, self.ok, strict=True):
+                try:
+                    response = client.get("/v1/version")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                    continue
+                if response.status_code == 200:
+                    self.ok[user_agent] += 1
+                else:
+                    self.failures.append(f"{response.status_code} {response.text}")
+            # About a hundred requests a second: traffic, without starving the 2-core machine.
+            time.sleep(0.02)
+
+
+def _outage_keeps_every_count(
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    outage: Callable[[], Any],
+) -> None:
+    raw, key_id = _key(database_url)
+    with serve(database_url, tmp_path) as server:
+        with Traffic(server, raw) as traffic:
+            time.sleep(3)  # the key is cached and some usage written before the outage
+            with outage():
+                time.sleep(OUTAGE)
+            time.sleep(2)
+        assert traffic.failures == []
+        assert sum(traffic.ok.values()) > 1000
+        _poll(lambda: _counts(capsys, key_id) == traffic.ok, 30)
+        assert _counts(capsys, key_id) == traffic.ok
+        assert server.stop()
+    log = server.log.read_text()
+    assert "could not write usage" in log, "the outage did not reach the usage flush"
+    assert "usage written again" in log
+
+
+def test_sqlite_locked_for_20_seconds_under_traffic(
+    sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @contextmanager
+    def exclusive_lock() -> Iterator[None]:
+        # Readers go on (WAL); every write waits for the lock, then fails with "database is locked".
+        connection = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=10, isolation_level=None)
+        try:
+            connection.execute("BEGIN EXCLUSIVE")
+            yield
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+
+    _outage_keeps_every_count(sqlite_url, tmp_path, capsys, exclusive_lock)
+
+
+@pytest.mark.postgres
+def test_postgres_unreachable_for_20_seconds_under_traffic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with postgres_database() as url:
+        monkeypatch.setenv("THOTBOT_DATABASE_URL", url)
+        name = url.rsplit("/", 1)[1]
+
+        @contextmanager
+        def disconnected() -> Iterator[None]:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                )
+                try:
+                    yield
+                finally:
+                    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+        _outage_keeps_every_count(url, tmp_path, capsys, disconnected)
