@@ -174,6 +174,7 @@ def test_parse_bounds_every_field() -> None:
         ("  \t ", None),
         (" acme/1.0 ", "acme/1.0"),
         ("acme/1.0\x00\n(x)", "acme/1.0\ufffd\ufffd(x)"),
+        ("acme/1.0 \ud800", "acme/1.0 \ufffd"),
         ("x" * (MAX_LENGTH + 10), "x" * MAX_LENGTH),
     ],
 )

@@ -100,7 +100,8 @@ _EMAIL = re.compile(r"[\w.+%-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*", re.A
 _URL = re.compile(r"https?://[^\s;,()<>\"']+", re.ASCII | re.IGNORECASE)
 _VERSION_ONLY = re.compile(r"[vV]?\d[\w.+-]*")
 _LETTER = re.compile(r"[A-Za-z]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates (which no database encoding accepts).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _TRIM = ";,:'\"-"
 
 

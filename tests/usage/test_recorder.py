@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import anyio
 import pytest
+from sqlalchemy.exc import DataError
 
 from thotbot.storage.usage import UsageBatch
 from thotbot.usage import DisabledRecorder, UsageRecorder
@@ -21,17 +22,21 @@ class DatabaseDown(Exception):
 
 
 class MemoryUsageStore:
-    """The recorder's seam, in memory; ``down`` makes every call fail like an unreachable database."""
+    """The recorder's seam, in memory; ``down`` makes every call fail like an unreachable database,
+    ``refuse`` makes writes fail like a batch the database rejects."""
 
     def __init__(self) -> None:
         self.batches: list[UsageBatch] = []
         self.salts: dict[date, bytes] = {}
         self.prunes: list[tuple[date, date]] = []
         self.down = False
+        self.refuse = False
 
     def write(self, batch: UsageBatch) -> None:
         if self.down:
             raise DatabaseDown
+        if self.refuse:
+            raise DataError("INSERT ...", {}, ValueError("value too long"))
         self.batches.append(batch)
 
     def ensure_salts(self, days: Iterable[date]) -> dict[date, bytes]:
@@ -188,6 +193,35 @@ def test_a_failed_flush_keeps_the_batch_and_retries(recorder: UsageRecorder, sto
     assert store.agents() == {("key_a", "acme/1.0"): 2, ("key_a", "acme/2.0"): 1}
     assert batch.last_used["key_a"].user_agent == "acme/2.0"
     assert sum(c.requests for c in batch.clients) == 3
+
+
+def test_an_outage_never_drops_a_batch(recorder: UsageRecorder, store: MemoryUsageStore) -> None:
+    recorder.record("key_a", NOW, "acme/1.0")
+    store.down = True
+    for _ in range(10):
+        anyio.run(recorder.flush)
+
+    store.down = False
+    anyio.run(recorder.flush)
+
+    assert store.requests() == 1
+    assert recorder.stats.dropped == 0
+
+
+def test_a_batch_the_database_refuses_is_dropped_after_three_tries(
+    recorder: UsageRecorder, store: MemoryUsageStore
+) -> None:
+    recorder.record("key_a", NOW, "acme/1.0")
+    store.refuse = True
+    for _ in range(3):
+        anyio.run(recorder.flush)
+    store.refuse = False
+    recorder.record("key_a", NOW + 1, "acme/2.0")
+
+    anyio.run(recorder.flush)
+
+    assert recorder.stats.dropped == 1
+    assert store.agents() == {("key_a", "acme/2.0"): 1}
 
 
 def test_a_failed_batch_merges_back_under_the_caps(store: MemoryUsageStore) -> None:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import anyio
 import anyio.to_thread
+from sqlalchemy.exc import DataError, IntegrityError
 
 from thotbot.storage import KeyUsage
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
@@ -30,6 +31,8 @@ MAX_AGENTS_PER_KEY = 1_000
 #: Distinct (key, day, hashed client address) entries kept between two flushes.
 MAX_CLIENTS = 10_000
 PRUNE_EVERY = 3600.0
+#: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
+MAX_REFUSALS = 3
 
 
 class UsageWriter(Protocol):
@@ -50,6 +53,8 @@ class RecorderStats:
     #: Client-address hashes not kept, being over the cap (their requests are still counted).
     clients_dropped: int = 0
     failed_flushes: int = 0
+    #: Requests in batches the database refused MAX_REFUSALS times in a row.
+    dropped: int = 0
 
 
 class _Seen:
@@ -119,6 +124,7 @@ class UsageRecorder:
         self._flushing = False
         self._failing = False
         self._failures_in_a_row = 0
+        self._refusals = 0
         self.stats = RecorderStats()
 
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
@@ -183,24 +189,33 @@ class UsageRecorder:
         window, self._window = self._window, _Window()
         if not len(window):
             return 0
-        written = False
+        written = dropped = False
         try:
             await anyio.to_thread.run_sync(self._write, window)
             written = True
-        except Exception:
+        except Exception as exc:
             # The edge of a background task: the database may be down. Keep the batch for the next
             # flush, and never let a request see this.
             self.stats.failed_flushes += 1
             self._failures_in_a_row += 1
-            log.warning(
-                "could not write usage (%d requests, %d keys); keeping it to retry",
-                window.requests,
-                len(window.last),
-                exc_info=not self._failing,
-            )
+            self._refusals = self._refusals + 1 if isinstance(exc, IntegrityError | DataError) else 0
+            if self._refusals >= MAX_REFUSALS:
+                # Not an outage: the database refuses this batch itself. Drop it rather than keep
+                # every later request's usage queued behind it for ever.
+                log.error("usage refused %d times, dropped: %d requests", self._refusals, window.requests)
+                self.stats.dropped += window.requests
+                self._refusals = 0
+                dropped = True
+            else:
+                log.warning(
+                    "could not write usage (%d requests, %d keys); keeping it to retry",
+                    window.requests,
+                    len(window.last),
+                    exc_info=not self._failing,
+                )
             self._failing = True
         finally:
-            if not written:
+            if not (written or dropped):
                 # Also on cancellation: a shutdown that interrupts a flush still writes it last.
                 self._restore(window)
         if not written:
