@@ -43,6 +43,13 @@ class _MethodNotAllowed(ThotbotError):
     default_detail = "This endpoint does not accept that HTTP method."
 
 
+class _ContentTooLarge(ThotbotError):
+    status = 413
+    code = "content_too_large"
+    title = "Content too large"
+    default_detail = "The request body is larger than the 1 MiB this API accepts."
+
+
 def problem_parts(exc: ThotbotError, instance: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     body: dict[str, object] = {
         "type": exc.type_uri,
@@ -95,6 +102,9 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         error = NotFound()
     elif exc.status_code == 405:
         error = _MethodNotAllowed()
+    elif exc.status_code == 413:
+        # Starlette's body limit raises this while a handler reads a chunked body.
+        error = _ContentTooLarge()
     elif exc.status_code in (400, 422):
         error = ValidationFailed(str(exc.detail))
     else:

@@ -78,9 +78,15 @@ class APIKeyGuard:
             await send(message)
 
         path: str = scope["path"]
+        key_in_path = keys.looks_like_key(path)
+        if key_in_path:
+            # Never echoed in a problem's instance nor written to the access log.
+            path = "/v1/[redacted]"
         address = _client(scope)
         try:
             try:
+                if key_in_path:
+                    raise APIKeyInURL
                 _refuse_key_in_query(scope["query_string"])
                 if (scope["method"], path) in PUBLIC_ENDPOINTS:
                     decision = await self.limiter.hit_anon(address)
