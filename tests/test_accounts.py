@@ -37,6 +37,9 @@ def test_normalize_email(raw: str, expected: str) -> None:
         "you @example.com",
         "a@b.c" + "c" * 320,
         "you@exa\nmple.com",
+        "you\x00@example.com",
+        "you@example.com\x7f",
+        "you\x1b[31m@example.com",
     ],
 )
 def test_normalize_email_refuses(raw: str) -> None:

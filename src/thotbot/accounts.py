@@ -13,7 +13,7 @@ __all__ = ["MIN_PASSWORD_LENGTH", "hash_password", "normalize_email", "verify_pa
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
-_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
 _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 low-memory defaults
 
 

@@ -99,6 +99,14 @@ class TestCreate:
         assert services.keys.get(record.id) == record
         assert services.keys.find("key_missing") is None
 
+    @pytest.mark.parametrize("key_id", ["key_\x00", "\x00", "k" * 33, ""])
+    def test_odd_ids_are_not_found(self, services: Services, key_id: str) -> None:
+        assert services.keys.find(key_id) is None
+        with pytest.raises(NotFound):
+            services.keys.revoke(key_id)
+        with pytest.raises(NotFound):
+            services.keys.grant(key_id, "account:security")
+
     def test_get_unknown_raises_not_found(self, services: Services) -> None:
         with pytest.raises(NotFound) as exc_info:
             services.keys.get("key_missing")

@@ -63,6 +63,11 @@ class TestSQLUserStore:
         assert services.users.find("acct_missing") is None
         assert services.users.find_by_email("nobody@example.com") is None
 
+    def test_find_with_a_nul_is_none_not_an_error(self, services: Services) -> None:
+        # PostgreSQL refuses NUL in text; a sign-in form can send one.
+        assert services.users.find("acct_\x00") is None
+        assert services.users.find_by_email("nobody\x00@example.com") is None
+
     def test_get_by_email_unknown_raises_not_found(self, services: Services) -> None:
         with pytest.raises(NotFound) as exc_info:
             services.users.get_by_email(" nobody@example.com ")

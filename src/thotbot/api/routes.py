@@ -144,6 +144,8 @@ async def create_key(request: Request) -> Response:
     services, identity = _services(request), _identity(request)
     body = await read_json_object(request)
     name = required_str(body, "name", max_length=100)
+    if not name.isprintable():
+        raise ValidationFailed("'name' must not contain control characters.", field="name")
     now = utcnow()
     expires_at = parse_expiry(body.get("expires_at"), now)
     read_only = body.get("read_only", False)

@@ -114,8 +114,8 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name.strip()
-    if not name or len(name) > 100:
-        raise ValidationFailed("--name must be 1 to 100 characters")
+    if not name or len(name) > 100 or not name.isprintable():
+        raise ValidationFailed("--name must be 1 to 100 printable characters")
     expires_at = parse_expiry(args.expires_at, utcnow(), field="--expires-at")
     services = _services(settings)
     account = services.users.get_by_email(args.user)

@@ -38,6 +38,11 @@ def to_record(row: APIKey) -> KeyRecord:
     )
 
 
+def _may_be_id(key_id: str) -> bool:
+    """Ids come from URLs and the command line: PostgreSQL refuses NUL in text with an error."""
+    return len(key_id) <= 32 and "\x00" not in key_id
+
+
 def _serialize_changes(session: Session) -> None:
     """Make key_events numbers follow commit order; call first in any transaction that adds one.
 
@@ -87,6 +92,8 @@ class SQLKeyStore:
             return to_record(row) if row else None
 
     def find(self, key_id: str) -> KeyRecord | None:
+        if not _may_be_id(key_id):
+            return None
         with self._sessions() as session:
             row = session.get(APIKey, key_id)
             return to_record(row) if row else None
@@ -182,7 +189,7 @@ class SQLKeyStore:
 
     @staticmethod
     def _locked(session: Session, key_id: str) -> APIKey:
-        row = session.get(APIKey, key_id, with_for_update=True)
+        row = session.get(APIKey, key_id, with_for_update=True) if _may_be_id(key_id) else None
         if row is None:
             raise NotFound(f"No API key with id {key_id!r}.")
         return row

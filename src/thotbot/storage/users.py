@@ -45,11 +45,15 @@ class SQLUserStore:
         return _record(row)
 
     def find(self, account_id: str) -> AccountRecord | None:
+        if "\x00" in account_id:  # PostgreSQL refuses NUL in text with an error
+            return None
         with self._sessions() as session:
             row = session.get(Account, account_id)
             return _record(row) if row else None
 
     def find_by_email(self, email: str) -> AccountRecord | None:
+        if "\x00" in email:  # typed into a sign-in form: PostgreSQL refuses NUL in text
+            return None
         with self._sessions() as session:
             row = session.scalars(select(Account).where(Account.email == email.strip().lower())).one_or_none()
             return _record(row) if row else None
