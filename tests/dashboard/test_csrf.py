@@ -137,3 +137,22 @@ def test_session_cookie_is_refused_by_the_api(client: TestClient) -> None:
 
     assert response.status_code == 401
     assert response.json()["code"] == "session_cookie_not_accepted"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n\r\nbroken"),
+        ("application/json", b'{"email": "a@example.com"}'),
+        ("application/x-www-form-urlencoded", b"%ZZ=%ZZ&" * 100),
+    ],
+)
+def test_a_malformed_body_is_refused_as_a_page_not_an_error(
+    client: TestClient, content_type: str, body: bytes
+) -> None:
+    client.get("/login")
+
+    response = client.post("/login", content=body, headers={"content-type": content_type})
+
+    assert response.status_code in (400, 403)
+    assert response.headers["content-type"].startswith("text/html")

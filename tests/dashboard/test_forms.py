@@ -152,3 +152,19 @@ def test_roll_refuses_anything_else() -> None:
 )
 def test_safe_next(value: object, expected: str | None) -> None:
     assert safe_next(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [("welcome123", "common"), ("ada.lovelace!", "email"), ("lamp orbit walrus tea", None)],
+)
+def test_sign_up_says_why_a_password_is_weak(password: str, reason: str | None) -> None:
+    form = {"email": "ada.lovelace@example.com", "password": password}
+    if reason is None:
+        parse_sign_up(form)
+        return
+    with pytest.raises(FormInvalid) as exc_info:
+        parse_sign_up(form)
+
+    message = exc_info.value.errors["password"]
+    assert ("email address" in message) is (reason == "email")

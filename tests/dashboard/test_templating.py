@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from thotbot.dashboard.templating import absolute_time, describe_user_agent, relative_time
+from thotbot.dashboard.templating import absolute_time, describe_actor, describe_user_agent, relative_time
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -54,3 +54,18 @@ def test_absolute_time_is_utc() -> None:
 )
 def test_describe_user_agent(user_agent: str | None, text: str) -> None:
     assert describe_user_agent(user_agent) == text
+
+
+@pytest.mark.parametrize(
+    ("actor", "text"),
+    [
+        ("session:ses_1", "You, in this browser"),
+        ("session:ses_2", "You, on the dashboard"),
+        ("api_key:key_9", "API key key_9"),
+        ("operator", "The operator"),
+        ("anonymous", "Someone signing in"),
+        ("something-new", "something-new"),
+    ],
+)
+def test_describe_actor(actor: str, text: str) -> None:
+    assert describe_actor(actor, "ses_1") == text

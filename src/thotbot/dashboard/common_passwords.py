@@ -6,7 +6,7 @@ catch the usual variants too, because digits and symbols added at either end are
 
 from __future__ import annotations
 
-__all__ = ["COMMON_PASSWORDS", "is_common_password"]
+__all__ = ["COMMON_PASSWORDS", "is_common_password", "password_weakness"]
 
 COMMON_PASSWORDS = frozenset(
     """
@@ -37,16 +37,19 @@ COMMON_PASSWORDS = frozenset(
 _PADDING = "0123456789!@#$%^&*()_-+=.,?~ "
 
 
-def is_common_password(password: str, email: str | None = None) -> bool:
-    """True for a listed password, a listed word padded with digits or symbols, or the email."""
+def password_weakness(password: str, email: str | None = None) -> str | None:
+    """'common' for a listed password (or a listed word padded with digits or symbols) or one of
+    one or two repeated characters; 'email' for the email address or its local part; else None."""
     value = password.lower()
     core = value.strip(_PADDING)
-    if {value, core, core.replace(" ", "")} & COMMON_PASSWORDS:
-        return True
-    if len(set(value)) <= 2:
-        return True
+    if {value, core, core.replace(" ", "")} & COMMON_PASSWORDS or len(set(value)) <= 2:
+        return "common"
     if email:
         local = email.lower().partition("@")[0]
         if value == email.lower() or (len(local) >= 3 and core in (local, local.replace(".", ""))):
-            return True
-    return False
+            return "email"
+    return None
+
+
+def is_common_password(password: str, email: str | None = None) -> bool:
+    return password_weakness(password, email) is not None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from thotbot.accounts import check_password_strength, normalize_email
-from thotbot.dashboard.common_passwords import is_common_password
+from thotbot.dashboard.common_passwords import password_weakness
 from thotbot.errors import ValidationFailed
 
 __all__ = [
@@ -46,10 +46,12 @@ ROLL_CHOICES: dict[str, tuple[str, timedelta]] = {
     "7d": ("In 7 days", timedelta(days=7)),
 }
 DEFAULT_ROLL = "24h"
-_GUESSABLE = (
-    "This password is too easy to guess: it is among the first ones attackers try, or it "
-    "contains your email address. Try a few unrelated words."
-)
+_WEAKNESSES = {
+    "common": "This password is too easy to guess: it is among the first ones attackers try. "
+    "Try a few unrelated words.",
+    "email": "This password is too easy to guess: it is made from your email address. "
+    "Try a few unrelated words.",
+}
 _ENTER_IT = "Enter your password."
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -107,8 +109,9 @@ def parse_sign_up(form: Mapping[str, object]) -> SignUp:
     password = _text(form, "password")
     try:
         check_password_strength(password)
-        if is_common_password(password, email or _text(form, "email")):
-            errors["password"] = _GUESSABLE
+        weakness = password_weakness(password, email or _text(form, "email"))
+        if weakness is not None:
+            errors["password"] = _WEAKNESSES[weakness]
     except ValidationFailed as exc:
         errors["password"] = exc.detail
     if errors:

@@ -9,7 +9,14 @@ from starlette.templating import Jinja2Templates
 
 from thotbot import __version__
 
-__all__ = ["ACTION_LABELS", "absolute_time", "describe_user_agent", "relative_time", "templates"]
+__all__ = [
+    "ACTION_LABELS",
+    "absolute_time",
+    "describe_actor",
+    "describe_user_agent",
+    "relative_time",
+    "templates",
+]
 
 #: The security log's action codes, as people read them.
 ACTION_LABELS = {
@@ -82,6 +89,20 @@ def describe_user_agent(user_agent: str | None) -> str:
     return user_agent if len(user_agent) <= 60 else user_agent[:59] + "…"
 
 
+def describe_actor(actor: str, current_session: str = "") -> str:
+    """Who did something, as the security log's reader understands it."""
+    kind, _, ident = actor.partition(":")
+    if kind == "session":
+        return "You, in this browser" if ident == current_session else "You, on the dashboard"
+    if kind == "api_key":
+        return f"API key {ident}"
+    return {
+        "operator": "The operator",
+        "anonymous": "Someone signing in",
+        "revoke-leaked": "A leaked-key report",
+    }.get(actor, actor)
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("thotbot.dashboard", "templates"),
@@ -93,6 +114,7 @@ def _environment() -> jinja2.Environment:
     env.filters["relative"] = relative_time
     env.filters["absolute"] = absolute_time
     env.filters["device"] = describe_user_agent
+    env.filters["actor"] = describe_actor
     env.filters["action_label"] = lambda action: ACTION_LABELS.get(action, action)
     env.globals["version"] = __version__
     return env
