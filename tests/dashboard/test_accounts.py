@@ -163,9 +163,10 @@ class TestSignIn:
             assert response.status_code == 400
             assert field_errors(response.text) == {"password": "The email address or password is incorrect."}
         account = services.users.get_by_email("bea@example.com")
-        assert [e.action for e in services.security_log.list_for_account(account.id)] == [
-            "session.sign_in_failed"
-        ]
+        [event] = services.security_log.list_for_account(account.id)
+        assert event.action == "session.sign_in_failed"
+        assert event.actor == "anonymous"
+        assert event.ip_address == "testclient"
 
     def test_repeated_failures_are_slowed_down(self, client: TestClient, services: Services) -> None:
         make_user(services, "cy@example.com", password=PASSWORD)

@@ -26,6 +26,7 @@ __all__ = [
     "Visit",
     "ensure_session",
     "load_visit",
+    "login_url",
     "read_form",
     "redirect",
     "render",
@@ -68,7 +69,10 @@ class Visit:
 
     @property
     def actor(self) -> str:
-        return f"session:{self.session.id}" if self.session else "anonymous"
+        """Who acts, for the security log: a signed-in session, or someone not signed in."""
+        if self.session is not None and self.session.signed_in:
+            return f"session:{self.session.id}"
+        return "anonymous"
 
     def log(self, action: str, *, key_id: str | None = None, detail: str = "", account_id: str = "") -> None:
         """Write to the security log (blocking: call it through run)."""
