@@ -30,30 +30,41 @@ class KeyCache:
         self._max = max_entries
         self._by_digest: dict[bytes, CachedKey] = {}
         self._digest_by_id: dict[str, bytes] = {}
+        #: Bumped by every eviction: a lookup that started before one must not cache what it read.
+        self.generation = 0
 
     def get(self, digest: bytes) -> CachedKey | None:
         return self._by_digest.get(digest)
 
-    def put(self, digest: bytes, record: KeyRecord) -> CachedKey:
-        if len(self._by_digest) >= self._max and digest not in self._by_digest:
-            # Dicts keep insertion order: dropping the oldest entry is O(1).
-            oldest = next(iter(self._by_digest))
-            self._drop(oldest)
+    def put(self, digest: bytes, record: KeyRecord, generation: int | None = None) -> CachedKey:
+        """Cache ``record``; with ``generation``, only if nothing was evicted since it was read.
+
+        Without that check a lookup racing a revocation could cache the key as it was before,
+        after the poller's eviction, and the revoked key would then be accepted indefinitely.
+        """
         entry = CachedKey(
             record=record,
             expires_ts=record.expires_at.timestamp() if record.expires_at else None,
             revoked_ts=record.revoked_at.timestamp() if record.revoked_at else None,
         )
+        if generation is not None and generation != self.generation:
+            return entry
+        if len(self._by_digest) >= self._max and digest not in self._by_digest:
+            # Dicts keep insertion order: dropping the oldest entry is O(1).
+            oldest = next(iter(self._by_digest))
+            self._drop(oldest)
         self._by_digest[digest] = entry
         self._digest_by_id[record.id] = digest
         return entry
 
     def evict(self, key_id: str) -> None:
+        self.generation += 1
         digest = self._digest_by_id.get(key_id)
         if digest is not None:
             self._drop(digest)
 
     def clear(self) -> None:
+        self.generation += 1
         self._by_digest.clear()
         self._digest_by_id.clear()
 

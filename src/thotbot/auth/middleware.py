@@ -168,6 +168,7 @@ class APIKeyGuard:
         return entry.record
 
     async def _load(self, digest: bytes) -> CachedKey:
+        generation = self.cache.generation
         try:
             record = await anyio.to_thread.run_sync(self.store.find_by_hash, digest)
         except SQLAlchemyError:
@@ -177,7 +178,7 @@ class APIKeyGuard:
             raise DatabaseUnavailable from None
         if record is None:
             raise InvalidAPIKey
-        return self.cache.put(digest, record)
+        return self.cache.put(digest, record, generation)
 
 
 def _bearer_token(authorization: bytes | None, cookie: bytes) -> str:

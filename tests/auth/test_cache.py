@@ -1,0 +1,195 @@
+"""KeyCache, and how the running app keeps it in step with the database."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx2
+import pytest
+from starlette.testclient import TestClient
+
+from tests.factories import bearer, make_api_key
+from thotbot import keys
+from thotbot.auth.cache import KeyCache
+from thotbot.services import Services
+from thotbot.storage import KeyRecord
+
+T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+
+def _record(key_id: str, **changes: object) -> KeyRecord:
+    fields: dict[str, object] = {
+        "id": key_id,
+        "account_id": "acct_1",
+        "name": "k",
+        "hint": "thot_ak_0000…0000",
+        "read_only": False,
+        "grants": frozenset(),
+        "created_at": T0,
+        "expires_at": None,
+        "revoked_at": None,
+        "last_used_at": None,
+        "last_user_agent": None,
+    }
+    fields.update(changes)
+    return KeyRecord(**fields)  # type: ignore[arg-type]
+
+
+def _digest(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+class TestKeyCache:
+    def test_put_and_get(self) -> None:
+        cache = KeyCache()
+        record = _record("key_1", expires_at=T0 + timedelta(days=1), revoked_at=T0)
+
+        entry = cache.put(_digest(1), record)
+
+        assert cache.get(_digest(1)) is entry
+        assert entry.record is record
+        assert entry.expires_ts == (T0 + timedelta(days=1)).timestamp()
+        assert entry.revoked_ts == T0.timestamp()
+        assert cache.get(_digest(2)) is None
+        assert len(cache) == 1
+
+    def test_never_expiring_key(self) -> None:
+        entry = KeyCache().put(_digest(1), _record("key_1"))
+
+        assert entry.expires_ts is None
+        assert entry.revoked_ts is None
+
+    def test_evict_by_key_id(self) -> None:
+        cache = KeyCache()
+        cache.put(_digest(1), _record("key_1"))
+        cache.put(_digest(2), _record("key_2"))
+
+        cache.evict("key_1")
+        cache.evict("key_unknown")
+
+        assert cache.get(_digest(1)) is None
+        assert cache.get(_digest(2)) is not None
+        assert len(cache) == 1
+
+    def test_is_bounded_dropping_the_oldest(self) -> None:
+        cache = KeyCache(max_entries=3)
+        for n in range(5):
+            cache.put(_digest(n), _record(f"key_{n}"))
+
+        assert len(cache) == 3
+        assert [cache.get(_digest(n)) is not None for n in range(5)] == [False, False, True, True, True]
+        # A dropped entry's id is forgotten too: evicting it is harmless.
+        cache.evict("key_0")
+        assert len(cache) == 3
+
+    def test_putting_the_same_key_again_replaces_it(self) -> None:
+        cache = KeyCache(max_entries=2)
+        cache.put(_digest(1), _record("key_1"))
+        cache.put(_digest(2), _record("key_2"))
+
+        cache.put(_digest(2), _record("key_2", revoked_at=T0))
+
+        assert len(cache) == 2
+        entry = cache.get(_digest(2))
+        assert entry is not None
+        assert entry.revoked_ts == T0.timestamp()
+        assert cache.get(_digest(1)) is not None
+
+    def test_clear(self) -> None:
+        cache = KeyCache()
+        cache.put(_digest(1), _record("key_1"))
+
+        cache.clear()
+
+        assert len(cache) == 0
+        assert cache.get(_digest(1)) is None
+
+    def test_a_lookup_older_than_an_eviction_is_not_cached(self) -> None:
+        cache = KeyCache()
+        generation = cache.generation
+        cache.evict("key_1")  # the poller saw a change while the lookup was in flight
+
+        entry = cache.put(_digest(1), _record("key_1"), generation)
+
+        assert entry.record.id == "key_1"
+        assert cache.get(_digest(1)) is None
+
+    def test_a_lookup_with_no_eviction_since_is_cached(self) -> None:
+        cache = KeyCache()
+        generation = cache.generation
+
+        cache.put(_digest(1), _record("key_1"), generation)
+
+        assert cache.get(_digest(1)) is not None
+
+
+def _refused_within(client: TestClient, raw: str, seconds: float) -> httpx2.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = client.get("/v1/version", headers=bearer(raw))
+        if response.status_code != 200 or time.monotonic() >= deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_the_guard_caches_verified_keys(client: TestClient, services: Services) -> None:
+    raw, record = make_api_key(services)
+
+    assert client.get("/v1/version", headers=bearer(raw)).status_code == 200
+
+    entry = services.key_cache.get(keys.hash_key(raw))
+    assert entry is not None
+    assert entry.record.id == record.id
+
+
+def test_unknown_keys_are_not_cached(client: TestClient, services: Services) -> None:
+    assert client.get("/v1/version", headers=bearer(keys.generate())).status_code == 401
+
+    assert len(services.key_cache) == 0
+
+
+def test_a_revocation_by_another_process_is_honoured_within_a_second(
+    client: TestClient, services: Services
+) -> None:
+    raw, record = make_api_key(services)
+    assert client.get("/v1/version", headers=bearer(raw)).status_code == 200  # cached now
+
+    # What `thotbot keys revoke` does from another process: the database only, no eviction here.
+    services.keys.revoke(record.id, reason="revoked by operator")
+    response = _refused_within(client, raw, 1.0)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "revoked_api_key"
+
+
+def test_an_expiry_set_elsewhere_is_honoured_within_a_second(client: TestClient, services: Services) -> None:
+    raw, record = make_api_key(services)
+    assert client.get("/v1/version", headers=bearer(raw)).status_code == 200
+
+    services.keys.set_expiry(record.id, datetime.now(UTC) - timedelta(seconds=1))
+    response = _refused_within(client, raw, 1.0)
+
+    assert response.json()["code"] == "expired_api_key"
+
+
+def test_a_revocation_racing_the_first_lookup_is_not_lost(
+    client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw, record = make_api_key(services)
+    find_by_hash = services.keys.find_by_hash
+
+    def racing(digest: bytes) -> KeyRecord | None:
+        found = find_by_hash(digest)  # read before the revocation commits...
+        services.keys.revoke(record.id)
+        services.key_cache.evict(record.id)  # ...and the poller evicts before the lookup returns
+        return found
+
+    monkeypatch.setattr(services.keys, "find_by_hash", racing)
+    client.get("/v1/version", headers=bearer(raw))
+    monkeypatch.setattr(services.keys, "find_by_hash", find_by_hash)
+
+    response = client.get("/v1/version", headers=bearer(raw))
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "revoked_api_key"
