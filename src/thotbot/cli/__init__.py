@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot import __version__
@@ -26,6 +27,8 @@ from thotbot.usage import report
 __all__ = ["main"]
 
 Command = Callable[[argparse.Namespace, Settings], int]
+#: Engines opened by this run of main(): closed before it returns, also when called in process.
+_opened: list[Services] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,9 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SQLAlchemyError as exc:
         url = redacted_url(settings.database_url_value())
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        password = make_url(settings.database_url_value()).password
+        if password:
+            reason = reason.replace(str(password), "***")
         return _fail(f"database error ({url}): {reason}")
     except KeyboardInterrupt:
         return 130
+    finally:
+        while _opened:
+            _opened.pop().engine.dispose()
 
 
 def _fail(message: str) -> int:
@@ -54,6 +63,7 @@ def _fail(message: str) -> int:
 
 def _services(settings: Settings) -> Services:
     services = build_services(settings)
+    _opened.append(services)
     upgrade(services.engine)  # idempotent: a fresh checkout works without a separate step
     return services
 

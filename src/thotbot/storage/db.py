@@ -10,6 +10,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from thotbot.errors import ConfigError
+
 __all__ = ["SessionFactory", "make_engine", "make_session_factory", "redacted_url"]
 
 SessionFactory = sessionmaker[Session]
@@ -33,7 +35,12 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_engine(database: str | None) -> Engine:
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"THOTBOT_DATABASE_URL: cannot create the directory {Path(database).parent}: {exc.strerror}"
+            ) from None
     engine = create_engine(f"sqlite:///{database or ''}", connect_args={"timeout": 15})
 
     @event.listens_for(engine, "connect")
