@@ -6,12 +6,18 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from thotbot.account_security import AccountSecurity
 from thotbot.auth.cache import KeyCache
 from thotbot.config import Settings
+from thotbot.mail import Mailer
+from thotbot.notifications import Notifier
+from thotbot.passkeys import PasskeyCeremonies
 from thotbot.ratelimit import RateLimiter
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
+from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
+from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.sessions import SQLSessionStore
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
@@ -35,6 +41,10 @@ class Services:
     rate_limiter: RateLimiter = field(init=False)
     web_sessions: SQLSessionStore = field(init=False)
     sign_in_throttle: SQLSignInThrottle = field(init=False)
+    mailer: Mailer = field(init=False)
+    notifier: Notifier = field(init=False)
+    passkeys: PasskeyCeremonies = field(init=False)
+    account_security: AccountSecurity = field(init=False)
 
     def __post_init__(self) -> None:
         self.usage = SQLUsageStore(self.sessions)
@@ -42,8 +52,26 @@ class Services:
         self.last_used = recorder(self.usage, retention_days=self.settings.usage_retention_days)
         self.web_sessions = SQLSessionStore(self.sessions)
         self.sign_in_throttle = SQLSignInThrottle(self.sessions)
+        self._build_account_security()
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
+
+    def _build_account_security(self) -> None:
+        self.mailer = Mailer.from_settings(self.settings)
+        self.notifier = Notifier(self.mailer, self.users, self.settings.public_url)
+        self.passkeys = PasskeyCeremonies.from_settings(
+            self.settings, SQLPasskeyStore(self.sessions), SQLChallengeStore(self.sessions)
+        )
+        self.account_security = AccountSecurity(
+            users=self.users,
+            security_log=self.security_log,
+            email_changes=SQLEmailChangeStore(self.sessions),
+            passkeys=self.passkeys,
+            notifier=self.notifier,
+            sessions=self.web_sessions,
+            throttle=self.sign_in_throttle,
+            public_url=self.settings.public_url,
+        )
 
 
 def build_services(settings: Settings) -> Services:

@@ -10,11 +10,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from thotbot import __version__, keys
+from thotbot.api import account
 from thotbot.api.bodies import read_json_object, required_str
 from thotbot.api.serializers import account_json, key_json
 from thotbot.dates import parse_expiry
-from thotbot.errors import MalformedAPIKey, NotFound, NotImplementedYet, RestrictedEndpoint, ValidationFailed
+from thotbot.errors import MalformedAPIKey, NotFound, RestrictedEndpoint, ValidationFailed
 from thotbot.identity import Identity, Permission, permits
+from thotbot.notifications import Actor
 from thotbot.services import Services
 from thotbot.storage.models import utcnow
 
@@ -98,6 +100,7 @@ async def revoke_leaked(request: Request) -> Response:
         except MalformedAPIKey:
             continue  # Not a key: say nothing about it either.
     revoked = await anyio.to_thread.run_sync(lambda: services.keys.revoke_by_hashes(digests, reason="leaked"))
+    actor = Actor("revoke-leaked", **_client_meta(request))
     for record in revoked:
         services.key_cache.evict(record.id)
         await anyio.to_thread.run_sync(
@@ -109,6 +112,9 @@ async def revoke_leaked(request: Request) -> Response:
                 detail=f"{r.name!r} ({r.hint}) was reported as leaked and revoked",
                 **_client_meta(request),
             )
+        )
+        await anyio.to_thread.run_sync(
+            lambda r=record: services.notifier.key_revoked_as_leaked(r.account_id, r, actor)  # type: ignore[misc]
         )
     # The same answer whether or not any key existed: the caller learns nothing.
     return JSONResponse({"status": "accepted"}, status_code=202)
@@ -128,7 +134,8 @@ def restricted(
                 "restricted.allowed" if allowed else "restricted.refused",
                 actor=f"api_key:{identity.key_id}",
                 key_id=identity.key_id,
-                detail=f"{request.method} {request.url.path}",
+                # The path is percent-decoded: a NUL in it would make PostgreSQL refuse the row.
+                detail=f"{request.method} {request.url.path}".replace("\x00", "\\x00"),
                 **_client_meta(request),
             )
         )
@@ -164,14 +171,9 @@ async def create_key(request: Request) -> Response:
             **_client_meta(request),
         )
     )
+    actor = Actor.api_key(identity.key_id, **_client_meta(request))
+    await anyio.to_thread.run_sync(lambda: services.notifier.key_created(identity.account_id, record, actor))
     return JSONResponse({**key_json(record, now), "key": raw}, status_code=201)
-
-
-@restricted
-async def not_yet(request: Request) -> Response:
-    raise NotImplementedYet(
-        "This endpoint is reserved and not built yet; make this change on the dashboard (Security)."
-    )
 
 
 routes = [
@@ -181,8 +183,9 @@ routes = [
     Route("/v1/keys", create_key, methods=["POST"]),
     Route("/v1/keys/revoke-leaked", revoke_leaked, methods=["POST"]),
     Route("/v1/keys/{key_id}", revoke_key, methods=["DELETE"]),
-    Route("/v1/account/email", not_yet, methods=["PUT"]),
-    Route("/v1/account/password", not_yet, methods=["PUT"]),
-    Route("/v1/account/passkeys", not_yet, methods=["GET", "POST"]),
-    Route("/v1/account/passkeys/{passkey_id}", not_yet, methods=["DELETE"]),
+    Route("/v1/account/email", restricted(account.change_email), methods=["PUT"]),
+    Route("/v1/account/password", restricted(account.change_password), methods=["PUT"]),
+    Route("/v1/account/passkeys", restricted(account.list_passkeys), methods=["GET"]),
+    Route("/v1/account/passkeys", restricted(account.add_passkey), methods=["POST"]),
+    Route("/v1/account/passkeys/{passkey_id}", restricted(account.remove_passkey), methods=["DELETE"]),
 ]

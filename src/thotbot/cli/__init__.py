@@ -18,6 +18,8 @@ from thotbot.config import Settings, load_settings
 from thotbot.dates import parse_expiry
 from thotbot.errors import ThotbotError, ValidationFailed
 from thotbot.identity import GRANTABLE
+from thotbot.mail import show_mail_log
+from thotbot.notifications import Actor
 from thotbot.services import Services, build_services
 from thotbot.storage.db import redacted_url
 from thotbot.storage.migrate import upgrade
@@ -137,6 +139,8 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
         key_id=record.id,
         detail=f"created {name!r} ({record.hint}) with the CLI",
     )
+    show_mail_log()  # Without THOTBOT_SMTP_URL the notice goes to the log: show it on stderr.
+    services.notifier.key_created(account.id, record, Actor.operator())
     print(raw)
     _say(f"created key {record.id} ({record.hint}) for {account.email}; it will not be shown again")
     return 0

@@ -25,11 +25,14 @@ __all__ = [
     "APIKey",
     "Account",
     "Base",
+    "EmailChange",
     "KeyEvent",
+    "Passkey",
     "SecurityEvent",
     "SignInThrottle",
     "UTCDateTime",
     "UsedFormToken",
+    "WebAuthnChallenge",
     "WebSession",
     "utcnow",
 ]
@@ -171,3 +174,46 @@ class SignInThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(index=True)
     blocked_until: Mapped[datetime | None]
+
+
+class Passkey(Base):
+    """A WebAuthn credential (a discoverable one: the browser offers it without an email typed)."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, comment="not secret: shown and logged")
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary, comment="COSE_Key, as the authenticator sent it")
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0, comment="the authenticator's counter")
+    transports: Mapped[str] = mapped_column(String(255), default="", comment="space-separated hints")
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+
+
+class WebAuthnChallenge(Base):
+    """A pending WebAuthn ceremony's challenge: single use (deleted when taken) and short-lived."""
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, comment="random; handed to the client")
+    purpose: Mapped[str] = mapped_column(String(16), comment="registration or authentication")
+    account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), comment="null for a passkey-only sign-in"
+    )
+    challenge: Mapped[bytes] = mapped_column(LargeBinary(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class EmailChange(Base):
+    """A pending email change: only the SHA-256 of the link's token is stored, never the token."""
+
+    __tablename__ = "email_changes"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True, comment="SHA-256 of a token")
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    new_email: Mapped[str] = mapped_column(String(320), comment="normalised: lower case")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

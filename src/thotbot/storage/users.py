@@ -68,6 +68,13 @@ class SQLUserStore:
         with self._sessions() as session:
             return session.scalar(select(Account.password_hash).where(Account.id == account_id))
 
+    def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        with self._sessions.begin() as session:
+            row = session.get(Account, account_id)
+            if row is None:
+                raise NotFound(f"No account with id {account_id!r}.")
+            row.password_hash = password_hash
+
     def count(self) -> int:
         with self._sessions() as session:
             return session.scalar(select(func.count()).select_from(Account)) or 0

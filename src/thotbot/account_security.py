@@ -1,0 +1,241 @@
+"""Account security operations, shared by the dashboard and the restricted API.
+
+Each operation checks its input, makes the change, writes the security log and sends its mail.
+They are blocking (database, argon2): call them from async code through ``anyio.to_thread.run_sync``.
+Who asks and from where travels in an ``Actor``. Fresh sign-in ("sudo mode") is the dashboard's
+check to make before calling these; the API's own gate is the operator's ``account:security`` grant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from thotbot.accounts import check_password_strength, hash_password, normalize_email, verify_password
+from thotbot.errors import NotFound, RateLimited, ValidationFailed
+from thotbot.notifications import Actor, Notifier
+from thotbot.passkeys import Ceremony, PasskeyCeremonies
+from thotbot.storage import AccountRecord
+from thotbot.storage.email_changes import PendingEmailChange, SQLEmailChangeStore
+from thotbot.storage.events import SQLSecurityLog
+from thotbot.storage.models import utcnow
+from thotbot.storage.passkeys import PasskeyRecord
+from thotbot.storage.users import SQLUserStore
+
+__all__ = [
+    "EMAIL_CHANGE_LIFETIME",
+    "AccountSecurity",
+    "Actor",
+    "SessionRevoker",
+    "WrongPassword",
+]
+
+EMAIL_CHANGE_LIFETIME = timedelta(hours=24)
+MAX_PASSKEY_NAME = 100
+
+
+class WrongPassword(ValidationFailed):
+    default_detail = "The current password is incorrect."
+
+
+class SessionRevoker(Protocol):
+    """What ending sessions needs of the dashboard's session store (SQLSessionStore)."""
+
+    def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
+
+
+class PasswordThrottle(Protocol):
+    """What slowing password guesses needs of the sign-in throttle (SQLSignInThrottle)."""
+
+    def retry_after(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> int: ...
+
+    def record_failure(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> int: ...
+
+    def record_success(self, email: str) -> None: ...
+
+
+class AccountSecurity:
+    def __init__(
+        self,
+        *,
+        users: SQLUserStore,
+        security_log: SQLSecurityLog,
+        email_changes: SQLEmailChangeStore,
+        passkeys: PasskeyCeremonies,
+        notifier: Notifier,
+        sessions: SessionRevoker,
+        throttle: PasswordThrottle | None = None,
+        public_url: str,
+    ) -> None:
+        self._users = users
+        self._log = security_log
+        self._email_changes = email_changes
+        self._passkeys = passkeys
+        self._notifier = notifier
+        self._sessions = sessions
+        self._throttle = throttle
+        self._public_url = public_url.rstrip("/")
+
+    # Password
+
+    def change_password(self, account_id: str, current: str, new: str, actor: Actor) -> int:
+        """Change the password; ends every other dashboard session, returns how many ended.
+
+        The actor's own session (``actor.session_id``) stays signed in; a change through the API
+        has none, so every session ends. A wrong current password counts as a failed sign-in for
+        the account (the sign-in throttle), and raises WrongPassword (422, field current_password).
+        """
+        account = self._account(account_id)
+        self._check_throttle(account, actor)
+        if not verify_password(self._users.password_hash(account.id), current):
+            if self._throttle is not None:
+                self._throttle.record_failure(account.email, actor.ip_address)
+            self._log.record(
+                account.id, "password.change_refused", detail="wrong current password", **actor.log_fields()
+            )
+            raise WrongPassword(field="current_password")
+        try:
+            check_password_strength(new)
+        except ValidationFailed as exc:
+            raise ValidationFailed(exc.detail, field="new_password") from None
+        if new == current:
+            raise ValidationFailed("Choose a password different from the current one.", field="new_password")
+        self._users.set_password_hash(account.id, hash_password(new))
+        if self._throttle is not None:
+            self._throttle.record_success(account.email)
+        ended = self._sessions.delete_for_account(account.id, keep=actor.session_id)
+        self._log.record(
+            account.id,
+            "password.changed",
+            detail=f"password changed; {ended} other session(s) ended",
+            **actor.log_fields(),
+        )
+        self._notifier.password_changed(account.id, actor, sessions_ended=ended)
+        return ended
+
+    # Email
+
+    def request_email_change(
+        self, account_id: str, new_email: str, actor: Actor, *, now: datetime | None = None
+    ) -> PendingEmailChange | None:
+        """Mail a verification link to the new address; nothing changes until it is followed.
+
+        When the address belongs to another account, that address is told instead and None is
+        returned; callers answer as for a sent link, so the requester learns nothing about it.
+        """
+        account = self._account(account_id)
+        if "\x00" in new_email:  # normalize_email lets NUL through; PostgreSQL would refuse it
+            raise ValidationFailed("Enter a valid email address, such as you@example.com.", field="email")
+        email = normalize_email(new_email)
+        if email == account.email:
+            raise ValidationFailed("This is the account's email address already.", field="email")
+        if self._users.find_by_email(email) is not None:
+            self._log.record(
+                account.id,
+                "email.change_refused",
+                detail=f"{email} belongs to another account",
+                **actor.log_fields(),
+            )
+            self._notifier.email_in_use(email, actor)
+            return None
+        token, pending = self._email_changes.create(
+            account.id, email, lifetime=EMAIL_CHANGE_LIFETIME, now=now
+        )
+        self._log.record(
+            account.id,
+            "email.change_requested",
+            detail=f"verification link sent to {email}; it expires in 24 hours",
+            **actor.log_fields(),
+        )
+        self._notifier.email_verification(email, self.verification_link(token), pending.expires_at, actor)
+        return pending
+
+    def verification_link(self, token: str) -> str:
+        return f"{self._public_url}/verify-email?token={token}"
+
+    def confirm_email_change(self, token: str, actor: Actor, *, now: datetime | None = None) -> AccountRecord:
+        """Follow a verification link: change the email, log it, and tell the OLD address.
+
+        Raises EmailChangeTokenInvalid (422) for an unknown, used, superseded or expired token,
+        and Conflict (409) when another account took the address meanwhile. Whoever follows the
+        link needs no session: holding the token sent to the new address is the proof.
+        """
+        applied = self._email_changes.apply(
+            token, actor=actor.who, ip_address=actor.ip_address, user_agent=actor.user_agent, now=now
+        )
+        self._notifier.email_changed(applied.old_email, applied.new_email, actor)
+        return self._account(applied.account_id)
+
+    def pending_email_change(self, account_id: str) -> PendingEmailChange | None:
+        return self._email_changes.find_pending(account_id)
+
+    # Passkeys
+
+    def list_passkeys(self, account_id: str) -> list[PasskeyRecord]:
+        return self._passkeys.passkeys.list_for_account(account_id)
+
+    def begin_passkey_registration(self, account_id: str) -> Ceremony:
+        """Step one of adding a passkey: options for navigator.credentials.create()."""
+        return self._passkeys.registration_options(self._account(account_id))
+
+    def add_passkey(
+        self, account_id: str, challenge_id: object, credential: object, name: object, actor: Actor
+    ) -> PasskeyRecord:
+        """Step two: verify the new credential, store it, log it and tell the account."""
+        label = _passkey_name(name, default="Passkey")
+        passkey = self._passkeys.register(account_id, challenge_id, credential, name=label)
+        self._log.record(
+            account_id,
+            "passkey.added",
+            detail=f"added passkey {label!r} ({passkey.id})",
+            **actor.log_fields(),
+        )
+        self._notifier.passkey_added(account_id, label, actor, when=passkey.created_at)
+        return passkey
+
+    def rename_passkey(self, account_id: str, passkey_id: str, name: object, actor: Actor) -> PasskeyRecord:
+        label = _passkey_name(name)
+        before = self._passkeys.passkeys.find(passkey_id, account_id=account_id)
+        passkey = self._passkeys.passkeys.rename(passkey_id, label, account_id=account_id)
+        old = f"{before.name!r} " if before else ""
+        self._log.record(
+            account_id,
+            "passkey.renamed",
+            detail=f"renamed passkey {old}({passkey.id}) to {label!r}",
+            **actor.log_fields(),
+        )
+        return passkey
+
+    def remove_passkey(self, account_id: str, passkey_id: str, actor: Actor) -> PasskeyRecord:
+        passkey = self._passkeys.passkeys.remove(passkey_id, account_id=account_id)
+        self._log.record(
+            account_id,
+            "passkey.removed",
+            detail=f"removed passkey {passkey.name!r} ({passkey.id})",
+            **actor.log_fields(),
+        )
+        return passkey
+
+    def _account(self, account_id: str) -> AccountRecord:
+        account = self._users.find(account_id)
+        if account is None:
+            raise NotFound("This account does not exist any more.")
+        return account
+
+    def _check_throttle(self, account: AccountRecord, actor: Actor) -> None:
+        if self._throttle is None:
+            return
+        wait = self._throttle.retry_after(account.email, actor.ip_address, now=utcnow())
+        if wait:
+            raise RateLimited(wait, "Too many wrong passwords; wait before trying again.")
+
+
+def _passkey_name(value: object, *, default: str | None = None) -> str:
+    if (value is None or value == "") and default is not None:
+        return default
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise ValidationFailed("'name' must be a non-empty string of printable characters.", field="name")
+    name = " ".join(value.split())
+    if len(name) > MAX_PASSKEY_NAME:
+        raise ValidationFailed(f"'name' must be at most {MAX_PASSKEY_NAME} characters.", field="name")
+    return name

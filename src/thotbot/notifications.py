@@ -1,0 +1,205 @@
+"""Short security mails: what changed, when, from where, and what to do if it was not you.
+
+Every method is blocking (it may read the account's address) and never raises for a mail or
+database problem: the change it reports is made already, so reporting it must not undo the answer.
+Call them from async code through ``anyio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypedDict
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from thotbot.mail import Mailer
+from thotbot.storage import KeyRecord, UserStore
+from thotbot.storage.models import utcnow
+
+__all__ = ["Actor", "ActorFields", "Notifier"]
+
+log = logging.getLogger("thotbot.notifications")
+
+_SUBJECT = "[Thotbot] "
+
+
+class ActorFields(TypedDict):
+    actor: str
+    ip_address: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made a change and from where: written to the security log and named in the mail."""
+
+    #: As the security log's ``actor`` column has it: ``session:ses_…``, ``api_key:key_…``, ``operator``.
+    who: str
+    ip_address: str | None = None
+    user_agent: str | None = None
+    #: The dashboard session making the change, kept alive when a password change ends the others.
+    session_id: str | None = None
+
+    @classmethod
+    def session(cls, session_id: str, ip_address: str | None, user_agent: str | None) -> Actor:
+        return cls(f"session:{session_id}", ip_address, user_agent, session_id)
+
+    @classmethod
+    def api_key(cls, key_id: str | None, ip_address: str | None, user_agent: str | None) -> Actor:
+        return cls(f"api_key:{key_id}", ip_address, user_agent)
+
+    @classmethod
+    def operator(cls) -> Actor:
+        return cls("operator")
+
+    def log_fields(self) -> ActorFields:
+        """The keyword arguments SQLSecurityLog.record takes about the actor."""
+        return {"actor": self.who, "ip_address": self.ip_address, "user_agent": self.user_agent}
+
+    def describe(self) -> str:
+        kind, _, ident = self.who.partition(":")
+        if kind == "session":
+            return "on the dashboard"
+        if kind == "api_key":
+            return f"through the API, with the key {ident}"
+        if kind == "operator":
+            return "by the operator, with the thotbot command"
+        if kind == "revoke-leaked":
+            return "by a leaked-key report"
+        return f"by {self.who}"
+
+
+def when_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class Notifier:
+    def __init__(self, mailer: Mailer, users: UserStore, public_url: str) -> None:
+        self._mailer = mailer
+        self._users = users
+        self._public_url = public_url.rstrip("/")
+
+    @property
+    def security_page(self) -> str:
+        return f"{self._public_url}/dashboard/security"
+
+    def key_created(
+        self, account_id: str, key: KeyRecord, actor: Actor, *, when: datetime | None = None
+    ) -> None:
+        self._notify(
+            account_id,
+            "A new API key was created",
+            f"A new API key was created for your Thotbot account: {key.name!r} ({key.hint}, id {key.id}).",
+            actor,
+            when or key.created_at,
+            f"revoke it at {self._public_url}/dashboard/api-keys, then change your password",
+        )
+
+    def key_revoked_as_leaked(
+        self, account_id: str, key: KeyRecord, actor: Actor, *, when: datetime | None = None
+    ) -> None:
+        self._notify(
+            account_id,
+            "An API key was reported as leaked and revoked",
+            f"Your API key {key.name!r} ({key.hint}, id {key.id}) was reported as leaked, so it was "
+            "revoked: requests made with it are refused from now on. Create a new key for the "
+            f"programs that used it, at {self._public_url}/dashboard/api-keys, and find out where "
+            "the key was exposed (a public repository, a log, a shared file).",
+            actor,
+            when or key.revoked_at or utcnow(),
+            "review the security log and your other keys",
+        )
+
+    def passkey_added(
+        self, account_id: str, passkey_name: str, actor: Actor, *, when: datetime | None = None
+    ) -> None:
+        self._notify(
+            account_id,
+            "A passkey was added to your account",
+            f"A passkey named {passkey_name!r} was added to your Thotbot account. It can sign in "
+            "without your password.",
+            actor,
+            when or utcnow(),
+            "remove it at once on the Security page, then change your password",
+        )
+
+    def password_changed(
+        self, account_id: str, actor: Actor, *, sessions_ended: int = 0, when: datetime | None = None
+    ) -> None:
+        ended = f" {sessions_ended} other signed-in session(s) were ended." if sessions_ended else ""
+        self._notify(
+            account_id,
+            "Your password was changed",
+            f"The password of your Thotbot account was changed.{ended}",
+            actor,
+            when or utcnow(),
+            "sign in with a passkey if you have one and change your password, or contact the operator",
+        )
+
+    def email_changed(
+        self, old_email: str, new_email: str, actor: Actor, *, when: datetime | None = None
+    ) -> None:
+        """Sent to the OLD address, which no longer belongs to the account."""
+        self._send(
+            old_email,
+            "The email address of your account was changed",
+            f"The email address of your Thotbot account was changed from {old_email} to "
+            f"{new_email}. This address will get no more mail about the account.",
+            actor,
+            when or utcnow(),
+            "contact the operator at once: this address can no longer be used to sign in",
+        )
+
+    def email_verification(self, new_email: str, link: str, expires_at: datetime, actor: Actor) -> None:
+        """The link that confirms an email change, sent to the NEW address."""
+        body = (
+            "Someone asked to use this address for a Thotbot account. To confirm, follow this link:\n\n"
+            f"  {link}\n\n"
+            f"It works once, until {when_text(expires_at)}. The change takes effect only when it is "
+            "followed.\n\n"
+            f"Asked for: {when_text(utcnow())}, {actor.describe()}{_origin(actor)}.\n\n"
+            "If you did not ask for this, ignore this mail: nothing changes.\n"
+        )
+        self._mailer.send(new_email, _SUBJECT + "Confirm your new email address", body)
+
+    def email_in_use(self, new_email: str, actor: Actor) -> None:
+        """Instead of a link, when the new address has an account already (the requester is not told)."""
+        body = (
+            "Someone asked to move a Thotbot account to this address, but this address belongs to a "
+            "Thotbot account already, so nothing was changed.\n\n"
+            f"Asked for: {when_text(utcnow())}, {actor.describe()}{_origin(actor)}.\n\n"
+            "If you did not ask for this, you can ignore this mail.\n"
+        )
+        self._mailer.send(new_email, _SUBJECT + "Email change not possible", body)
+
+    def _notify(
+        self, account_id: str, subject: str, what: str, actor: Actor, when: datetime, if_not_you: str
+    ) -> None:
+        try:
+            account = self._users.find(account_id)
+        except SQLAlchemyError:
+            log.warning("cannot read account %s to mail it about %r", account_id, subject, exc_info=True)
+            return
+        if account is None:
+            return
+        self._send(account.email, subject, what, actor, when, if_not_you)
+
+    def _send(self, to: str, subject: str, what: str, actor: Actor, when: datetime, if_not_you: str) -> None:
+        body = (
+            f"{what}\n\n"
+            f"When: {when_text(when)}\n"
+            f"How:  {actor.describe()}\n"
+            f"From: {_origin(actor).removeprefix(', from ') or 'the server itself'}\n\n"
+            "If this was you, there is nothing to do.\n"
+            f"If it was not you: {if_not_you}. Review the security log at {self.security_page}.\n"
+        )
+        self._mailer.send(to, _SUBJECT + subject, body)
+
+
+def _origin(actor: Actor) -> str:
+    # repr() quotes the User-Agent and escapes any control character in it; it is the sender's text.
+    agent = actor.user_agent and f"User-Agent {actor.user_agent[:200]!r}"
+    parts = [p for p in (actor.ip_address, agent) if p]
+    return ", from " + ", ".join(parts) if parts else ""

@@ -1,0 +1,358 @@
+"""Account security operations on both backends, their security log and their mail (a real aiosmtpd)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from tests.authenticator import SoftAuthenticator
+from tests.factories import PASSWORD, make_api_key, make_user
+from tests.smtp import Inbox, Received, smtp_server
+from thotbot.account_security import Actor, WrongPassword
+from thotbot.accounts import verify_password
+from thotbot.config import Settings, load_settings
+from thotbot.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from thotbot.services import Services
+from thotbot.storage import AccountRecord
+from thotbot.storage.email_changes import EmailChangeTokenInvalid
+from thotbot.storage.models import EmailChange, utcnow
+
+NEW_PASSWORD = "a different long passphrase"
+BROWSER = Actor.session("ses_0123456789abcdef", "203.0.113.7", "Mozilla/5.0 (X11; Linux) Firefox/140.0")
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    with smtp_server() as inbox:
+        yield inbox
+
+
+@pytest.fixture
+def settings(database_url: str, inbox: Inbox) -> Settings:
+    return load_settings(database_url=database_url, smtp_url=inbox.url, public_url="https://thotbot.example")
+
+
+@pytest.fixture(autouse=True)
+def _deliver_everything(services: Services, inbox: Inbox) -> Iterator[None]:
+    """Every mail a test sends is delivered before its server stops."""
+    yield
+    assert services.mailer.flush(10)
+
+
+def _mail(services: Services, inbox: Inbox, to: str) -> list[Received]:
+    assert services.mailer.flush(10)
+    return inbox.to(to)
+
+
+def _actions(services: Services, account: AccountRecord) -> list[str]:
+    return [e.action for e in services.security_log.list_for_account(account.id)]
+
+
+def _token(link: str) -> str:
+    assert link.startswith("https://thotbot.example/verify-email?token=")
+    return parse_qs(urlsplit(link).query)["token"][0]
+
+
+# Password
+
+
+def test_change_password(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    _, mine = services.web_sessions.create(account.id)
+    services.web_sessions.create(account.id)
+    services.web_sessions.create(account.id)
+    me = Actor.session(mine.id, "203.0.113.7", "Firefox")
+
+    ended = services.account_security.change_password(account.id, PASSWORD, NEW_PASSWORD, me)
+
+    assert ended == 2
+    assert verify_password(services.users.password_hash(account.id), NEW_PASSWORD)
+    assert [s.id for s in services.web_sessions.list_for_account(account.id)] == [mine.id]
+    (event,) = services.security_log.list_for_account(account.id)
+    assert (event.action, event.actor, event.ip_address) == (
+        "password.changed",
+        f"session:{mine.id}",
+        "203.0.113.7",
+    )
+    (mail,) = _mail(services, inbox, account.email)
+    assert mail.message["Subject"] == "[Thotbot] Your password was changed"
+    assert "From: 203.0.113.7, User-Agent 'Firefox'" in mail.body
+    assert "How:  on the dashboard" in mail.body
+    assert "2 other signed-in session(s) were ended" in mail.body
+    assert "https://thotbot.example/dashboard/security" in mail.body
+    assert PASSWORD not in mail.body
+    assert NEW_PASSWORD not in mail.body
+
+
+def test_change_password_through_the_api_ends_every_session(services: Services) -> None:
+    account = make_user(services)
+    services.web_sessions.create(account.id)
+    actor = Actor.api_key("key_0123456789abcdef", "198.51.100.1", "deploy-bot/1.0")
+
+    assert services.account_security.change_password(account.id, PASSWORD, NEW_PASSWORD, actor) == 1
+    assert services.web_sessions.list_for_account(account.id) == []
+
+
+def test_a_wrong_current_password_changes_nothing(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.web_sessions.create(account.id)
+
+    with pytest.raises(WrongPassword) as exc_info:
+        services.account_security.change_password(account.id, "not the password", NEW_PASSWORD, BROWSER)
+
+    assert exc_info.value.status == 422
+    assert exc_info.value.code == "validation_error"
+    assert exc_info.value.extra == {"field": "current_password"}
+    assert verify_password(services.users.password_hash(account.id), PASSWORD)
+    assert len(services.web_sessions.list_for_account(account.id)) == 1
+    assert _actions(services, account) == ["password.change_refused"]
+    assert _mail(services, inbox, account.email) == []
+
+
+@pytest.mark.parametrize("new", ["short", "x" * 2000, PASSWORD])
+def test_a_weak_or_unchanged_new_password_is_refused(services: Services, new: str) -> None:
+    account = make_user(services)
+
+    with pytest.raises(ValidationFailed) as exc_info:
+        services.account_security.change_password(account.id, PASSWORD, new, BROWSER)
+
+    assert exc_info.value.extra == {"field": "new_password"}
+    assert verify_password(services.users.password_hash(account.id), PASSWORD)
+
+
+def test_wrong_current_passwords_are_slowed_like_failed_sign_ins(services: Services) -> None:
+    account = make_user(services)
+    for _ in range(6):
+        with pytest.raises(WrongPassword):
+            services.account_security.change_password(account.id, "guess", NEW_PASSWORD, BROWSER)
+
+    with pytest.raises(RateLimited) as exc_info:
+        services.account_security.change_password(account.id, PASSWORD, NEW_PASSWORD, BROWSER)
+
+    assert exc_info.value.retry_after >= 1
+    assert verify_password(services.users.password_hash(account.id), PASSWORD)
+
+
+# Email
+
+
+def test_request_email_change_sends_a_link_and_changes_nothing_yet(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+
+    pending = services.account_security.request_email_change(account.id, "  New.Me@Example.COM ", BROWSER)
+
+    assert pending is not None
+    assert pending.new_email == "new.me@example.com"
+    assert timedelta(hours=23) < pending.expires_at - utcnow() <= timedelta(hours=24)
+    assert services.users.find(account.id) == account  # unchanged
+    (mail,) = _mail(services, inbox, "new.me@example.com")
+    assert mail.message["Subject"] == "[Thotbot] Confirm your new email address"
+    token = _token(mail.link())
+    assert _mail(services, inbox, account.email) == []
+    assert _actions(services, account) == ["email.change_requested"]
+    with services.sessions() as session:
+        stored = session.scalars(select(EmailChange.token_hash)).all()
+    assert stored == [hashlib.sha256(token.encode()).digest()]  # only its hash is kept
+    assert services.account_security.pending_email_change(account.id) == pending
+
+
+def test_confirm_email_change_applies_it_and_tells_the_old_address(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
+    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+    follower = Actor("email-link", "192.0.2.5", "Thunderbird")
+
+    updated = services.account_security.confirm_email_change(token, follower)
+
+    assert updated.email == "new@example.com"
+    assert services.users.find_by_email(account.email) is None
+    assert _actions(services, account)[0] == "email.changed"
+    (notice,) = _mail(services, inbox, account.email)
+    assert notice.message["Subject"] == "[Thotbot] The email address of your account was changed"
+    assert f"from {account.email} to new@example.com" in notice.body
+    assert "192.0.2.5" in notice.body
+    assert services.account_security.pending_email_change(account.id) is None
+
+
+def test_a_link_works_once(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
+    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+    services.account_security.confirm_email_change(token, BROWSER)
+
+    with pytest.raises(EmailChangeTokenInvalid) as exc_info:
+        services.account_security.confirm_email_change(token, BROWSER)
+
+    assert exc_info.value.status == 422
+
+
+def test_an_expired_link_is_refused(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
+    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+
+    with pytest.raises(EmailChangeTokenInvalid):
+        services.account_security.confirm_email_change(token, BROWSER, now=utcnow() + timedelta(hours=25))
+
+    assert services.users.find(account.id) == account
+    with pytest.raises(EmailChangeTokenInvalid):  # and it is gone
+        services.account_security.confirm_email_change(token, BROWSER)
+
+
+def test_only_the_newest_link_works(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "first@example.com", BROWSER)
+    services.account_security.request_email_change(account.id, "second@example.com", BROWSER)
+    first = _token(_mail(services, inbox, "first@example.com")[0].link())
+    second = _token(_mail(services, inbox, "second@example.com")[0].link())
+
+    with pytest.raises(EmailChangeTokenInvalid):
+        services.account_security.confirm_email_change(first, BROWSER)
+    assert services.account_security.confirm_email_change(second, BROWSER).email == "second@example.com"
+
+
+@pytest.mark.parametrize("token", ["", "nope", "x" * 5000])
+def test_unknown_tokens_are_refused(services: Services, token: str) -> None:
+    with pytest.raises(EmailChangeTokenInvalid):
+        services.account_security.confirm_email_change(token, BROWSER)
+
+
+def test_an_address_of_another_account_gets_a_notice_not_a_link(services: Services, inbox: Inbox) -> None:
+    account, other = make_user(services), make_user(services)
+
+    assert services.account_security.request_email_change(account.id, other.email.upper(), BROWSER) is None
+
+    (notice,) = _mail(services, inbox, other.email)
+    assert notice.message["Subject"] == "[Thotbot] Email change not possible"
+    assert "verify-email" not in notice.body
+    assert services.account_security.pending_email_change(account.id) is None
+    assert _actions(services, account) == ["email.change_refused"]
+
+
+def test_an_address_taken_before_the_link_is_followed(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "wanted@example.com", BROWSER)
+    token = _token(_mail(services, inbox, "wanted@example.com")[0].link())
+    make_user(services, "wanted@example.com")
+
+    with pytest.raises(Conflict):
+        services.account_security.confirm_email_change(token, BROWSER)
+
+    assert services.users.find(account.id) == account
+    with pytest.raises(EmailChangeTokenInvalid):  # spent all the same
+        services.account_security.confirm_email_change(token, BROWSER)
+
+
+@pytest.mark.parametrize("email", ["not an address", "", "a@b"])
+def test_an_invalid_new_address_is_refused(services: Services, email: str) -> None:
+    account = make_user(services)
+
+    with pytest.raises(ValidationFailed) as exc_info:
+        services.account_security.request_email_change(account.id, email, BROWSER)
+
+    assert exc_info.value.extra == {"field": "email"}
+
+
+def test_the_current_address_is_refused(services: Services) -> None:
+    account = make_user(services)
+
+    with pytest.raises(ValidationFailed):
+        services.account_security.request_email_change(account.id, account.email, BROWSER)
+
+
+# Passkeys
+
+
+def _add(services: Services, account: AccountRecord, name: object = "Laptop") -> str:
+    ceremony = services.account_security.begin_passkey_registration(account.id)
+    credential = SoftAuthenticator("https://thotbot.example").create(ceremony.options)
+    return services.account_security.add_passkey(
+        account.id, ceremony.challenge_id, credential, name, BROWSER
+    ).id
+
+
+def test_add_passkey_logs_and_tells_the_account(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+
+    passkey_id = _add(services, account, "  Work   laptop ")
+
+    (passkey,) = services.account_security.list_passkeys(account.id)
+    assert (passkey.id, passkey.name) == (passkey_id, "Work laptop")
+    (event,) = services.security_log.list_for_account(account.id)
+    assert event.action == "passkey.added"
+    assert passkey_id in event.detail
+    (mail,) = _mail(services, inbox, account.email)
+    assert mail.message["Subject"] == "[Thotbot] A passkey was added to your account"
+    assert "'Work laptop'" in mail.body
+
+
+@pytest.mark.parametrize("name", [None, ""])
+def test_a_passkey_without_a_name_gets_one(services: Services, name: object) -> None:
+    account = make_user(services)
+    _add(services, account, name)
+
+    assert [p.name for p in services.account_security.list_passkeys(account.id)] == ["Passkey"]
+
+
+@pytest.mark.parametrize("name", ["   ", 7, "x" * 101])
+def test_a_bad_passkey_name_adds_nothing(services: Services, name: object) -> None:
+    account = make_user(services)
+
+    with pytest.raises(ValidationFailed):
+        _add(services, account, name)
+
+    assert services.account_security.list_passkeys(account.id) == []
+
+
+def test_rename_and_remove_passkey(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    passkey_id = _add(services, account)
+
+    renamed = services.account_security.rename_passkey(account.id, passkey_id, "Phone", BROWSER)
+    removed = services.account_security.remove_passkey(account.id, passkey_id, BROWSER)
+
+    assert renamed.name == removed.name == "Phone"
+    assert services.account_security.list_passkeys(account.id) == []
+    assert _actions(services, account) == ["passkey.removed", "passkey.renamed", "passkey.added"]
+
+
+def test_another_accounts_passkey_is_not_found(services: Services) -> None:
+    account, intruder = make_user(services), make_user(services)
+    passkey_id = _add(services, account)
+
+    with pytest.raises(NotFound):
+        services.account_security.rename_passkey(intruder.id, passkey_id, "mine now", BROWSER)
+    with pytest.raises(NotFound):
+        services.account_security.remove_passkey(intruder.id, passkey_id, BROWSER)
+
+    assert [p.name for p in services.account_security.list_passkeys(account.id)] == ["Laptop"]
+
+
+# Notifications sent by other calling sites
+
+
+def test_key_notifications_never_hold_the_key(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    raw, record = make_api_key(services, account, name="deploy")
+    revoked = services.keys.revoke(record.id, reason="leaked")
+
+    services.notifier.key_created(account.id, record, Actor.operator())
+    services.notifier.key_revoked_as_leaked(
+        account.id, revoked, Actor("revoke-leaked", "192.0.2.1", "scanner/2")
+    )
+
+    created, leaked = _mail(services, inbox, account.email)
+    assert created.message["Subject"] == "[Thotbot] A new API key was created"
+    assert f"'deploy' ({record.hint}, id {record.id})" in created.body
+    assert "by the operator" in created.body
+    assert leaked.message["Subject"] == "[Thotbot] An API key was reported as leaked and revoked"
+    assert "How:  by a leaked-key report" in leaked.body
+    assert "From: 192.0.2.1, User-Agent 'scanner/2'" in leaked.body
+    for mail in (created, leaked):
+        assert raw not in mail.message.as_string()
+        assert raw[8:] not in mail.body
