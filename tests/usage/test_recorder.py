@@ -128,6 +128,23 @@ def test_without_the_shared_salt_a_local_one_still_hides_the_address(
     assert len(batch.clients) == 1
 
 
+def test_once_the_shared_salt_is_loaded_it_replaces_the_local_one(
+    recorder: UsageRecorder, store: MemoryUsageStore
+) -> None:
+    store.down = True
+    recorder.record("key_a", NOW, "acme/1.0", "192.0.2.1")
+    anyio.run(recorder.flush)
+    store.down = False
+    anyio.run(recorder.flush)  # writes the first request, loads the shared salts
+
+    recorder.record("key_a", NOW + 1, "acme/1.0", "192.0.2.1")
+    anyio.run(recorder.flush)
+
+    shared = hashlib.blake2b(b"192.0.2.1", key=store.salts[TODAY], digest_size=16).digest()
+    assert [c.client_hash for c in store.batches[-1].clients] == [shared]
+    assert store.batches[0].clients[0].client_hash != shared
+
+
 def test_memory_is_bounded_with_100000_distinct_user_agents(
     recorder: UsageRecorder, store: MemoryUsageStore
 ) -> None:

@@ -30,6 +30,8 @@ MAX_ENTRIES = 10_000
 MAX_AGENTS_PER_KEY = 1_000
 #: Distinct (key, day, hashed client address) entries kept between two flushes.
 MAX_CLIENTS = 10_000
+#: Client-address digests remembered for the requests that follow (see _client_digest).
+MAX_DIGESTS = 4096
 PRUNE_EVERY = 3600.0
 #: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
 MAX_REFUSALS = 3
@@ -119,6 +121,8 @@ class UsageRecorder:
         self._clock = clock
         self._window = _Window()
         self._salts: dict[int, bytes] = {}
+        self._digests: dict[int, bytes] = {}
+        self._digests_day = -1
         self._shared_salt_days: set[int] = set()
         self._pruned_at = float("-inf")
         self._flushing = False
@@ -170,12 +174,7 @@ class UsageRecorder:
         )
 
     def _count_client(self, window: _Window, key_id: str, day: int, client: str) -> None:
-        salt = self._salts.get(day)
-        if salt is None:
-            # No shared salt yet (the database was unreachable): a local one still never keeps the
-            # address, at the price of counting a client twice across instances on that day.
-            salt = self._salts[day] = secrets.token_bytes(32)
-        digest = hashlib.blake2b(client.encode("utf-8", "replace"), key=salt, digest_size=16).digest()
+        digest = self._client_digest(day, client)
         slot = (key_id, day, digest)
         count = window.clients.get(slot)
         if count is not None:
@@ -184,6 +183,25 @@ class UsageRecorder:
             window.clients[slot] = 1
         else:
             window.clients_dropped += 1
+
+    def _client_digest(self, day: int, client: str) -> bytes:
+        # Most requests come from addresses seen a moment ago. Their digests are remembered under
+        # the process's own keyed hash of the address (Python's randomised SipHash), never under
+        # the address, and forgotten every day, when full, and when a salt changes.
+        token = hash(client)
+        digest = self._digests.get(token)
+        if digest is not None and day == self._digests_day:
+            return digest
+        if day != self._digests_day or len(self._digests) >= MAX_DIGESTS:
+            self._digests, self._digests_day = {}, day
+        salt = self._salts.get(day)
+        if salt is None:
+            # No shared salt yet (the database was unreachable): a local one still never keeps the
+            # address, at the price of counting a client twice across instances on that day.
+            salt = self._salts[day] = secrets.token_bytes(32)
+        digest = hashlib.blake2b(client.encode("utf-8", "replace"), key=salt, digest_size=16).digest()
+        self._digests[token] = digest
+        return digest
 
     async def _flush_window(self) -> int:
         window, self._window = self._window, _Window()
@@ -305,7 +323,9 @@ class UsageRecorder:
             log.warning("usage maintenance failed; will retry", exc_info=not self._failing)
             return
         for day, salt in salts.items():
-            self._salts[day] = salt
+            if self._salts.get(day) != salt:
+                self._salts[day] = salt
+                self._digests = {}
             self._shared_salt_days.add(day)
         if need_prune:
             self._pruned_at = now
