@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thotbot import dashboard
 from thotbot.api.problems import http_exception_handler, server_error_handler, thotbot_error_handler
@@ -54,6 +54,47 @@ class ThotbotApp:
         await self.web(scope, receive, send)
 
 
+class _BodyLimit:
+    """Refuses /v1 request bodies over ``max_body_size`` with a 413 problem.
+
+    It sits inside the guard, so the refusal carries the API's headers like any other problem
+    (Starlette's own limit answers plain text from outside it). GET and HEAD skip it: no /v1
+    handler reads their body, and they are most of the traffic.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_size
+        declared = _content_length(scope)
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            if declared > limit:
+                raise HTTPException(413)
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> int:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            # Twenty digits are more than any limit; int() refuses very long digit strings.
+            return int(value[:20]) if value.isdigit() else 0
+    return 0
+
+
 def create_app_from_env() -> ThotbotApp:
     """Factory for `uvicorn --factory` and for each worker of `thotbot serve --workers N`."""
     return create_app(load_settings())
@@ -70,14 +111,14 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
                 cache=services.key_cache,
                 last_used=services.last_used,
                 limiter=services.rate_limiter,
-            )
+            ),
+            Middleware(_BodyLimit, max_body_size=MAX_BODY),
         ],
         exception_handlers={
             ThotbotError: thotbot_error_handler,
             HTTPException: http_exception_handler,
             Exception: server_error_handler,
         },
-        max_body_size=MAX_BODY,
     )
     api.state.services = services
     web = Starlette(
