@@ -339,6 +339,25 @@ def test_key_lifecycle(context: BrowserContext, server: Server) -> None:
     assert forged.status == 403
     assert api(server, "GET", "/v1/version", new_key).status_code == 200
 
+    # The key's page shows its usage once the server has flushed it (every 2 s): chart, User-Agents.
+    curl = {"Authorization": f"Bearer {new_key}", "User-Agent": "curl/8.5.0"}
+    assert httpx.get(server.api + "/v1/version", headers=curl, timeout=10).status_code == 200
+    page.goto(f"/dashboard/api-keys/{new_id}")
+    for _ in range(50):
+        if page.locator("tr.agent-row").count() == 2:
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    expect(page.locator("tr.agent-row")).to_have_count(2)
+    expect(page.get_by_text("4 requests in the last 30 days")).to_be_visible()
+    expect(page.get_by_role("img", name=re.compile(r"^Requests per day"))).to_be_visible()
+    expect(page.locator("tr.ua-generic")).to_contain_text("Set a descriptive User-Agent")
+    shot(page, "15b-key-usage")
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    shot(page, "phone-05-key-usage")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
+
     page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="Security").click()
     expect(page.get_by_role("heading", name="Active sessions")).to_be_visible()
     log = page.locator("table.log")

@@ -120,6 +120,40 @@ class TestSQLUsageStore:
 
         assert services.usage.daily(key.id, DAY - timedelta(days=1)) == {DAY - timedelta(days=1): 2, DAY: 1}
 
+    def test_key_summary(self, services: Services) -> None:
+        _, key = make_api_key(services)
+        _, other = make_api_key(services)
+        services.usage.write(
+            UsageBatch(
+                days=[
+                    DayCount(key.id, DAY - timedelta(days=40), 4),
+                    DayCount(key.id, DAY - timedelta(days=1), 6, unitemised=1),
+                    DayCount(key.id, DAY, 9, unitemised=2),
+                    DayCount(other.id, DAY, 50),
+                ],
+                agents=[
+                    AgentCount(key.id, "small/1", T0, T0, 2),
+                    AgentCount(key.id, "big/1", T0, T0, 8),
+                    AgentCount(key.id, None, T0, T0, 5),
+                    AgentCount(other.id, "theirs/1", T0, T0, 50),
+                ],
+            )
+        )
+
+        summary = services.usage.key_summary(key.id, DAY - timedelta(days=29), max_agents=2)
+
+        assert summary.daily == {DAY - timedelta(days=1): 6, DAY: 9}
+        assert [a.user_agent for a in summary.agents] == ["big/1", None]
+        assert (summary.agent_count, summary.agent_requests, summary.unitemised) == (3, 15, 3)
+
+    def test_key_summary_of_an_unused_key(self, services: Services) -> None:
+        _, key = make_api_key(services)
+
+        summary = services.usage.key_summary(key.id, DAY)
+
+        assert (summary.daily, summary.agents, summary.agent_count, summary.agent_requests) == ({}, (), 0, 0)
+        assert summary.unitemised == 0
+
     def test_ensure_salts_gives_every_caller_the_same_salt(self, services: Services) -> None:
         first = services.usage.ensure_salts([DAY, DAY + timedelta(days=1)])
         again = services.usage.ensure_salts([DAY])

@@ -43,6 +43,7 @@ __all__ = [
     "ClientCount",
     "DayCount",
     "KeyAgents",
+    "KeyUsageSummary",
     "SQLUsageStore",
     "UsageAgent",
     "UsageBatch",
@@ -169,6 +170,20 @@ class KeyAgents:
         return sum(agent.requests for agent in self.agents) + self.unitemised
 
 
+@dataclass(frozen=True, slots=True)
+class KeyUsageSummary:
+    """One key's usage, for its page: requests per day, and its busiest User-Agents."""
+
+    daily: dict[date, int]
+    #: Busiest first, at most as many as asked for.
+    agents: tuple[AgentUsage, ...]
+    #: Every distinct User-Agent kept for the key, and their requests, shown or not.
+    agent_count: int = 0
+    agent_requests: int = 0
+    #: Requests counted only in the daily totals, their User-Agent being over the in-memory cap.
+    unitemised: int = 0
+
+
 class SQLUsageStore:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
@@ -226,6 +241,35 @@ class SQLUsageStore:
                 .order_by(UsageAgent.requests.desc(), UsageAgent.user_agent)
             )
             return [_agent(row) for row in rows]
+
+    def key_summary(self, key_id: str, since: date, *, max_agents: int = 50) -> KeyUsageSummary:
+        """A key's requests per UTC day from ``since`` on, and its ``max_agents`` busiest User-Agents
+        with the number and requests of all of them, in one session."""
+        with self._sessions() as session:
+            daily = {
+                day: requests
+                for day, requests in session.execute(
+                    select(UsageDay.day, UsageDay.requests)
+                    .where(UsageDay.key_id == key_id, UsageDay.day >= since)
+                    .order_by(UsageDay.day)
+                )
+            }
+            agents = session.scalars(
+                select(UsageAgent)
+                .where(UsageAgent.key_id == key_id)
+                .order_by(UsageAgent.requests.desc(), UsageAgent.user_agent)
+                .limit(max_agents)
+            )
+            shown = tuple(_agent(row) for row in agents)
+            count, requests = session.execute(
+                select(func.count(), func.coalesce(func.sum(UsageAgent.requests), 0)).where(
+                    UsageAgent.key_id == key_id
+                )
+            ).one()
+            unitemised = session.scalar(
+                select(func.coalesce(func.sum(UsageDay.unitemised), 0)).where(UsageDay.key_id == key_id)
+            )
+        return KeyUsageSummary(daily, shown, int(count), int(requests), int(unitemised or 0))
 
     def distinct_clients(self, key_id: str, day: date) -> int:
         with self._sessions() as session:

@@ -20,6 +20,7 @@ from thotbot.dashboard.forms import (
     parse_roll,
 )
 from thotbot.dashboard.templating import absolute_time
+from thotbot.dashboard.views.key_usage import KeyUsagePanel, key_usage
 from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
 from thotbot.errors import Conflict, NotFound
 from thotbot.storage import KeyRecord
@@ -116,12 +117,16 @@ def _create(visit: Visit, wanted: NewKey) -> tuple[str, KeyRecord]:
 async def key_detail(request: Request) -> Response:
     visit = await require_account(request)
     record = await _own_key(request, visit)
-    return await render(request, visit, "key_detail.html", _detail_context(record))
+    usage = await key_usage(visit, record)
+    return await render(request, visit, "key_detail.html", _detail_context(record, usage=usage))
 
 
-def _detail_context(record: KeyRecord, errors: dict[str, str] | None = None) -> dict[str, object]:
+def _detail_context(
+    record: KeyRecord, errors: dict[str, str] | None = None, *, usage: KeyUsagePanel
+) -> dict[str, object]:
     return {
         "key": record,
+        "usage": usage,
         "errors": errors or {},
         "values": {"name": record.name, "old_expires": DEFAULT_ROLL},
         "roll_choices": {code: label for code, (label, _) in ROLL_CHOICES.items()},
@@ -136,7 +141,7 @@ async def rename_key(request: Request) -> Response:
     try:
         name = parse_rename(form)
     except FormInvalid as exc:
-        context = _detail_context(record, exc.errors)
+        context = _detail_context(record, exc.errors, usage=await key_usage(visit, record))
         context["values"] = {"name": exc.values.get("name", ""), "old_expires": DEFAULT_ROLL}
         return await render(request, visit, "key_detail.html", context, 400)
 
@@ -160,7 +165,8 @@ async def roll_key(request: Request) -> Response:
     try:
         delay = parse_roll(form)
     except FormInvalid as exc:
-        return await render(request, visit, "key_detail.html", _detail_context(record, exc.errors), 400)
+        context = _detail_context(record, exc.errors, usage=await key_usage(visit, record))
+        return await render(request, visit, "key_detail.html", context, 400)
     if not await _spend(visit, form.get("form_token")):
         return await render(request, visit, "key_form_spent.html", {}, 409)
     raw, new, old = await run(lambda: _roll(visit, record, delay))
