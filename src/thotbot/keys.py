@@ -20,6 +20,7 @@ __all__ = [
     "hint",
     "looks_like_key",
     "parse",
+    "redact",
     "verify_hash",
 ]
 
@@ -27,6 +28,7 @@ PREFIX = "thot_ak_"
 HEX_DIGITS = 96  # 384 bits
 KEY_LENGTH = len(PREFIX) + HEX_DIGITS
 _KEY_RE = re.compile(r"thot_ak_[0-9a-f]{96}")
+_KEYISH_RE = re.compile(r"thot_ak_\w*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,13 @@ def verify_hash(raw: str, digest: bytes) -> bool:
 def hint(raw: str) -> str:
     body = raw[len(PREFIX) :]
     return f"{PREFIX}{body[:4]}…{body[-4:]}"
+
+
+def redact(text: str) -> str:
+    """Replace anything key-shaped in free text (a User-Agent, say) before it is stored or shown."""
+    if PREFIX not in text.lower():
+        return text
+    return _KEYISH_RE.sub(PREFIX + "[redacted]", text)
 
 
 def looks_like_key(value: str) -> bool:

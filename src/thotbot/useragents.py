@@ -27,6 +27,8 @@ from enum import StrEnum
 
 import ua_parser
 
+from thotbot import keys
+
 __all__ = [
     "MAX_LENGTH",
     "ParsedUserAgent",
@@ -127,10 +129,10 @@ class _Scan:
 
 
 def clean(user_agent: str | None) -> str | None:
-    """Cut a User-Agent to MAX_LENGTH and replace control characters; None for a blank one."""
+    """Cut a User-Agent to MAX_LENGTH, redact anything key-shaped, replace control characters."""
     if user_agent is None:
         return None
-    text = user_agent[:MAX_LENGTH].strip()
+    text = keys.redact(user_agent[:MAX_LENGTH].strip())
     if not text.isprintable():  # a quick test first: almost every User-Agent is
         text = _CONTROL.sub("\ufffd", text)
     return text or None

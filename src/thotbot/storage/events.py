@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from thotbot import keys
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import SecurityEvent, utcnow
 
@@ -50,7 +51,7 @@ class SQLSecurityLog:
                     key_id=key_id,
                     detail=detail,
                     ip_address=ip_address,
-                    user_agent=(user_agent or None) and user_agent[:512],
+                    user_agent=keys.redact(user_agent[:512]) if user_agent else None,
                     created_at=utcnow(),
                 )
             )

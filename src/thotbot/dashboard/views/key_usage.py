@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from markupsafe import Markup
 
+from thotbot import keys
 from thotbot.dashboard.web import Visit, run
 from thotbot.storage import KeyRecord
 from thotbot.storage.models import utcnow
@@ -32,13 +32,12 @@ _CLASS_HINTS = {
     UAClass.GENERIC: "A library's default: we cannot tell who to contact.",
     UAClass.MISSING: "No User-Agent was sent: we cannot tell who to contact.",
 }
-# Anything shaped like the start of a key: a client that put its key in its User-Agent must not
-# see it on a page.
-_KEY_LIKE = re.compile(r"thot_ak_\w*", re.IGNORECASE)
 
 
 def redact(text: str | None) -> str | None:
-    return _KEY_LIKE.sub("thot_ak_[redacted]", text) if text else text
+    # Stored User-Agents are redacted already (useragents.clean); rows written before that was so
+    # are redacted here, so a client that put its key in its User-Agent never sees it on a page.
+    return keys.redact(text) if text else text
 
 
 def _plural(count: int, noun: str) -> str:
