@@ -73,6 +73,7 @@ def _services(settings: Settings) -> Services:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from thotbot.cli._http import PROTOCOL
     from thotbot.logs import configure_logging
 
     configure_logging(settings.log_format)
@@ -98,6 +99,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        http=PROTOCOL,  # a request uvicorn cannot parse still gets a problem body
         timeout_graceful_shutdown=10,
     )
     return 0
