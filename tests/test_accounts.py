@@ -4,6 +4,7 @@ import pytest
 
 from thotbot.accounts import (
     MIN_PASSWORD_LENGTH,
+    check_new_password,
     check_password_strength,
     hash_password,
     normalize_email,
@@ -52,6 +53,26 @@ def test_normalize_email_refuses(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "raw",
+    [
+        "you\x00@example.com",
+        "you@example.com\x00",
+        "\x00you@example.com",
+        "you@example.com\x1f",
+        "you@example.com\x0b",
+        "you\x9b@example.com",
+        "you@example.com\x7f",
+    ],
+)
+def test_normalize_email_names_control_characters(raw: str) -> None:
+    with pytest.raises(ValidationFailed) as exc_info:
+        normalize_email(raw)
+
+    assert "control characters" in exc_info.value.detail
+    assert exc_info.value.extra == {"field": "email"}
+
+
+@pytest.mark.parametrize(
     ("password", "ok"),
     [
         ("a" * (MIN_PASSWORD_LENGTH - 1), False),
@@ -70,6 +91,28 @@ def test_check_password_strength(password: str, ok: bool) -> None:
 
     assert exc_info.value.extra == {"field": "password"}
     assert password not in exc_info.value.detail or not password
+
+
+@pytest.mark.parametrize(
+    ("password", "email", "reason"),
+    [
+        ("short", None, "at least 10 characters"),
+        ("Password123!", None, "among the first ones attackers try"),
+        ("aaaaaaaaaaaa", None, "among the first ones attackers try"),
+        ("ada.lovelace!", "ada.lovelace@example.com", "made from your email address"),
+    ],
+)
+def test_check_new_password_refuses(password: str, email: str | None, reason: str) -> None:
+    with pytest.raises(ValidationFailed) as exc_info:
+        check_new_password(password, email)
+
+    assert reason in exc_info.value.detail
+    assert exc_info.value.extra == {"field": "password"}
+    assert password not in exc_info.value.detail
+
+
+def test_check_new_password_accepts_a_long_unusual_one() -> None:
+    check_new_password("lamp orbit walrus tea", "ada.lovelace@example.com")
 
 
 def test_hash_and_verify_password() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from thotbot.accounts import check_password_strength, hash_password, normalize_email, verify_password
+from thotbot.accounts import check_new_password, hash_password, normalize_email, verify_password
 from thotbot.errors import NotFound, RateLimited, ValidationFailed
 from thotbot.notifications import Actor, Notifier
 from thotbot.passkeys import Ceremony, PasskeyCeremonies
@@ -81,9 +81,11 @@ class AccountSecurity:
     def change_password(self, account_id: str, current: str, new: str, actor: Actor) -> int:
         """Change the password; ends every other dashboard session, returns how many ended.
 
-        The actor's own session (``actor.session_id``) stays signed in; a change through the API
-        has none, so every session ends. A wrong current password counts as a failed sign-in for
-        the account (the sign-in throttle), and raises WrongPassword (422, field current_password).
+        The new password follows the sign-up rules (accounts.check_new_password: long enough, not
+        a common one, not made from the email address). The actor's own session
+        (``actor.session_id``) stays signed in; a change through the API has none, so every session
+        ends. A wrong current password counts as a failed sign-in for the account (the sign-in
+        throttle), and raises WrongPassword (422, field current_password).
         """
         account = self._account(account_id)
         self._check_throttle(account, actor)
@@ -95,7 +97,7 @@ class AccountSecurity:
             )
             raise WrongPassword(field="current_password")
         try:
-            check_password_strength(new)
+            check_new_password(new, account.email)
         except ValidationFailed as exc:
             raise ValidationFailed(exc.detail, field="new_password") from None
         if new == current:
@@ -124,9 +126,7 @@ class AccountSecurity:
         returned; callers answer as for a sent link, so the requester learns nothing about it.
         """
         account = self._account(account_id)
-        if "\x00" in new_email:  # normalize_email lets NUL through; PostgreSQL would refuse it
-            raise ValidationFailed("Enter a valid email address, such as you@example.com.", field="email")
-        email = normalize_email(new_email)
+        email = normalize_email(new_email)  # refuses NUL, which PostgreSQL would refuse with an error
         if email == account.email:
             raise ValidationFailed("This is the account's email address already.", field="email")
         if self._users.find_by_email(email) is not None:

@@ -180,6 +180,8 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             # A graceful shutdown (SIGTERM) loses no usage data.
             await services.last_used.flush()
             await services.rate_limiter.close()
+            # Queued mail gets one last try (bounded), and what is still undelivered is logged.
+            await anyio.to_thread.run_sync(services.mailer.close)
             services.engine.dispose()
 
     return lifespan

@@ -4,7 +4,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from thotbot.dashboard.common_passwords import is_common_password
 from thotbot.dashboard.forms import (
     FormInvalid,
     parse_new_key,
@@ -45,26 +44,6 @@ class TestSignIn:
             parse_sign_in({"email": "a@example.com"})
 
         assert exc_info.value.errors == {"password": "Enter your password."}
-
-
-@pytest.mark.parametrize(
-    ("password", "email", "common"),
-    [
-        ("password", None, True),
-        ("Password123!", None, True),
-        ("!!qwertyuiop2024", None, True),
-        ("correct horse battery staple", None, True),
-        ("aaaaaaaaaaaa", None, True),
-        ("abababababab", None, True),
-        ("jane.doe1990", "jane.doe@example.com", True),
-        ("janedoe!", "jane.doe@example.com", True),
-        ("lamp orbit walrus tea", None, False),
-        ("Tr0ub4dor&3xyz", None, False),
-        ("jane.doe is my friend", "jane.doe@example.com", False),
-    ],
-)
-def test_common_passwords(password: str, email: str | None, common: bool) -> None:
-    assert is_common_password(password, email) is common
 
 
 class TestNewKey:

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from thotbot.accounts import check_password_strength, normalize_email
-from thotbot.dashboard.common_passwords import password_weakness
+from thotbot.accounts import check_new_password, normalize_email
 from thotbot.errors import ValidationFailed
 
 __all__ = [
@@ -46,12 +45,6 @@ ROLL_CHOICES: dict[str, tuple[str, timedelta]] = {
     "7d": ("In 7 days", timedelta(days=7)),
 }
 DEFAULT_ROLL = "24h"
-_WEAKNESSES = {
-    "common": "This password is too easy to guess: it is among the first ones attackers try. "
-    "Try a few unrelated words.",
-    "email": "This password is too easy to guess: it is made from your email address. "
-    "Try a few unrelated words.",
-}
 _ENTER_IT = "Enter your password."
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -108,10 +101,7 @@ def parse_sign_up(form: Mapping[str, object]) -> SignUp:
     email = _email(form, errors)
     password = _text(form, "password")
     try:
-        check_password_strength(password)
-        weakness = password_weakness(password, email or _text(form, "email"))
-        if weakness is not None:
-            errors["password"] = _WEAKNESSES[weakness]
+        check_new_password(password, email or _text(form, "email"))
     except ValidationFailed as exc:
         errors["password"] = exc.detail
     if errors:

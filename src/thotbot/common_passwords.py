@@ -1,4 +1,4 @@
-"""A short built-in list of the passwords attackers try first, and the check that uses it.
+"""A short built-in list of the passwords attackers try first, and the check that uses it (pure).
 
 It is deliberately small and shipped with the package (no download at run time): the bases below
 catch the usual variants too, because digits and symbols added at either end are ignored.

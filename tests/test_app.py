@@ -1,0 +1,45 @@
+"""The app's lifespan: what a graceful shutdown finishes before the process ends."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.smtp import Inbox, smtp_server
+from thotbot.app import create_app
+from thotbot.config import load_settings
+from thotbot.services import build_services
+from thotbot.storage.migrate import upgrade
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    with smtp_server() as inbox:
+        yield inbox
+
+
+def test_shutdown_delivers_mail_waiting_for_a_retry(
+    tmp_path: Path, inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="thotbot.mail")
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'thotbot.db'}", smtp_url=inbox.url)
+    services = build_services(settings)
+    upgrade(services.engine)
+    inbox.refuse.append("451 4.3.0 try again later")
+
+    with TestClient(create_app(settings, services)):
+        services.mailer.send("ann@example.com", "hello", "a message")
+        # The first attempt is refused and the next is due in 2 s; shutdown does not wait for it.
+        deadline = time.monotonic() + 10
+        while "retry 1 of" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "retry 1 of" in caplog.text
+        assert inbox.received == []
+
+    assert [r.rcpt_tos for r in inbox.received] == [["ann@example.com"]]
+    assert inbox.attempts == 2
