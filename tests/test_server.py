@@ -300,6 +300,10 @@ def test_no_raw_key_in_any_file_the_system_writes(instance: Instance) -> None:
     ua = {"User-Agent": "scanner-test/1.0 (ops@example.com)"}
     assert _get(instance, "/v1/me", plain, **ua).status_code == 200
     assert _get(instance, "/v1/keys", read_only, **ua).status_code == 200
+    # A key pasted into a User-Agent is stored redacted, like everywhere else.
+    assert (
+        _get(instance, "/v1/version", plain, **{"User-Agent": f"leaky/1.0 (key {plain})"}).status_code == 200
+    )
     assert _get(instance, f"/v1/version?api_key={plain}", plain).status_code == 400
     encoded = "".join(f"%{b:02X}" for b in plain.encode())
     assert _get(instance, f"/v1/version?token={encoded}").status_code == 400
