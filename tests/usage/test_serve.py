@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -47,35 +48,44 @@ class Server:
 
 @contextmanager
 def serve(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    log = tmp_path / "server.log"
     env = {
         **os.environ,
         "THOTBOT_DATABASE_URL": database_url,
         # The outage tests send thousands of requests with one key: stay clear of the limit.
         "THOTBOT_RATE_LIMIT": "1000000/minute",
     }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "thotbot", "serve", "--port", str(port)], env=env, stdout=out, stderr=out
-        )
-    server = Server(process, port, log)
+    server = _start(env, tmp_path / "server.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start:\n" + log.read_text()
-            time.sleep(0.1)
         yield server
     finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+def _start(env: dict[str, str], log: Path) -> Server:
+    for _ in range(3):
+        port = free_port()
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "thotbot", "serve", "--port", str(port)],
+                env=env,
+                stdout=out,
+                stderr=out,
+            )
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return Server(process, port, log)
+            time.sleep(0.1)
         if process.poll() is None:
             process.kill()
             process.wait()
+        if "address already in use" not in log.read_text():
+            break
+        # Another process took the free port between our look and uvicorn's bind: try another.
+    raise AssertionError("the server did not start:\n" + log.read_text())
 
 
 def _key(database_url: str) -> tuple[str, str]:
