@@ -8,9 +8,10 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from thotbot.dashboard import sudo
 from thotbot.dashboard.errors import exception_handlers as _exception_handlers
 from thotbot.dashboard.middleware import SecurityHeaders
-from thotbot.dashboard.views import accounts, keys, security
+from thotbot.dashboard.views import account, accounts, keys, passkeys, security
 from thotbot.services import Services
 
 __all__ = ["exception_handlers", "middleware", "routes"]
@@ -25,6 +26,8 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/signup", accounts.signup_submit, methods=_POST),
         Route("/login", accounts.login_form, methods=_GET),
         Route("/login", accounts.login_submit, methods=_POST),
+        Route("/login/passkey/options", passkeys.sign_in_options, methods=_POST),
+        Route("/login/passkey", passkeys.sign_in, methods=_POST),
         Route("/logout", accounts.logout_form, methods=_GET),
         Route("/logout", accounts.logout_submit, methods=_POST),
         Route("/dashboard", security.overview, methods=_GET),
@@ -37,8 +40,19 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key_form, methods=_GET),
         Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key, methods=_POST),
         Route("/dashboard/security", security.security, methods=_GET),
+        Route("/dashboard/security/email", account.change_email, methods=_POST),
+        Route("/dashboard/security/password", account.change_password, methods=_POST),
+        Route("/dashboard/security/passkeys/new", passkeys.new_passkey, methods=_POST),
+        Route("/dashboard/security/passkeys/options", passkeys.registration_options, methods=_POST),
+        Route("/dashboard/security/passkeys", passkeys.add_passkey, methods=_POST),
+        Route("/dashboard/security/passkeys/{passkey_id}/rename", passkeys.rename_passkey, methods=_POST),
+        Route("/dashboard/security/passkeys/{passkey_id}/remove", passkeys.remove_passkey, methods=_POST),
+        Route("/dashboard/sudo/passkey/options", sudo.passkey_options, methods=_POST),
+        Route("/dashboard/sudo/passkey", sudo.passkey_verify, methods=_POST),
         Route("/dashboard/security/sessions/end-others", security.end_other_sessions, methods=_POST),
         Route("/dashboard/security/sessions/{session_id}/end", security.end_session, methods=_POST),
+        Route("/verify-email", account.verify_email_form, methods=_GET),
+        Route("/verify-email", account.verify_email_confirm, methods=_POST),
         Mount("/static", StaticFiles(packages=[("thotbot.dashboard", "static")]), name="static"),
     ]
 

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from thotbot.dashboard.sudo import SudoRequired, sudo_required
 from thotbot.dashboard.templating import templates
 from thotbot.dashboard.web import NO_STORE, SignInRequired, login_url, redirect
 from thotbot.errors import NotFound, ThotbotError, ValidationFailed
@@ -59,6 +60,7 @@ async def server_error(request: Request, exc: Exception) -> Response:
 def exception_handlers() -> dict[Any, Any]:
     return {
         SignInRequired: sign_in_required,
+        SudoRequired: sudo_required,
         ThotbotError: thotbot_error,
         HTTPException: http_error,
         Exception: server_error,

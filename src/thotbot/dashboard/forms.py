@@ -15,9 +15,13 @@ __all__ = [
     "ROLL_CHOICES",
     "FormInvalid",
     "NewKey",
+    "PasswordChange",
     "SignIn",
     "SignUp",
+    "parse_email_change",
     "parse_new_key",
+    "parse_passkey_name",
+    "parse_password_change",
     "parse_rename",
     "parse_roll",
     "parse_sign_in",
@@ -46,6 +50,8 @@ ROLL_CHOICES: dict[str, tuple[str, timedelta]] = {
 }
 DEFAULT_ROLL = "24h"
 _ENTER_IT = "Enter your password."
+_ENTER_CURRENT = "Enter your current password."
+_ENTER_NEW = "Enter a new password."
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -70,6 +76,12 @@ class SignUp:
 class SignIn:
     email: str
     password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordChange:
+    current: str = field(repr=False)
+    new: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +130,45 @@ def parse_sign_in(form: Mapping[str, object]) -> SignIn:
     if errors:
         raise FormInvalid(errors, {"email": _text(form, "email")[:MAX_EMAIL_FIELD]})
     return SignIn(email=email, password=password[:1024])
+
+
+def parse_email_change(form: Mapping[str, object]) -> str:
+    """The new email address, normalised."""
+    errors: dict[str, str] = {}
+    raw = _text(form, "email")
+    email = _email(form, errors)
+    if errors:
+        if not raw.strip():
+            errors["email"] = "Enter the new email address."
+        raise FormInvalid(errors, {"email": raw[:MAX_EMAIL_FIELD]})
+    return email
+
+
+def parse_password_change(form: Mapping[str, object]) -> PasswordChange:
+    """Both passwords, present; the rules for the new one are account_security's to apply."""
+    errors: dict[str, str] = {}
+    current, new = _text(form, "current_password"), _text(form, "new_password")
+    if not current:
+        errors["current_password"] = _ENTER_CURRENT
+    if not new:
+        errors["new_password"] = _ENTER_NEW
+    if errors:
+        raise FormInvalid(errors)
+    return PasswordChange(current=current[:1024], new=new[:2048])
+
+
+def parse_passkey_name(form: Mapping[str, object], field_name: str = "name") -> str:
+    name = " ".join(_text(form, field_name).split())
+    error = None
+    if not name:
+        error = "Give the passkey a name, such as the device that holds it."
+    elif len(name) > MAX_NAME:
+        error = f"Use at most {MAX_NAME} characters."
+    elif not name.isprintable():
+        error = "The name cannot hold control characters."
+    if error:
+        raise FormInvalid({field_name: error}, {field_name: _text(form, field_name)[: MAX_NAME * 2]})
+    return name
 
 
 def _name(form: Mapping[str, object], errors: dict[str, str]) -> str:

@@ -34,6 +34,15 @@ ACTION_LABELS = {
     "key.granted": "API key granted access",
     "restricted.allowed": "Restricted endpoint called",
     "restricted.refused": "Restricted endpoint refused",
+    "session.reauthenticated": "Identity confirmed",
+    "passkey.added": "Passkey added",
+    "passkey.renamed": "Passkey renamed",
+    "passkey.removed": "Passkey removed",
+    "password.changed": "Password changed",
+    "password.change_refused": "Password change refused",
+    "email.change_requested": "Email change requested",
+    "email.change_refused": "Email change refused",
+    "email.changed": "Email address changed",
 }
 
 _UNITS = (("minute", 60, 60), ("hour", 3600, 24), ("day", 86400, 100), ("month", 2_629_746, 12))

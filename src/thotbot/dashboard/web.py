@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -10,11 +11,13 @@ from urllib.parse import quote
 import anyio.to_thread
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from thotbot.auth.middleware import SESSION_COOKIE
 from thotbot.dashboard.csrf import CSRFFailed, check_origin, mask_token, verify_token
 from thotbot.dashboard.templating import templates
+from thotbot.errors import ThotbotError, ValidationFailed
+from thotbot.notifications import Actor
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
 from thotbot.storage.models import utcnow
@@ -25,13 +28,17 @@ __all__ = [
     "SignInRequired",
     "Visit",
     "ensure_session",
+    "json_error",
+    "json_response",
     "load_visit",
     "login_url",
     "read_form",
+    "read_json",
     "redirect",
     "render",
     "require_account",
     "run",
+    "signed_in_account",
     "start_session",
 ]
 
@@ -73,6 +80,11 @@ class Visit:
         if self.session is not None and self.session.signed_in:
             return f"session:{self.session.id}"
         return "anonymous"
+
+    def as_actor(self) -> Actor:
+        """The visitor as account_security and the notifier take them: this session, from here."""
+        assert self.session is not None
+        return Actor.session(self.session.id, self.ip_address, self.user_agent)
 
     def log(self, action: str, *, key_id: str | None = None, detail: str = "", account_id: str = "") -> None:
         """Write to the security log (blocking: call it through run)."""
@@ -164,6 +176,62 @@ async def read_form(request: Request) -> tuple[Visit, FormData]:
         raise CSRFFailed
     verify_token(visit.session.csrf_secret, form.get("csrf_token"))
     return visit, form
+
+
+async def read_json(request: Request) -> tuple[Visit, dict[str, object]]:
+    """A JSON body posted by the dashboard's passkey script, checked like a form.
+
+    The CSRF token travels in the ``X-CSRF-Token`` header. Only ``application/json`` is read: no
+    other site can send that content type, nor the header, without the browser asking us first.
+    """
+    visit = await load_visit(request)
+    check_origin(
+        request.headers.get("origin"),
+        request.headers.get("sec-fetch-site"),
+        request.headers.get("host"),
+        visit.services.settings.public_url,
+    )
+    if visit.session is None:
+        raise CSRFFailed
+    verify_token(visit.session.csrf_secret, request.headers.get("x-csrf-token"))
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise ValidationFailed("Send the request as application/json.")
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ValidationFailed("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("The request body must be a JSON object.")
+    return visit, body
+
+
+def json_response(visit: Visit | None, data: dict[str, object], status: int = 200) -> Response:
+    response = JSONResponse(data, status_code=status, headers=NO_STORE)
+    if visit is not None:
+        _apply_cookie(response, visit)
+    return response
+
+
+def json_error(exc: ThotbotError) -> Response:
+    """A refusal for the passkey script, which shows its detail as it is: it is written for people."""
+    body: dict[str, object] = {"code": exc.code, "detail": exc.detail}
+    if isinstance(exc.extra.get("field"), str):
+        body["field"] = exc.extra["field"]
+    return json_response(None, body, exc.status)
+
+
+class NotSignedIn(ThotbotError):
+    status = 401
+    code = "sign_in_required"
+    title = "Sign in"
+    default_detail = "Your session has ended. Reload the page and sign in again."
+
+
+def signed_in_account(visit: Visit) -> str:
+    """The signed-in account's id, for the JSON endpoints (NotSignedIn, not a redirect)."""
+    if visit.account is None:
+        raise NotSignedIn
+    return visit.account.id
 
 
 async def render(

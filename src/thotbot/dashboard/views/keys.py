@@ -19,6 +19,7 @@ from thotbot.dashboard.forms import (
     parse_rename,
     parse_roll,
 )
+from thotbot.dashboard.sudo import require_fresh
 from thotbot.dashboard.templating import absolute_time
 from thotbot.dashboard.views.key_usage import KeyUsagePanel, key_usage
 from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
@@ -86,6 +87,7 @@ async def create_key(request: Request) -> Response:
     except FormInvalid as exc:
         context = _new_key_context({**_FORM_DEFAULTS, **exc.values}, exc.errors)
         return await render(request, visit, "key_new.html", context, 400)
+    await require_fresh(request, visit, form, f"create the API key “{wanted.name}”")
     if not await _spend(visit, form.get("form_token")):
         return await render(request, visit, "key_form_spent.html", {}, 409)
     raw, record = await run(lambda: _create(visit, wanted))
@@ -111,6 +113,7 @@ def _create(visit: Visit, wanted: NewKey) -> tuple[str, KeyRecord]:
         key_id=record.id,
         detail=f"{record.name!r} ({record.hint}), {_access(record.read_only)}, expires {expiry}",
     )
+    visit.services.notifier.key_created(record.account_id, record, visit.as_actor())
     return raw, record
 
 
@@ -167,6 +170,7 @@ async def roll_key(request: Request) -> Response:
     except FormInvalid as exc:
         context = _detail_context(record, exc.errors, usage=await key_usage(visit, record))
         return await render(request, visit, "key_detail.html", context, 400)
+    await require_fresh(request, visit, form, f"roll the API key “{record.name}” ({record.hint})")
     if not await _spend(visit, form.get("form_token")):
         return await render(request, visit, "key_form_spent.html", {}, 409)
     raw, new, old = await run(lambda: _roll(visit, record, delay))
@@ -199,6 +203,7 @@ def _roll(visit: Visit, old: KeyRecord, delay: timedelta) -> tuple[str, KeyRecor
         detail=f"{old.name!r} ({old.hint}) replaced by {new.id} ({new.hint}); "
         f"stops working {absolute_time(old_expiry)}",
     )
+    visit.services.notifier.key_created(new.account_id, new, visit.as_actor())
     return raw, new, updated
 
 

@@ -1,14 +1,16 @@
-"""The overview and the Security page: sessions (end one, end the others) and the security log."""
+"""The overview and the Security page: its sections, sessions (end one, end the others) and the log."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from thotbot.dashboard.web import read_form, redirect, render, require_account, run
+from thotbot.dashboard.sudo import is_fresh
+from thotbot.dashboard.templating import describe_user_agent
+from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
 from thotbot.storage.models import utcnow
 
-__all__ = ["end_other_sessions", "end_session", "overview", "security"]
+__all__ = ["end_other_sessions", "end_session", "overview", "security", "security_page"]
 
 LOG_ROWS = 100
 
@@ -33,16 +35,36 @@ async def overview(request: Request) -> Response:
 
 async def security(request: Request) -> Response:
     visit = await require_account(request)
+    return await security_page(request, visit)
+
+
+async def security_page(
+    request: Request,
+    visit: Visit,
+    *,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """The Security page, or the same page again with a form's errors and what was typed."""
     assert visit.account is not None
     account_id, services = visit.account.id, visit.services
 
     def load() -> dict[str, object]:
         return {
+            "passkeys": services.account_security.list_passkeys(account_id),
+            "pending_email": services.account_security.pending_email_change(account_id),
             "sessions": services.web_sessions.list_for_account(account_id),
             "events": services.security_log.list_for_account(account_id, limit=LOG_ROWS),
         }
 
-    return await render(request, visit, "security.html", await run(load))
+    context = await run(load)
+    context.update(
+        errors=errors or {},
+        values={"passkey_name": _suggested_name(visit.user_agent), **(values or {})},
+        fresh=is_fresh(visit),
+    )
+    return await render(request, visit, "security.html", context, status)
 
 
 async def end_session(request: Request) -> Response:
@@ -85,3 +107,9 @@ async def end_other_sessions(request: Request) -> Response:
 
     await run(end)
     return redirect(visit, "/dashboard/security#sessions")
+
+
+def _suggested_name(user_agent: str | None) -> str:
+    """A name for a new passkey, from the browser adding it ("Chrome on macOS"); editable."""
+    device = describe_user_agent(user_agent)
+    return device if " on " in device and len(device) <= 40 else "My passkey"
