@@ -22,11 +22,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thotbot import dashboard
+from thotbot.accesslog import AccessLog, write_stderr
 from thotbot.api.problems import http_exception_handler, server_error_handler, thotbot_error_handler
 from thotbot.api.routes import routes as api_routes
 from thotbot.auth.middleware import APIKeyGuard
 from thotbot.config import Settings, load_settings
 from thotbot.errors import ThotbotError
+from thotbot.logs import configure_logging
 from thotbot.services import Services, build_services
 
 __all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
@@ -34,6 +36,7 @@ __all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
 log = logging.getLogger("thotbot")
 POLL_INTERVAL = 0.5  # revocations by other processes are honoured within a second
 FLUSH_INTERVAL = 2.0
+ACCESS_LOG_INTERVAL = 0.5
 MAX_BODY = 1024 * 1024
 
 
@@ -97,7 +100,12 @@ def _content_length(scope: Scope) -> int:
 
 def create_app_from_env() -> ThotbotApp:
     """Factory for `uvicorn --factory` and for each worker of `thotbot serve --workers N`."""
-    return create_app(load_settings())
+    settings = load_settings()
+    # Each worker of `serve --workers N` is a fresh process: set its logging up like the parent's.
+    configure_logging(settings.log_format)
+    services = build_services(settings)
+    services.access_log = AccessLog(settings.log_format, write=write_stderr)
+    return create_app(settings, services)
 
 
 def create_app(settings: Settings, services: Services | None = None) -> ThotbotApp:
@@ -111,6 +119,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
                 cache=services.key_cache,
                 last_used=services.last_used,
                 limiter=services.rate_limiter,
+                access_log=services.access_log,
             ),
             Middleware(_BodyLimit, max_body_size=MAX_BODY),
         ],
@@ -169,6 +178,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
         tasks = [
             asyncio.create_task(_poll_key_changes(services, stop), name="thotbot-key-poller"),
             asyncio.create_task(_flush_periodically(services, stop), name="thotbot-usage-flusher"),
+            asyncio.create_task(_write_access_log(services, stop), name="thotbot-access-log"),
         ]
         try:
             yield
@@ -179,6 +189,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             await asyncio.gather(*tasks, return_exceptions=True)
             # A graceful shutdown (SIGTERM) loses no usage data.
             await services.last_used.flush()
+            services.access_log.flush()
             await services.rate_limiter.close()
             # Queued mail gets one last try (bounded), and what is still undelivered is logged.
             await anyio.to_thread.run_sync(services.mailer.close)
@@ -223,3 +234,12 @@ async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
         await services.last_used.flush()
         await _sleep_unless_stopped(stop, FLUSH_INTERVAL)
+
+
+async def _write_access_log(services: Services, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await _sleep_unless_stopped(stop, ACCESS_LOG_INTERVAL)
+        try:
+            services.access_log.flush()
+        except Exception:  # The edge of a background task: a full disk must not stop the loop.
+            log.warning("could not write the access log", exc_info=True)

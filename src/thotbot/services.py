@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from thotbot.accesslog import AccessLog
 from thotbot.account_security import AccountSecurity
 from thotbot.auth.cache import KeyCache
 from thotbot.config import Settings
@@ -39,6 +40,7 @@ class Services:
     usage: SQLUsageStore = field(init=False)
     last_used: UsageRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
+    access_log: AccessLog = field(init=False)
     web_sessions: SQLSessionStore = field(init=False)
     sign_in_throttle: SQLSignInThrottle = field(init=False)
     mailer: Mailer = field(init=False)
@@ -55,6 +57,7 @@ class Services:
         self._build_account_security()
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
+        self.access_log = AccessLog(self.settings.log_format)
 
     def _build_account_security(self) -> None:
         self.mailer = Mailer.from_settings(self.settings)

@@ -76,7 +76,7 @@ class TestRevokeKey:
         [event] = [e for e in services.security_log.list_for_account(account.id) if e.action == "key.revoked"]
         assert event.key_id == other.id
         assert event.actor == f"api_key:{caller.id}"
-        assert other_raw not in server_log(caplog)
+        assert other_raw not in server_log(caplog, services)
         assert other_raw not in event.detail
 
     def test_a_key_may_revoke_itself(self, client: TestClient, services: Services) -> None:
@@ -170,7 +170,7 @@ class TestRevokeLeaked:
         events = services.security_log.list_for_account(account.id)
         assert [(e.action, e.key_id) for e in events] == [("key.revoked_leaked", record.id)]
         assert raw not in events[0].detail
-        assert raw not in server_log(caplog)
+        assert raw not in server_log(caplog, services)
 
     def test_needs_no_authentication_and_ignores_any_sent(
         self, client: TestClient, services: Services

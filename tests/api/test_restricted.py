@@ -106,7 +106,7 @@ def test_a_granted_key_mints_a_key_returned_once(
     # Never shown again, never granted on by default, never logged.
     assert minted not in client.get("/v1/keys", headers=bearer(raw)).text
     assert services.keys.get(body["id"]).grants == frozenset()
-    assert minted not in server_log(caplog)
+    assert minted not in server_log(caplog, services)
     events = services.security_log.list_for_account(granter.account_id)
     assert {"restricted.allowed", "key.created"} <= {e.action for e in events}
     assert all(minted not in e.detail for e in events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from thotbot.identity import AuthMethod, Identity
 from thotbot.storage import KeyRecord
 
 __all__ = ["CachedKey", "KeyCache"]
@@ -15,6 +16,8 @@ class CachedKey:
     #: Unix times, precomputed so the request path compares floats, not datetimes.
     expires_ts: float | None
     revoked_ts: float | None
+    #: Built once per cached key, not once per request.
+    identity: Identity
 
 
 class KeyCache:
@@ -46,6 +49,13 @@ class KeyCache:
             record=record,
             expires_ts=record.expires_at.timestamp() if record.expires_at else None,
             revoked_ts=record.revoked_at.timestamp() if record.revoked_at else None,
+            identity=Identity(
+                account_id=record.account_id,
+                method=AuthMethod.API_KEY,
+                key_id=record.id,
+                read_only=record.read_only,
+                grants=record.grants,
+            ),
         )
         if generation is not None and generation != self.generation:
             return entry

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from thotbot.accesslog import AccessLog
+
+
+@pytest.fixture(autouse=True)
+def _info_enabled(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="thotbot.access")
+
+
+def test_lines_are_written_in_one_batch_at_flush() -> None:
+    writes: list[str] = []
+    log = AccessLog("text", write=writes.append)
+    log.record("192.0.2.1", "GET", "/v1/version", 200, "key_1", 0.0012)
+    log.record("192.0.2.2", "DELETE", "/v1/keys/key_2", 204, "key_2", 0.003)
+
+    assert writes == []  # nothing on the request path
+    assert log.flush() == 2
+
+    assert len(writes) == 1
+    lines = writes[0].splitlines()
+    assert lines[0].endswith('INFO thotbot.access: 192.0.2.1 "GET /v1/version" 200 key_1 1.2ms')
+    assert lines[1].endswith('thotbot.access: 192.0.2.2 "DELETE /v1/keys/key_2" 204 key_2 3.0ms')
+    assert log.flush() == 0
+
+
+def test_json_lines_carry_fields() -> None:
+    writes: list[str] = []
+    log = AccessLog("json", write=writes.append)
+    log.record("192.0.2.1", "GET", "/v1/me", 401, "-", 0.0005)
+
+    log.flush()
+
+    entry = json.loads(writes[0])
+    assert entry["logger"] == "thotbot.access"
+    assert entry["level"] == "info"
+    assert entry["status"] == 401
+    assert entry["key_id"] is None
+    assert entry["path"] == "/v1/me"
+
+
+def test_pending_lines_are_bounded_and_drops_are_reported() -> None:
+    writes: list[str] = []
+    log = AccessLog("text", max_pending=3, write=writes.append)
+    for _ in range(5):
+        log.record("192.0.2.1", "GET", "/v1/version", 200, "key_1", 0.001)
+
+    assert log.flush() == 3
+
+    assert "WARNING thotbot.access: 2 access log lines dropped" in writes[0]
+
+
+def test_without_a_writer_lines_go_through_logging(caplog: pytest.LogCaptureFixture) -> None:
+    log = AccessLog()
+    log.record("192.0.2.1", "GET", "/v1/version", 200, "key_1", 0.001)
+
+    log.flush()
+
+    assert [r.getMessage() for r in caplog.records] == ['192.0.2.1 "GET /v1/version" 200 key_1 1.0ms']
+
+
+def test_disabled_logger_writes_nothing() -> None:
+    writes: list[str] = []
+    logger = logging.getLogger("thotbot.access")
+    previous = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        log = AccessLog("text", write=writes.append)
+        assert not log.enabled
+        log.record("192.0.2.1", "GET", "/v1/version", 200, "key_1", 0.001)
+        log.flush()
+    finally:
+        logger.setLevel(previous)
+
+    assert writes == []
