@@ -15,6 +15,7 @@ from tests.services import postgres_database
 from thotbot.app import ThotbotApp, create_app
 from thotbot.config import Settings, load_settings
 from thotbot.services import Services, build_services
+from thotbot.storage.db import make_engine
 from thotbot.storage.migrate import upgrade
 from thotbot.storage.models import Base
 
@@ -35,9 +36,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.fixture(scope="session")
 def _postgres_url() -> Iterator[str]:
     with postgres_database() as url:
-        services = build_services(load_settings(database_url=url))
-        upgrade(services.engine)
-        services.engine.dispose()
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
         yield url
 
 
@@ -49,11 +50,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     url: str = request.getfixturevalue("_postgres_url")
     yield url
-    services = build_services(load_settings(database_url=url))
-    with services.engine.begin() as connection:
+    # The engine alone, not Settings: a test may leave a bad THOTBOT_* value in the environment.
+    engine = make_engine(url)
+    with engine.begin() as connection:
         tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    services.engine.dispose()
+    engine.dispose()
 
 
 @pytest.fixture
