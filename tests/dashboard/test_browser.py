@@ -383,11 +383,11 @@ def test_key_lifecycle(context: BrowserContext, server: Server) -> None:
     expect(page).to_have_url(re.compile(r"/login\?next=/dashboard/api-keys$"))
     page.get_by_label("Email address").fill("browser.user@example.com")
     page.get_by_label("Password").fill("not the password")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#password-error")).to_have_text("The email address or password is incorrect.")
     shot(page, "19-sign-in-error")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page).to_have_url(re.compile(r"/dashboard/api-keys$"))
     expect(page.locator("tr.key-row")).to_have_count(3)
     for raw in server.seen_keys:

@@ -6,6 +6,14 @@
   const supported = () =>
     typeof window.PublicKeyCredential === "function" && !!navigator.credentials;
 
+  // The "Passkeys need JavaScript" notes are in the page, not in <noscript>, which stays hidden
+  // when scripts are blocked by other means (extensions, policies). This script removes them, or
+  // says that the browser itself cannot use passkeys.
+  for (const note of document.querySelectorAll("[data-without-script]")) {
+    if (supported()) note.hidden = true;
+    else note.textContent = "This browser cannot use passkeys: use your password, or another browser.";
+  }
+
   // The server sends binary values (challenge, ids) in base64url; the browser wants ArrayBuffers.
   const toBuffer = (text) => {
     const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
@@ -51,6 +59,17 @@
       clientExtensionResults: credential.getClientExtensionResults(),
       authenticatorAttachment: credential.authenticatorAttachment || undefined,
     };
+  };
+
+  // Follow the server's answer; a page that only differs by its #fragment must still reload.
+  const go = (url) => {
+    const target = new URL(url, window.location.href);
+    if (target.pathname === window.location.pathname && target.search === window.location.search) {
+      window.history.replaceState(null, "", target.href);
+      window.location.reload();
+    } else {
+      window.location.assign(target.href);
+    }
   };
 
   const csrfToken = (form) => {
@@ -136,7 +155,7 @@
         credential: asJSON(credential),
         next: next ? next.value : "",
       });
-      window.location.assign(result.redirect);
+      go(result.redirect);
     }));
   }
 
@@ -161,7 +180,7 @@
         credential: asJSON(credential),
         name: name ? name.value : "",
       });
-      window.location.assign(result.redirect);
+      go(result.redirect);
     });
     form.addEventListener("submit", start);
     if (form.hasAttribute("data-autostart")) start();

@@ -45,7 +45,7 @@ async def change_email(request: Request) -> Response:
     except ValidationFailed as exc:
         errors = {"email": exc.detail}
         return await security_page(request, visit, errors=errors, values={"email": email}, status=400)
-    return redirect(visit, "/dashboard/security#email")
+    return redirect(visit, "/dashboard/security#email-address")
 
 
 async def change_password(request: Request) -> Response:
@@ -121,7 +121,7 @@ async def verify_email_confirm(request: Request) -> Response:
     if visit.account is None:
         message, target = f"Your email address is now {account.email}. Sign in with it.", "/login"
     elif visit.account.id == account.id:
-        message, target = f"Your email address is now {account.email}.", "/dashboard/security#email"
+        message, target = f"Your email address is now {account.email}.", "/dashboard/security#email-address"
     else:
         message = (
             f"That account's email address is now {account.email}. "
