@@ -679,3 +679,18 @@ def test_the_security_page_says_when_changes_will_ask(client: TestClient, servic
     _go_stale(client, services)
 
     assert "first ask for your password" in _security(client)
+
+
+@pytest.mark.parametrize("action", ["rename", "remove"])
+def test_changing_a_passkey_without_csrf_changes_nothing(
+    client: TestClient, services: Services, action: str
+) -> None:
+    sign_up(client, "yas@example.com")
+    assert _add_passkey(client, SoftAuthenticator(ORIGIN), "Desk").status_code == 200
+    [passkey_id] = _passkey_ids(_security(client))
+
+    response = client.post(f"/dashboard/security/passkeys/{passkey_id}/{action}", data={"name": "Renamed"})
+
+    assert response.status_code == 403
+    [passkey] = services.account_security.list_passkeys(_account(services, "yas@example.com").id)
+    assert passkey.name == "Desk"
