@@ -16,7 +16,6 @@ __all__ = [
     "MalformedAPIKey",
     "MissingAPIKey",
     "NotFound",
-    "NotImplementedYet",
     "RateLimited",
     "RestrictedEndpoint",
     "RevokedAPIKey",
@@ -81,13 +80,6 @@ class Conflict(ThotbotError):
     code = "conflict"
     title = "Conflict"
     default_detail = "That already exists."
-
-
-class NotImplementedYet(ThotbotError):
-    status = 501
-    code = "not_implemented"
-    title = "Not implemented"
-    default_detail = "This endpoint is not available yet; use the dashboard."
 
 
 class AuthenticationError(ThotbotError):

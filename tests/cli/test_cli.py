@@ -80,6 +80,7 @@ class TestUsersCreate:
             (["users", "create", "a@example.com", "--password-stdin"], "short\n", "at least"),
             (["users", "create", "a@example.com", "--password-stdin"], "", "at least"),
             (["users", "create", "not-an-email", "--password-stdin"], PASSWORD, "valid email"),
+            (["users", "create", "a@example.com", "--password-stdin"], "password1234\n", "too easy"),
         ],
     )
     def test_user_errors(

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot import __version__
-from thotbot.accounts import check_password_strength, hash_password
+from thotbot.accounts import check_new_password, hash_password
 from thotbot.api.serializers import key_json
 from thotbot.config import Settings, load_settings
 from thotbot.dates import parse_expiry
@@ -115,7 +115,7 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
     if not args.password_stdin:
         raise ValidationFailed("pass --password-stdin and give the password on standard input")
     password = sys.stdin.readline().rstrip("\r\n")
-    check_password_strength(password)
+    check_new_password(password, args.email)
     services = _services(settings)
     account = services.users.create(args.email, hash_password(password), is_admin=args.admin)
     services.security_log.record(
