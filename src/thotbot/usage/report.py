@@ -47,10 +47,10 @@ def integrations_lines(keys: Sequence[KeyAgents], now: datetime) -> list[str]:
     lines: list[str] = []
     for group in _by_account(keys):
         total = sum(k.requests for k in group)
-        lines.append(f"{group[0].account_email} ({group[0].key.account_id}): {total:,} requests")
+        lines.append(f"{group[0].account_email} ({group[0].key.account_id}): {_requests(total)}")
         for entry in group:
             key = entry.key
-            lines.append(f"  {key.id} {key.name!r} {key.hint} {key.state(now)}: {entry.requests:,} requests")
+            lines.append(f"  {key.id} {key.name!r} {key.hint} {key.state(now)}: {_requests(entry.requests)}")
             rows = [_HEADER, *(_agent_row(agent) for agent in entry.agents)]
             if entry.unitemised:
                 rows.append(
@@ -134,3 +134,7 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 def _short(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "never"
+
+
+def _requests(count: int) -> str:
+    return f"{count:,} request" + ("" if count == 1 else "s")
