@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 
 import anyio.to_thread
@@ -179,6 +179,9 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             asyncio.create_task(_poll_key_changes(services, stop), name="thotbot-key-poller"),
             asyncio.create_task(_flush_periodically(services, stop), name="thotbot-usage-flusher"),
             asyncio.create_task(_write_access_log(services, stop), name="thotbot-access-log"),
+            asyncio.create_task(
+                services.key_changes.listen(_evict(services), stop), name="thotbot-key-changes"
+            ),
         ]
         try:
             yield
@@ -191,6 +194,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             await services.last_used.flush()
             services.access_log.flush()
             await services.rate_limiter.close()
+            services.key_changes.close()
             # Queued mail gets one last try (bounded), and what is still undelivered is logged.
             await anyio.to_thread.run_sync(services.mailer.close)
             services.engine.dispose()
@@ -227,6 +231,14 @@ async def _poll_key_changes(services: Services, stop: asyncio.Event) -> None:
                 log.warning("key change poller cannot reach the database; retrying", exc_info=True)
             failing = True
         await _sleep_unless_stopped(stop, POLL_INTERVAL)
+
+
+def _evict(services: Services) -> Callable[[list[str]], None]:
+    def evict(key_ids: list[str]) -> None:
+        for key_id in key_ids:
+            services.key_cache.evict(key_id)
+
+    return evict
 
 
 async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:

@@ -10,6 +10,7 @@ from thotbot.accesslog import AccessLog
 from thotbot.account_security import AccountSecurity
 from thotbot.auth.cache import KeyCache
 from thotbot.config import Settings
+from thotbot.keychanges import KeyChangeBus
 from thotbot.mail import Mailer
 from thotbot.notifications import Notifier
 from thotbot.passkeys import PasskeyCeremonies
@@ -36,6 +37,7 @@ class Services:
     keys: SQLKeyStore
     users: SQLUserStore
     security_log: SQLSecurityLog
+    key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(default_factory=KeyCache)
     usage: SQLUsageStore = field(init=False)
     last_used: UsageRecorder = field(init=False)
@@ -80,11 +82,14 @@ class Services:
 def build_services(settings: Settings) -> Services:
     engine = make_engine(settings.database_url_value())
     sessions = make_session_factory(engine)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
+    key_changes = KeyChangeBus(redis_url)
     return Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        keys=SQLKeyStore(sessions),
+        keys=SQLKeyStore(sessions, on_change=key_changes.publish),
         users=SQLUserStore(sessions),
         security_log=SQLSecurityLog(sessions),
+        key_changes=key_changes,
     )

@@ -55,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         while _opened:
-            _opened.pop().engine.dispose()
+            opened = _opened.pop()
+            opened.engine.dispose()
+            opened.key_changes.close()
 
 
 def _fail(message: str) -> int:

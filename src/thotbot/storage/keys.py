@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select, text, update
@@ -57,8 +57,17 @@ def _serialize_changes(session: Session) -> None:
 
 
 class SQLKeyStore:
-    def __init__(self, sessions: SessionFactory) -> None:
+    """``on_change`` hears the ids of keys whose authentication changed, after each commit."""
+
+    def __init__(
+        self, sessions: SessionFactory, on_change: Callable[[Sequence[str]], None] | None = None
+    ) -> None:
         self._sessions = sessions
+        self._on_change = on_change
+
+    def _changed(self, key_ids: Sequence[str]) -> None:
+        if key_ids and self._on_change is not None:
+            self._on_change(key_ids)
 
     def create(
         self,
@@ -115,11 +124,14 @@ class SQLKeyStore:
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
-            if row.revoked_at is None:
+            changed = row.revoked_at is None
+            if changed:
                 row.revoked_at = utcnow()
                 row.revoked_reason = reason
                 session.add(KeyEvent(key_id=key_id))
-            return to_record(row)
+            record = to_record(row)
+        self._changed([key_id] if changed else [])
+        return record
 
     def revoke_by_hashes(self, digests: Sequence[bytes], *, reason: str) -> list[KeyRecord]:
         if not digests:
@@ -134,17 +146,22 @@ class SQLKeyStore:
                 row.revoked_at = now
                 row.revoked_reason = reason
                 session.add(KeyEvent(key_id=row.id))
-            return [to_record(row) for row in rows]
+            records = [to_record(row) for row in rows]
+        self._changed([r.id for r in records])
+        return records
 
     def grant(self, key_id: str, grant: str) -> KeyRecord:
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
             current = set(row.grants.split())
-            if grant not in current:
+            changed = grant not in current
+            if changed:
                 row.grants = " ".join(sorted(current | {grant}))
                 session.add(KeyEvent(key_id=key_id))
-            return to_record(row)
+            record = to_record(row)
+        self._changed([key_id] if changed else [])
+        return record
 
     def set_expiry(self, key_id: str, expires_at: datetime | None) -> KeyRecord:
         with self._sessions.begin() as session:
@@ -152,7 +169,9 @@ class SQLKeyStore:
             row = self._locked(session, key_id)
             row.expires_at = expires_at
             session.add(KeyEvent(key_id=key_id))
-            return to_record(row)
+            record = to_record(row)
+        self._changed([key_id])
+        return record
 
     def rename(self, key_id: str, name: str) -> KeyRecord:
         with self._sessions.begin() as session:
@@ -160,7 +179,9 @@ class SQLKeyStore:
             row = self._locked(session, key_id)
             row.name = name
             session.add(KeyEvent(key_id=key_id))
-            return to_record(row)
+            record = to_record(row)
+        self._changed([key_id])
+        return record
 
     def record_usage(self, usage: Mapping[str, KeyUsage]) -> None:
         if not usage:
