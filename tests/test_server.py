@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.services import free_port
+from tests.live import LiveServer, start_server
 from thotbot import __version__, keys
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
@@ -26,16 +25,8 @@ EMAIL = "ops@example.com"
 
 
 @dataclass
-class Instance:
-    port: int
-    env: dict[str, str]
-    data: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+class Instance(LiveServer):
+    data: Path = Path()
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI in another process, against the same database."""
@@ -59,63 +50,25 @@ class Instance:
         [item] = [k for k in listed if k["hint"] == keys.hint(raw)]
         return str(item["id"])
 
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-            raise
-
-    def log_text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[Instance]:
     data = tmp_path / "data"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("THOTBOT_")}
-    env.update(
-        THOTBOT_DATABASE_URL=f"sqlite:///{data / 'thotbot.db'}",
+    settings = {
+        "THOTBOT_DATABASE_URL": f"sqlite:///{data / 'thotbot.db'}",
         # Many failing requests come from one address here; the limits have their own tests.
-        THOTBOT_RATE_LIMIT="100000/minute",
-        THOTBOT_ANON_RATE_LIMIT="100000/minute",
-    )
-    port = free_port()
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [THOTBOT, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Instance(port, env, data, log, process)
+        "THOTBOT_RATE_LIMIT": "100000/minute",
+        "THOTBOT_ANON_RATE_LIMIT": "100000/minute",
+    }
+    live = start_server(tmp_path, settings, log=tmp_path / "server.log")
+    server = Instance(live.process, live.port, live.log, live.env, data)
     try:
-        _wait_until_serving(server)
         created = server.cli("users", "create", EMAIL, "--password-stdin", stdin=PASSWORD)
         assert created.returncode == 0, created.stderr
         yield server
     finally:
-        if process.poll() is None:
+        if server.process.poll() is None:
             server.stop()
-
-
-def _wait_until_serving(server: Instance) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"thotbot serve exited with {server.process.returncode}:\n{server.log_text()}")
-        try:
-            if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"thotbot serve did not answer within 60 s:\n{server.log_text()}")
 
 
 def _get(server: Instance, path: str, raw: str | None = None, **headers: str) -> httpx.Response:

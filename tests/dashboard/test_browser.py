@@ -6,42 +6,20 @@ the path is printed at the end of the run.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.dashboard.conftest import SCREENSHOTS_WRITTEN
-from tests.services import free_port
+from tests.dashboard.browser import DESKTOP, KEY_RE, PASSWORD, PHONE, SCREENSHOTS
+from tests.live import start_server
 
 pytestmark = pytest.mark.browser
-
-ROOT = Path(__file__).resolve().parents[2]
-# Read at import: the autouse fixture in tests/conftest.py clears THOTBOT_* before each test.
-SCREENSHOTS = Path(os.environ.get("THOTBOT_SCREENSHOTS") or ROOT / "var" / "screenshots").resolve()
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-KEY_RE = re.compile("thot" + r"_ak_[0-9a-f]{96}")
-PASSWORD = "violet hammock seventeen"
-DESKTOP = {"width": 1280, "height": 860}
-PHONE = {"width": 390, "height": 844}
 
 
 @dataclass
@@ -57,65 +35,12 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("browser")
-    port = free_port()
     database = workdir / "thotbot.db"
-    log = workdir / "server.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("THOTBOT_")}
-    env.update(
-        THOTBOT_DATABASE_URL=f"sqlite:///{database}",
-        THOTBOT_PUBLIC_URL=f"http://localhost:{port}",
-    )
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "thotbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=workdir,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    live = start_server(workdir, {"THOTBOT_DATABASE_URL": f"sqlite:///{database}"}, public_url=True)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}/healthz", process, log)
-        yield Server(f"http://localhost:{port}", f"http://127.0.0.1:{port}", database, log)
+        yield Server(live.public_url, live.url, database, live.log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the server did not answer on {url}:\n{log.read_text(errors='replace')}")
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    if not Path(CHROMIUM).exists():
-        from tests.services import missing_service
-
-        missing_service(f"Chromium is not installed at {CHROMIUM}")
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright: Playwright, pytestconfig: pytest.Config) -> Iterator[Browser]:
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    pytestconfig.stash[SCREENSHOTS_WRITTEN] = SCREENSHOTS
-    yield browser
-    browser.close()
+        live.stop()
 
 
 @pytest.fixture

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +17,8 @@ import psycopg
 import pytest
 
 from tests.factories import make_api_key
-from tests.services import PG_ADMIN_URL, free_port, postgres_database
+from tests.live import LiveServer, start_server
+from tests.services import PG_ADMIN_URL, postgres_database
 from thotbot.cli import main
 from thotbot.config import load_settings
 from thotbot.services import build_services
@@ -33,59 +30,28 @@ GENERIC = "python-requests/2.32.3"
 OUTAGE = 20.0
 
 
-class Server:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-        self.process = process
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log
-
-    def stop(self) -> bool:
+class Server(LiveServer):
+    def graceful_stop(self) -> bool:
         """SIGTERM, then whether the server shut down gracefully (uvicorn re-raises the signal)."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        return code in (0, -signal.SIGTERM) and "Application shutdown complete" in self.log.read_text()
+        code = self.stop()
+        return code in (0, -signal.SIGTERM) and "Application shutdown complete" in self.log_text()
 
 
 @contextmanager
 def serve(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    env = {
-        **os.environ,
+    settings = {
         "THOTBOT_DATABASE_URL": database_url,
         # The outage tests send thousands of requests with one key: stay clear of the limit.
         "THOTBOT_RATE_LIMIT": "1000000/minute",
     }
-    server = _start(env, tmp_path / "server.log")
+    live = start_server(tmp_path, settings)
+    server = Server(live.process, live.port, live.log, live.env)
     try:
         yield server
     finally:
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait()
-
-
-def _start(env: dict[str, str], log: Path) -> Server:
-    for _ in range(3):
-        port = free_port()
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "thotbot", "serve", "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=out,
-            )
-        deadline = time.monotonic() + 30
-        while process.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    return Server(process, port, log)
-            time.sleep(0.1)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if "address already in use" not in log.read_text():
-            break
-        # Another process took the free port between our look and uvicorn's bind: try another.
-    raise AssertionError("the server did not start:\n" + log.read_text())
 
 
 def _key(database_url: str) -> tuple[str, str]:
@@ -155,7 +121,7 @@ def test_requests_appear_in_the_report_within_6_seconds_and_all_after_sigterm(
         for user_agent in sent:
             with _client(server, raw, user_agent) as client:
                 assert client.get("/v1/version").status_code == 200
-        assert server.stop()
+        assert server.graceful_stop()
 
     assert _counts(capsys, key_id) == {ua: n + 1 for ua, n in sent.items()}
 
@@ -213,7 +179,7 @@ def _outage_keeps_every_count(
         assert sum(traffic.ok.values()) > 1000
         _poll(lambda: _counts(capsys, key_id) == traffic.ok, 30)
         assert _counts(capsys, key_id) == traffic.ok
-        assert server.stop()
+        assert server.graceful_stop()
     log = server.log.read_text()
     assert "could not write usage" in log, "the outage did not reach the usage flush"
     assert "usage written again" in log
