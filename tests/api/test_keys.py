@@ -96,6 +96,9 @@ class TestRevokeKey:
         assert client.delete(f"/v1/keys/{other.id}", headers=bearer(raw)).status_code == 204
         assert client.delete(f"/v1/keys/{other.id}", headers=bearer(raw)).status_code == 204
 
+        events = services.security_log.list_for_account(account.id)
+        assert [e.key_id for e in events if e.action == "key.revoked"] == [other.id]  # logged once
+
     def test_another_accounts_key_is_not_found(self, client: TestClient, services: Services) -> None:
         raw, _ = make_api_key(services)
         _, theirs = make_api_key(services)

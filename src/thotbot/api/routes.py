@@ -72,6 +72,8 @@ async def revoke_key(request: Request) -> Response:
     record = await anyio.to_thread.run_sync(services.keys.find, key_id)
     if record is None or record.account_id != identity.account_id:
         raise NotFound(f"You have no API key with id {key_id!r}.")
+    if record.revoked_at is not None:
+        return Response(status_code=204)  # Already revoked: idempotent, and logged once.
     await anyio.to_thread.run_sync(lambda: services.keys.revoke(key_id, reason="revoked"))
     services.key_cache.evict(key_id)
     await anyio.to_thread.run_sync(
