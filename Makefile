@@ -32,9 +32,10 @@ test: $(VENV)/.dev-installed ## lint, type-check and run the tests (T=tests/path
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(T)
 
-lint: $(VENV)/.dev-installed ## fix what ruff can fix, then format
+lint: $(VENV)/.dev-installed ## fix what ruff can fix, format, then type-check with mypy
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/mypy
 
 check: $(VENV)/.dev-installed ## ruff without fixes, and mypy
 	$(VENV)/bin/ruff check src tests bench

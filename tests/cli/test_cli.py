@@ -13,6 +13,8 @@ from thotbot import __version__, keys
 from thotbot.accounts import verify_password
 from thotbot.cli import main
 from thotbot.services import Services
+from thotbot.storage import KeyUsage
+from thotbot.storage.models import utcnow
 
 PASSWORD = "a long enough password"
 
@@ -200,12 +202,26 @@ class TestKeysList:
 
         out, _ = capsys.readouterr()
         header, row = out.splitlines()
-        assert header.split() == ["ID", "NAME", "HINT", "CREATED", "LAST", "USED", "EXPIRES", "STATE"]
+        assert header.split() == [
+            "ID", "NAME", "HINT", "CREATED", "LAST", "USED", "EXPIRES", "STATE", "LAST", "USER-AGENT"
+        ]  # fmt: skip
         assert row.startswith(record.id)
         assert record.hint in row
         assert "never" in row
-        assert row.endswith("active")
+        assert row.endswith("active  -")
         assert raw not in out
+
+    def test_table_shows_the_last_user_agent(
+        self, capsys: pytest.CaptureFixture[str], services: Services
+    ) -> None:
+        account = make_user(services, "dev@example.com")
+        _, record = make_api_key(services, account, name="laptop")
+        services.keys.record_usage({record.id: KeyUsage(utcnow(), "acme-sync/2.3.1 (ops@acme.example)")})
+
+        assert main(["keys", "list", "--user", "dev@example.com"]) == 0
+
+        _, row = capsys.readouterr()[0].splitlines()
+        assert row.endswith("active  acme-sync/2.3.1 (ops@acme.example)")
 
     def test_no_keys(self, capsys: pytest.CaptureFixture[str], services: Services) -> None:
         make_user(services, "dev@example.com")

@@ -161,7 +161,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         _say(f"{account.email} has no keys")
         return 0
-    header = ("ID", "NAME", "HINT", "CREATED", "LAST USED", "EXPIRES", "STATE")
+    header = ("ID", "NAME", "HINT", "CREATED", "LAST USED", "EXPIRES", "STATE", "LAST USER-AGENT")
     table = [header] + [
         (
             str(r["id"]),
@@ -171,6 +171,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             _short(r["last_used_at"]) or "never",
             _short(r["expires_at"]) or "never",
             str(r["state"]),
+            _clip(r["last_user_agent"]) or "-",
         )
         for r in rows
     ]
@@ -234,6 +235,12 @@ def cmd_integrations(args: argparse.Namespace, settings: Settings) -> int:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _clip(value: object, width: int = 48) -> str:
+    if not isinstance(value, str):
+        return ""
+    return value if len(value) <= width else value[: width - 1] + "…"
 
 
 def _short(value: object) -> str:
