@@ -102,6 +102,34 @@ class TestSignUp:
         }
         assert services.users.count() == 1
 
+    def test_probing_emails_through_sign_up_is_slowed_per_address(
+        self, client_factory: ClientFactory, services: Services
+    ) -> None:
+        services.sign_in_throttle.address_rule = ThrottleRule(free_failures=2, first_delay=timedelta(hours=1))
+        for n in range(3):
+            make_user(services, f"taken{n}@example.com")
+        with client_factory() as client:
+
+            def attempt(email: str) -> int:
+                token = csrf_token(client.get("/signup").text)
+                data = {"email": email, "password": PASSWORD, "csrf_token": token}
+                return client.post("/signup", data=data).status_code
+
+            codes = [attempt(f"taken{n}@example.com") for n in range(3)]
+            fresh = client.post(
+                "/signup",
+                data={
+                    "email": "brand.new@example.com",
+                    "password": PASSWORD,
+                    "csrf_token": csrf_token(client.get("/signup").text),
+                },
+            )
+
+        assert codes == [400, 400, 400]  # the third one starts the wait
+        assert fresh.status_code == 429
+        assert "Too many failed attempts" in field_errors(fresh.text)["email"]
+        assert services.users.find_by_email("brand.new@example.com") is None
+
     @pytest.mark.parametrize(
         ("email", "password", "field", "message"),
         [

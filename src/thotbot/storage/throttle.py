@@ -73,6 +73,26 @@ class SQLSignInThrottle:
         waits = [self._fail(bucket, rule, now) for bucket, rule in self._buckets(email, ip_address)]
         return max((_ceil_seconds(w) for w in waits), default=0)
 
+    def address_retry_after(self, ip_address: str | None, *, now: datetime | None = None) -> int:
+        """Seconds this client address must wait, whatever the email (0: go ahead)."""
+        if not ip_address:
+            return 0
+        now = now or utcnow()
+        with self._sessions() as session:
+            row = session.get(SignInThrottle, bucket_for("address", ip_address))
+        if row is None or row.blocked_until is None or row.blocked_until <= now:
+            return 0
+        return _ceil_seconds(row.blocked_until - now)
+
+    def record_address_failure(self, ip_address: str | None, *, now: datetime | None = None) -> int:
+        """Count a failure against the client address only: a sign-up for an email that has an
+        account, so sign-up cannot be used to test many addresses quickly."""
+        if not ip_address:
+            return 0
+        return _ceil_seconds(
+            self._fail(bucket_for("address", ip_address), self.address_rule, now or utcnow())
+        )
+
     def record_success(self, email: str) -> None:
         """A correct password clears the account's count, never the address's: one good account
         must not reset the slowing for guesses at every other account from the same address."""

@@ -57,12 +57,19 @@ async def signup_submit(request: Request) -> Response:
         signup = parse_sign_up(form)
     except FormInvalid as exc:
         return await render(request, visit, "signup.html", {"errors": exc.errors, "values": exc.values}, 400)
+    throttle, ip, values = visit.services.sign_in_throttle, visit.ip_address, {"email": signup.email}
+    wait = await run(lambda: throttle.address_retry_after(ip))
+    if wait:
+        context = {"errors": {"email": _too_many(wait)}, "values": values}
+        return await render(request, visit, "signup.html", context, 429)
     password_hash = await run(lambda: hash_password(signup.password))
     try:
         account = await run(lambda: visit.services.users.create(signup.email, password_hash))
     except Conflict:
-        # Said plainly, because people need to know; nothing else about the account is told.
-        context = {"errors": {"email": DUPLICATE_EMAIL}, "values": {"email": signup.email}}
+        # Said plainly, because people need to know; nothing else about the account is told. It
+        # counts against the address like a failed sign-in, so nobody can probe many emails here.
+        await run(lambda: throttle.record_address_failure(ip))
+        context = {"errors": {"email": DUPLICATE_EMAIL}, "values": values}
         return await render(request, visit, "signup.html", context, 400)
     await start_session(visit, account)
     await run(lambda: _after_sign_up(visit, account))
@@ -118,9 +125,13 @@ def _check_password(visit: Visit, email: str, password: str) -> AccountRecord | 
     return account if verify_password(password_hash, password) else None
 
 
-def _throttled(wait: int) -> dict[str, str]:
+def _too_many(wait: int) -> str:
     unit = "second" if wait == 1 else "seconds"
-    return {"password": f"Too many failed attempts. Wait {wait} {unit}, then try again."}
+    return f"Too many failed attempts. Wait {wait} {unit}, then try again."
+
+
+def _throttled(wait: int) -> dict[str, str]:
+    return {"password": _too_many(wait)}
 
 
 def _failed(visit: Visit, email: str) -> int:
