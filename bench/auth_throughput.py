@@ -22,7 +22,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from _common import cpu_seconds, free_port, thotbot_cli
 
 TARGET = 0.85
 USER_AGENT = "thotbot-bench/1.0 (bench/auth_throughput.py; loopback benchmark)"
@@ -145,15 +146,6 @@ def measure(server: Server, duration: float, connections: int, client: str, work
     return result
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User and system CPU time of a process so far, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _measure(server: Server, duration: float, connections: int, client: str, workdir: Path) -> Result:
     if client == "wrk":
         return _measure_wrk(server, duration, connections, workdir)
@@ -204,13 +196,6 @@ def _measure_wrk(server: Server, duration: float, connections: int, workdir: Pat
 # Starting and stopping the servers.
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     import httpx
 
@@ -236,21 +221,6 @@ def thotbot_env(workdir: Path) -> dict[str, str]:
         THOTBOT_LOG_FORMAT="text",
     )
     return env
-
-
-def thotbot_cli(args: list[str], env: dict[str, str], workdir: Path, stdin: str = "") -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "thotbot", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"bench: thotbot {args[0]} {args[1]} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 @contextlib.contextmanager

@@ -38,6 +38,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _common import cpu_seconds, free_port, thotbot_cli
+
 PATH = "/v1/version"
 USER_AGENT = "thotbot-bench/1.0 (bench/usage_overhead.py; loopback benchmark)"
 TARGET = 0.95
@@ -161,28 +163,6 @@ def wrk(url: str, key: str, duration: float, connections: int, script: Path) -> 
 # The servers.
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def thotbot(args: list[str], env: dict[str, str], workdir: Path, stdin: str = "") -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "thotbot", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"bench: thotbot {' '.join(args[:2])} failed: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 class Server:
     def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
         self.name = name
@@ -210,8 +190,9 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User and system CPU time of the server process so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        seconds = cpu_seconds(self.process.pid)
+        assert seconds is not None, "no /proc/PID/stat: this part needs Linux"
+        return seconds
 
     def rss(self) -> int:
         """Resident memory now, in kB."""
@@ -453,9 +434,9 @@ def main() -> None:
             THOTBOT_ANON_RATE_LIMIT="1000000000/minute",
         )
         email = "bench@example.com"
-        thotbot(["users", "create", email, "--password-stdin"], env, workdir, secrets.token_urlsafe(24))
+        thotbot_cli(["users", "create", email, "--password-stdin"], env, workdir, secrets.token_urlsafe(24))
         keys = [
-            thotbot(["keys", "create", "--user", email, "--name", f"bench {i}"], env, workdir)
+            thotbot_cli(["keys", "create", "--user", email, "--name", f"bench {i}"], env, workdir)
             for i in range(args.keys)
         ]
         print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
