@@ -70,7 +70,8 @@ class AccessLog:
 
     def _format(self, entry: _Entry) -> str:
         at, address, method, path, status, key_id, duration = entry
-        message = _message(entry)
+        if not self._json:
+            return self._line(at, "INFO", _message(entry), {})
         fields = {
             "client": address,
             "method": method,
@@ -79,7 +80,7 @@ class AccessLog:
             "key_id": None if key_id == "-" else key_id,
             "duration_ms": round(duration * 1000, 1),
         }
-        return self._line(at, "INFO", message, fields)
+        return self._line(at, "INFO", _message(entry), fields)
 
     def _line(self, at: float, level: str, message: str, fields: dict[str, object]) -> str:
         if self._json:
