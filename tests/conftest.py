@@ -12,6 +12,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from tests.services import postgres_database
+from tests.smtp import Inbox, smtp_server
 from thotbot.app import ThotbotApp, create_app
 from thotbot.config import Settings, load_settings
 from thotbot.services import Services, build_services
@@ -31,6 +32,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("THOTBOT_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, and what it received."""
+    with smtp_server() as inbox:
+        yield inbox
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from tests.authenticator import SoftAuthenticator
 from tests.factories import PASSWORD, make_api_key, make_user
-from tests.smtp import Inbox, Received, smtp_server
+from tests.smtp import Inbox, Received
 from thotbot.account_security import Actor, WrongPassword
 from thotbot.accounts import verify_password
 from thotbot.config import Settings, load_settings
@@ -24,12 +24,6 @@ from thotbot.storage.models import EmailChange, utcnow
 
 NEW_PASSWORD = "a different long passphrase"
 BROWSER = Actor.session("ses_0123456789abcdef", "203.0.113.7", "Mozilla/5.0 (X11; Linux) Firefox/140.0")
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server() as inbox:
-        yield inbox
 
 
 @pytest.fixture

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from tests.smtp import Inbox, smtp_server
+from tests.smtp import Inbox
 from thotbot.app import create_app
 from thotbot.config import load_settings
 from thotbot.services import build_services
 from thotbot.storage.migrate import upgrade
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server() as inbox:
-        yield inbox
 
 
 def test_shutdown_delivers_mail_waiting_for_a_retry(

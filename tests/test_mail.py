@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import anyio
 import pytest
 
 from tests.services import free_port
-from tests.smtp import Inbox, smtp_server
+from tests.smtp import Inbox
 from thotbot.mail import Mailer, from_address
 
 PUBLIC_URL = "https://thotbot.example"
@@ -18,12 +17,6 @@ LINK = "https://thotbot.example/verify-email?token=abc=def-ghi_123"
 BODY = (
     f"Hello,\n\nfollow this link to go on, it is long on purpose and full of = signs:\n  {LINK}\n\n… thanks\n"
 )
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server() as inbox:
-        yield inbox
 
 
 def _mailer(url: str | None, **kwargs: object) -> Mailer:

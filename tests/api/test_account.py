@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from tests.authenticator import SoftAuthenticator
 from tests.factories import PASSWORD, bearer, make_api_key, make_user
-from tests.smtp import Inbox, smtp_server
+from tests.smtp import Inbox
 from thotbot.accounts import verify_password
 from thotbot.config import Settings, load_settings
 from thotbot.notifications import Actor
@@ -23,12 +23,6 @@ from thotbot.storage import AccountRecord
 ORIGIN = "http://localhost:8000"  # THOTBOT_PUBLIC_URL, the relying party
 NEW_PASSWORD = "a different long passphrase"
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server() as inbox:
-        yield inbox
 
 
 @pytest.fixture

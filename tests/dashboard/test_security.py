@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ from tests.dashboard.helpers import (
     sign_in,
     sign_up,
 )
-from tests.smtp import Inbox, Received, smtp_server
+from tests.smtp import Inbox, Received
 from thotbot.accounts import verify_password
 from thotbot.config import Settings, load_settings
 from thotbot.services import Services
@@ -37,12 +36,6 @@ from thotbot.storage.sessions import SessionRecord
 NEW_PASSWORD = "lamp orbit walrus tea"
 ORIGIN = "http://localhost:8000"  # THOTBOT_PUBLIC_URL's default: the relying party's origin
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    with smtp_server() as inbox:
-        yield inbox
 
 
 @pytest.fixture
