@@ -162,8 +162,7 @@ async def start_session(visit: Visit, account: AccountRecord) -> None:
     visit.account = account
 
 
-async def read_form(request: Request) -> tuple[Visit, FormData]:
-    """Parse a posted form and check it: from this site, in a live session, with its CSRF token."""
+async def _load_same_site_visit(request: Request) -> Visit:
     visit = await load_visit(request)
     check_origin(
         request.headers.get("origin"),
@@ -171,6 +170,12 @@ async def read_form(request: Request) -> tuple[Visit, FormData]:
         request.headers.get("host"),
         visit.services.settings.public_url,
     )
+    return visit
+
+
+async def read_form(request: Request) -> tuple[Visit, FormData]:
+    """Parse a posted form and check it: from this site, in a live session, with its CSRF token."""
+    visit = await _load_same_site_visit(request)
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     if visit.session is None:
         raise CSRFFailed
@@ -184,13 +189,7 @@ async def read_json(request: Request) -> tuple[Visit, dict[str, object]]:
     The CSRF token travels in the ``X-CSRF-Token`` header. Only ``application/json`` is read: no
     other site can send that content type, nor the header, without the browser asking us first.
     """
-    visit = await load_visit(request)
-    check_origin(
-        request.headers.get("origin"),
-        request.headers.get("sec-fetch-site"),
-        request.headers.get("host"),
-        visit.services.settings.public_url,
-    )
+    visit = await _load_same_site_visit(request)
     if visit.session is None:
         raise CSRFFailed
     verify_token(visit.session.csrf_secret, request.headers.get("x-csrf-token"))
