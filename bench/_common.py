@@ -1,14 +1,17 @@
-"""What the benchmarks share: free loopback ports, the thotbot CLI, a process's CPU time."""
+"""What the benchmarks share: free loopback ports, the thotbot CLI, wrk, a process's CPU time."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "free_port", "thotbot_cli"]
+__all__ = ["cpu_seconds", "free_port", "run_wrk", "thotbot_cli"]
 
 
 def free_port() -> int:
@@ -41,3 +44,30 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, headers: Mapping[str, str], duration: float, connections: int, script: Path
+) -> dict[str, float]:
+    """One wrk run: requests/s, non-2xx answers and socket errors."""
+    # The key goes in a script file only we can read, never on a command line that `ps` shows.
+    script.touch(mode=0o600)
+    lines = [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 30,
+    )
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
+    if rate is None:
+        raise SystemExit(f"bench: cannot read wrk's output:\n{done.stdout}{done.stderr}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", done.stdout)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
+    return {
+        "requests_per_s": float(rate.group(1)),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import cpu_seconds, free_port, thotbot_cli
+from _common import cpu_seconds, free_port, run_wrk, thotbot_cli
 
 TARGET = 0.85
 USER_AGENT = "thotbot-bench/1.0 (bench/auth_throughput.py; loopback benchmark)"
@@ -169,28 +169,9 @@ def _measure(server: Server, duration: float, connections: int, client: str, wor
 
 
 def _measure_wrk(server: Server, duration: float, connections: int, workdir: Path) -> Result:
-    # The key goes in a script file only we can read, never on a command line that `ps` shows.
     script = workdir / f"{server.name.split()[0].lower()}.lua"
-    lines = [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in server.headers.items()]
-    script.touch(mode=0o600)
-    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    done = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script), server.url + PATH],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 30,
-    )
-    rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
-    if rate is None:
-        raise SystemExit(f"bench: cannot read wrk's output:\n{done.stdout}{done.stderr}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", done.stdout)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
-    return Result(
-        float(rate.group(1)),
-        int(non_2xx.group(1)) if non_2xx else 0,
-        sum(int(n) for n in errors.groups()) if errors else 0,
-    )
+    data = run_wrk(server.url + PATH, server.headers, duration, connections, script)
+    return Result(data["requests_per_s"], int(data["non_2xx"]), int(data["errors"]))
 
 
 # Starting and stopping the servers.

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import cpu_seconds, free_port, thotbot_cli
+from _common import cpu_seconds, free_port, run_wrk, thotbot_cli
 
 PATH = "/v1/version"
 USER_AGENT = "thotbot-bench/1.0 (bench/usage_overhead.py; loopback benchmark)"
@@ -136,28 +136,8 @@ def load(
 
 
 def wrk(url: str, key: str, duration: float, connections: int, script: Path) -> dict[str, float]:
-    # The key goes in a script only we can read, never on a command line that `ps` shows.
-    script.touch(mode=0o600)
-    script.write_text(
-        f'wrk.headers["Authorization"] = "Bearer {key}"\nwrk.headers["User-Agent"] = "{USER_AGENT}"\n'
-    )
-    done = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script), url + PATH],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 30,
-    )
-    rate = re.search(r"Requests/sec:\s*([\d.]+)", done.stdout)
-    if rate is None:
-        raise SystemExit(f"bench: cannot read wrk's output:\n{done.stdout}{done.stderr}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", done.stdout)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", done.stdout)
-    return {
-        "requests_per_s": float(rate.group(1)),
-        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-        "errors": sum(int(n) for n in errors.groups()) if errors else 0,
-    }
+    headers = {"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT}
+    return run_wrk(url + PATH, headers, duration, connections, script)
 
 
 # The servers.
