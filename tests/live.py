@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -52,12 +54,18 @@ class LiveServer:
 
 
 def start_server(
-    workdir: Path, settings: Mapping[str, str], *, log: Path | None = None, public_url: bool = False
+    workdir: Path,
+    settings: Mapping[str, str],
+    *,
+    log: Path | None = None,
+    public_url: bool = False,
+    open_files: int | None = None,
 ) -> LiveServer:
     """Start `thotbot serve` with these THOTBOT_* settings (and no others) and wait for /healthz.
 
-    With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT. A port another process took
-    between our look and uvicorn's bind is retried on another one.
+    With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT; with ``open_files``, it runs
+    under that RLIMIT_NOFILE, as under `ulimit -n`. A port another process took between our look
+    and uvicorn's bind is retried on another one.
     """
     log = log or workdir / "server.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith("THOTBOT_")}
@@ -73,6 +81,7 @@ def start_server(
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                preexec_fn=None if open_files is None else partial(_limit_files, open_files),
             )
         server = LiveServer(process, port, log, env)
         if _serving(server):
@@ -83,6 +92,10 @@ def start_server(
         if "address already in use" not in server.log_text():
             break
     pytest.fail(f"thotbot serve did not start:\n{server.log_text()}")
+
+
+def _limit_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def _serving(server: LiveServer, timeout: float = 60) -> bool:

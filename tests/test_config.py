@@ -63,6 +63,10 @@ def test_every_contract_variable_is_a_setting() -> None:
         ("THOTBOT_LOG_FORMAT", "json", "log_format", "json"),
         ("THOTBOT_REDIS_URL", "", "redis_url", None),
         ("THOTBOT_SMTP_URL", "", "smtp_url", None),
+        ("THOTBOT_HEADER_TIMEOUT", "30", "header_timeout", 30),
+        ("THOTBOT_KEEPALIVE_TIMEOUT", "2", "keepalive_timeout", 2),
+        ("THOTBOT_MAX_CONNECTIONS", "500", "max_connections", 500),
+        ("THOTBOT_MAX_CONNECTIONS", "", "max_connections", None),
     ],
 )
 def test_reads_the_environment(
@@ -125,6 +129,12 @@ def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("THOTBOT_SMTP_URL", "smtp://mailer:smtppass77@mail:port"),
         ("THOTBOT_LOG_FORMAT", "xml"),
         ("THOTBOT_LOG_FORMAT", "JSON"),
+        ("THOTBOT_HEADER_TIMEOUT", "0"),
+        ("THOTBOT_HEADER_TIMEOUT", "ten"),
+        ("THOTBOT_KEEPALIVE_TIMEOUT", "-1"),
+        ("THOTBOT_KEEPALIVE_TIMEOUT", "3600"),
+        ("THOTBOT_MAX_CONNECTIONS", "0"),
+        ("THOTBOT_MAX_CONNECTIONS", "many"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

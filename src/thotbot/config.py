@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     usage_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Connections (docs/OPERATING.md): seconds to send a request head, seconds an idle connection is
+    # kept, and open connections per worker (unset: derived from the open-file limit).
+    header_timeout: int = Field(default=10, ge=1, le=300)
+    keepalive_timeout: int = Field(default=5, ge=1, le=300)
+    max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
     # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
     usage_recording: Literal["on", "off"] = "on"
 
@@ -44,7 +49,7 @@ class Settings(BaseSettings):
             raise ValueError("is not a valid database URL (check its host, port and escaping)") from None
         return v
 
-    @field_validator("redis_url", "smtp_url", mode="before")
+    @field_validator("redis_url", "smtp_url", "max_connections", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if v == "" else v

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -75,7 +76,8 @@ def _services(settings: Settings) -> Services:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from thotbot.cli._http import PROTOCOL
+    from thotbot.cli._http import ProblemHttpToolsProtocol
+    from thotbot.cli._limits import ConnectionLimits, default_max_connections
     from thotbot.logs import configure_logging
 
     configure_logging(settings.log_format)
@@ -92,6 +94,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "  printf '%s' 'a-long-password' |"
             " .venv/bin/thotbot users create you@example.com --password-stdin"
         )
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        keep_alive_timeout=settings.keepalive_timeout,
+        max_connections=settings.max_connections or default_max_connections(),
+    )
     uvicorn.run(
         "thotbot.app:create_app_from_env",
         factory=True,
@@ -101,7 +108,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
-        http=PROTOCOL,  # a request uvicorn cannot parse still gets a problem body
+        # Bounded heads, timeouts and connections, and a problem body for what is refused there.
+        # A partial of a module-level class: each worker process unpickles it with its limits.
+        http=functools.partial(ProblemHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
+        timeout_keep_alive=settings.keepalive_timeout,
         timeout_graceful_shutdown=10,
     )
     return 0
