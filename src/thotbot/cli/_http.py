@@ -4,6 +4,7 @@ connections, and RFC 9457 problems for what it refuses before the application se
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from asyncio import TimerHandle
 from typing import Any
@@ -20,6 +21,9 @@ __all__ = ["ProblemHttpToolsProtocol"]
 # little more of it, for a little while, lets it read the answer instead of a reset.
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 1024 * 1024
+
+#: Connections of this worker in the order they were made: the older goes first among equals.
+_numbers = itertools.count()
 
 
 def _problem(status: str, code: str, title: str, detail: str, *extra: bytes) -> tuple[bytes, bytes]:
@@ -99,6 +103,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._heads = 0
         self._head_timer: TimerHandle | None = None
         self._made_at = 0.0
+        self._number = 0
         self._lingering = False
         self._lingered = 0
 
@@ -107,6 +112,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._made_at = self.loop.time()
+        self._number = next(_numbers)
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
         if len(self.connections) > self.limits.max_connections:
             self._make_room()
@@ -133,7 +139,8 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         # cheap for its client to reopen, and a half-sent head is what an attacker holds seats with.
         # A request in flight is never cut off; if every seat has one, the newcomer is refused.
         waiting = [
-            (other._waiting_since(), other)
+            # uvloop's clock ticks once per loop iteration: many connections share a time.
+            (other._waiting_since(), other._number, other)
             for other in self.connections
             if isinstance(other, ProblemHttpToolsProtocol)
             and other is not self
@@ -141,7 +148,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             and not other.transport.is_closing()
         ]
         if waiting:
-            _, victim = min(waiting, key=lambda pair: pair[0])
+            *_, victim = min(waiting, key=lambda entry: entry[:2])
             victim._expire()
         else:
             self.logger.warning("Connection limit (%d) reached, all busy.", self.limits.max_connections)
