@@ -172,6 +172,31 @@ def test_a_long_line_split_over_many_reads_trips_the_limit(server: LiveServer) -
     assert (status, problem["code"]) == (431, "request_header_too_large")
 
 
+def test_a_large_body_in_the_same_read_as_its_head_is_not_a_head(server: LiveServer) -> None:
+    # 100 kB on one line, sent with its head at once: the limits are the head's, not the body's.
+    body = json.dumps({"keys": ["x" * 999] * 100}).encode()
+    assert len(body) > 64 * 1024
+    request = (
+        b"POST /v1/keys/revoke-leaked HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+    with _connect(server) as sock:
+        sock.sendall(request)
+        answer = _read_all(sock)
+
+    assert answer.startswith(b"HTTP/1.1 202 ")
+
+
+def test_pipelined_requests_in_one_read_are_each_served(server: LiveServer) -> None:
+    padded = _head("/healthz", b"X-Pad: " + b"h" * 15000 + b"\r\n")
+    with _connect(server) as sock:
+        sock.sendall(padded * 5 + _head("/healthz", b"Connection: close\r\n"))
+        answer = _read_all(sock)
+
+    assert answer.count(b"HTTP/1.1 200 ") == 6
+
+
 # Timeouts
 
 
