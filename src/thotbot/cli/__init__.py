@@ -92,6 +92,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "  printf '%s' 'a-long-password' |"
             " .venv/bin/thotbot users create you@example.com --password-stdin"
         )
+    warning = _workers_warning(args.workers, settings)
+    if warning:
+        _say(warning)
     uvicorn.run(
         "thotbot.app:create_app_from_env",
         factory=True,
@@ -101,10 +104,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        # Only THOTBOT_TRUSTED_PROXIES decides whose X-Forwarded-For counts (thotbot.proxies):
+        # uvicorn's own default believes any process on 127.0.0.1.
+        proxy_headers=False,
         http=PROTOCOL,  # a request uvicorn cannot parse still gets a problem body
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _workers_warning(workers: int, settings: Settings) -> str | None:
+    """Without Redis each worker counts on its own: say so, as N workers multiply every limit."""
+    if workers <= 1 or settings.redis_url is not None:
+        return None
+    return (
+        f"warning: {workers} workers without THOTBOT_REDIS_URL: rate limits are counted per worker,"
+        f" so each one is in effect {workers} times higher; set THOTBOT_REDIS_URL to share them"
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
