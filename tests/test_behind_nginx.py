@@ -175,16 +175,32 @@ def behind_nginx_untrusted(tmp_path: Path) -> Iterator[Deployment]:
     yield from _deploy(tmp_path, None, behind_nginx=True)
 
 
-def _exhaust_anon_limit(url: str, address: str) -> None:
+#: What a client may send to try to be counted as someone else, or as the proxy.
+JUNK: list[dict[str, str]] = [
+    {"X-Forwarded-For": "garbage"},
+    {"X-Forwarded-For": "198.51.100.1, " * 200 + "not-an-address"},
+    {"X-Forwarded-For": "203.0.113.9"},
+    {"Forwarded": "for=unknown"},
+    {"X-Forwarded-For": ""},
+]
+
+
+def _exhaust_anon_limit(url: str, address: str, *, junk: bool = False) -> None:
+    """ANON_LIMIT failures from ``address`` (each with junk headers), then one more, refused."""
     with client_from(address, url) as alice:
-        statuses = [alice.get("/v1/me", headers=bad_key()).status_code for _ in range(ANON_LIMIT + 1)]
+        statuses = [
+            alice.get("/v1/me", headers={**bad_key(), **(JUNK[i % len(JUNK)] if junk else {})}).status_code
+            for i in range(ANON_LIMIT)
+        ]
+        # Refused only if every failure above counted against this client, whatever it sent.
+        statuses.append(alice.get("/v1/me", headers=bad_key()).status_code)
     assert statuses == [401] * ANON_LIMIT + [429]
 
 
 def test_clients_behind_nginx_are_counted_apart(behind_nginx: Deployment) -> None:
     assert behind_nginx.nginx is not None
     url = behind_nginx.nginx.url
-    _exhaust_anon_limit(url, ALICE)
+    _exhaust_anon_limit(url, ALICE, junk=True)
 
     with client_from(BOB, url) as bob:
         good = bob.get("/v1/me", headers={"Authorization": f"Bearer {behind_nginx.key}"})

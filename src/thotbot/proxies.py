@@ -9,7 +9,6 @@ itself a trusted proxy is the client. Whatever the client wrote further left is 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,13 +23,10 @@ __all__ = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-#: Longer header values are not read at all: no proxy chain is that long.
-MAX_HEADER = 2048
+#: Hops read from the right of a header, at most: no chain of proxies is longer, and a client
+#: that pads the header costs no more than this.
+MAX_HOPS = 16
 _PEER_CACHE_SIZE = 1024
-# One forwarded-pair of RFC 7239: token "=" ( token / quoted-string ), then a separator or the end.
-_PAIR = re.compile(
-    r"""\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[!#$%&'*+.^_`|~0-9A-Za-z:\[\]-]*)\s*([;,]|\Z)"""
-)
 
 
 class TrustedProxies:
@@ -73,15 +69,24 @@ class TrustedProxies:
             ip = ip.ipv4_mapped
         return any(ip in network for network in self.networks)
 
-    def client(self, peer: str, forwarded: list[IPAddress]) -> IPAddress | None:
-        """The right-most address of the chain that is not a trusted proxy (None: keep the peer)."""
-        if not forwarded or not self.trusts(peer):
+    def client(self, peer: str, hops: list[str]) -> IPAddress | None:
+        """The right-most hop that is not a trusted proxy (None: keep the peer).
+
+        Only the hops our proxies wrote are read: the walk stops at the first other address, so
+        whatever the client put further left, however malformed, is never looked at. A hop that
+        a trusted proxy wrote but is not an address leaves the peer as the client.
+        """
+        if not hops or not self.trusts(peer):
             return None
-        for ip in reversed(forwarded):
+        ip: IPAddress | None = None
+        for hop in reversed(hops):
+            ip = _address(hop)
+            if ip is None:
+                return None
             if not self._trusted(ip):
                 return ip
-        # Every hop is one of ours (a request from the proxy's own host): the first one it names.
-        return forwarded[0]
+        # Every hop is one of ours (a request from a proxy's own host): the left-most one.
+        return ip
 
 
 class ForwardedClientMiddleware:
@@ -116,11 +121,11 @@ def forwarded_scope(scope: Scope, trusted: TrustedProxies) -> Scope:
     # X-Forwarded-For first: it is what nginx, HAProxy and the cloud balancers set, and they pass
     # a client's own Forwarded header through untouched.
     if x_forwarded_for:
-        chain = parse_x_forwarded_for(b",".join(x_forwarded_for))
+        hops = parse_x_forwarded_for(b",".join(x_forwarded_for))
     else:
-        chain = parse_forwarded(b",".join(forwarded)) if forwarded else None
+        hops = parse_forwarded(b",".join(forwarded)) if forwarded else []
     scope = dict(scope)
-    client = trusted.client(peer[0], chain) if chain else None
+    client = trusted.client(peer[0], hops)
     if client is not None:
         # The proxy does not say which port the client used.
         scope["client"] = (str(client), 0)
@@ -130,65 +135,46 @@ def forwarded_scope(scope: Scope, trusted: TrustedProxies) -> Scope:
     return scope
 
 
-def parse_x_forwarded_for(value: bytes) -> list[IPAddress] | None:
-    """'client, proxy1, proxy2' as addresses, left to right; None if any entry is not one."""
-    if len(value) > MAX_HEADER:
-        return None
-    chain: list[IPAddress] = []
-    for entry in value.decode("latin-1").split(","):
-        ip = _address(_strip_port(entry.strip()))
-        if ip is None:
-            return None
-        chain.append(ip)
-    return chain
+def parse_x_forwarded_for(value: bytes) -> list[str]:
+    """'client, proxy1, proxy2' to its right-most MAX_HOPS addresses, ports removed, left to right."""
+    return [_strip_port(hop.strip()) for hop in _right_most(value)]
 
 
-def parse_forwarded(value: bytes) -> list[IPAddress] | None:
-    """The for= addresses of an RFC 7239 Forwarded header, left to right; None if malformed.
+def parse_forwarded(value: bytes) -> list[str]:
+    """The for= of each RFC 7239 Forwarded element, like parse_x_forwarded_for ('' if it has none).
 
-    An element without for=, or with an obfuscated or "unknown" one, makes the whole header
-    unusable: the hop that wrote it did not say who its client was.
+    "unknown" and obfuscated identifiers ("_hidden") are kept as they are: they are not addresses,
+    so a walk that reaches one keeps the peer as the client.
     """
-    if len(value) > MAX_HEADER:
-        return None
-    text = value.decode("latin-1")
-    chain: list[IPAddress] = []
-    position = 0
-    current: IPAddress | None = None
-    while position < len(text):
-        match = _PAIR.match(text, position)
-        if match is None or match.end() == position:
-            return None
-        name, raw, separator = match.groups()
-        if name.lower() == "for":
-            current = _address(_strip_port(_unquote(raw)))
-            if current is None:
-                return None
-        position = match.end()
-        if separator != ";":
-            if current is None:
-                return None
-            chain.append(current)
-            current = None
-            if separator == "" and position < len(text):
-                return None
-    return chain or None
+    hops: list[str] = []
+    for element in _right_most(value):
+        found = ""
+        for pair in element.split(";"):
+            name, _, raw = pair.partition("=")
+            if name.strip().lower() == "for":
+                found = _strip_port(_unquote(raw.strip()))
+        hops.append(found)
+    return hops
+
+
+def _right_most(value: bytes) -> list[str]:
+    return value.decode("latin-1").rsplit(",", MAX_HOPS)[-MAX_HOPS:]
 
 
 def _unquote(raw: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+        return raw[1:-1].replace("\\", "")
     return raw
 
 
-def _strip_port(entry: str) -> str:
+def _strip_port(hop: str) -> str:
     """'[2001:db8::1]:4711' and '192.0.2.1:4711' to their address; a bare IPv6 address as it is."""
-    if entry.startswith("["):
-        address, bracket, port = entry[1:].partition("]")
+    if hop.startswith("["):
+        address, bracket, port = hop[1:].partition("]")
         return address if bracket and (not port or port.startswith(":")) else ""
-    if entry.count(":") == 1:
-        return entry.split(":", 1)[0]
-    return entry
+    if hop.count(":") == 1:
+        return hop.split(":", 1)[0]
+    return hop
 
 
 def _address(text: str) -> IPAddress | None:
