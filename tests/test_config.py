@@ -6,6 +6,7 @@ import pytest
 
 from thotbot.config import Settings, load_settings
 from thotbot.errors import ConfigError
+from thotbot.proxies import TrustedProxies
 
 # The contract's settings (section 2); others may be added, never these renamed.
 CONTRACT_VARIABLES = [
@@ -16,6 +17,7 @@ CONTRACT_VARIABLES = [
     "THOTBOT_ANON_RATE_LIMIT",
     "THOTBOT_SMTP_URL",
     "THOTBOT_LOG_FORMAT",
+    "THOTBOT_TRUSTED_PROXIES",
 ]
 
 
@@ -63,6 +65,13 @@ def test_every_contract_variable_is_a_setting() -> None:
         ("THOTBOT_LOG_FORMAT", "json", "log_format", "json"),
         ("THOTBOT_REDIS_URL", "", "redis_url", None),
         ("THOTBOT_SMTP_URL", "", "smtp_url", None),
+        ("THOTBOT_TRUSTED_PROXIES", "", "proxies", TrustedProxies(())),
+        (
+            "THOTBOT_TRUSTED_PROXIES",
+            "127.0.0.1, 10.0.0.0/8,::1",
+            "proxies",
+            TrustedProxies.parse("127.0.0.1/32,10.0.0.0/8,::1/128"),
+        ),
     ],
 )
 def test_reads_the_environment(
@@ -125,6 +134,9 @@ def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("THOTBOT_SMTP_URL", "smtp://mailer:smtppass77@mail:port"),
         ("THOTBOT_LOG_FORMAT", "xml"),
         ("THOTBOT_LOG_FORMAT", "JSON"),
+        ("THOTBOT_TRUSTED_PROXIES", "nginx"),
+        ("THOTBOT_TRUSTED_PROXIES", "127.0.0.1 10.0.0.1"),
+        ("THOTBOT_TRUSTED_PROXIES", "10.0.0.0/99"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

@@ -52,6 +52,15 @@ class TrustedProxies:
     def __bool__(self) -> bool:
         return bool(self.networks)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TrustedProxies) and other.networks == self.networks
+
+    def __hash__(self) -> int:
+        return hash(self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({', '.join(map(str, self.networks))!r})"
+
     def trusts(self, peer: str) -> bool:
         """Whether this TCP peer (scope["client"][0]) is one of the proxies."""
         # The peer is nearly always one of a few proxies: remember the verdict, bounded.
