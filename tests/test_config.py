@@ -6,6 +6,7 @@ import pytest
 
 from thotbot.config import Settings, load_settings
 from thotbot.errors import ConfigError
+from thotbot.proxies import TrustedProxies
 
 # The contract's settings (section 2); others may be added, never these renamed.
 CONTRACT_VARIABLES = [
@@ -16,6 +17,7 @@ CONTRACT_VARIABLES = [
     "THOTBOT_ANON_RATE_LIMIT",
     "THOTBOT_SMTP_URL",
     "THOTBOT_LOG_FORMAT",
+    "THOTBOT_TRUSTED_PROXIES",
 ]
 
 
@@ -67,6 +69,13 @@ def test_every_contract_variable_is_a_setting() -> None:
         ("THOTBOT_KEEPALIVE_TIMEOUT", "2", "keepalive_timeout", 2),
         ("THOTBOT_MAX_CONNECTIONS", "500", "max_connections", 500),
         ("THOTBOT_MAX_CONNECTIONS", "", "max_connections", None),
+        ("THOTBOT_TRUSTED_PROXIES", "", "proxies", TrustedProxies(())),
+        (
+            "THOTBOT_TRUSTED_PROXIES",
+            "127.0.0.1, 10.0.0.0/8,::1",
+            "proxies",
+            TrustedProxies.parse("127.0.0.1/32,10.0.0.0/8,::1/128"),
+        ),
     ],
 )
 def test_reads_the_environment(
@@ -135,6 +144,9 @@ def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("THOTBOT_KEEPALIVE_TIMEOUT", "3600"),
         ("THOTBOT_MAX_CONNECTIONS", "0"),
         ("THOTBOT_MAX_CONNECTIONS", "many"),
+        ("THOTBOT_TRUSTED_PROXIES", "nginx"),
+        ("THOTBOT_TRUSTED_PROXIES", "127.0.0.1 10.0.0.1"),
+        ("THOTBOT_TRUSTED_PROXIES", "10.0.0.0/99"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

@@ -107,3 +107,15 @@ async def test_unreachable_redis_lets_requests_through(caplog: pytest.LogCapture
     assert not await limiter.anon_exhausted("203.0.113.9")
     await limiter.close()
     assert "not being limited" in caplog.text
+
+
+async def test_ipv6_clients_are_counted_by_their_64() -> None:
+    limiter = RateLimiter("10/minute", "2/minute")
+
+    await limiter.hit_anon("2001:db8:1:2::1")
+    await limiter.hit_anon("2001:db8:1:2:ffff::9")
+
+    assert not (await limiter.hit_anon("2001:db8:1:2:3:4:5:6")).allowed
+    assert await limiter.anon_exhausted("2001:db8:1:2::77")
+    assert (await limiter.hit_anon("2001:db8:1:3::1")).allowed
+    assert hash_address("2001:db8:1:2::1") == hash_address("2001:db8:1:2::2")

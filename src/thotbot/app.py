@@ -29,6 +29,7 @@ from thotbot.auth.middleware import APIKeyGuard
 from thotbot.config import Settings, load_settings
 from thotbot.errors import ThotbotError
 from thotbot.logs import configure_logging
+from thotbot.proxies import TrustedProxies, forwarded_scope
 from thotbot.services import Services, build_services
 
 __all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
@@ -43,12 +44,20 @@ MAX_BODY = 1024 * 1024
 class ThotbotApp:
     """Sends /v1 to the API stack and everything else (lifespan included) to the web stack."""
 
-    def __init__(self, api: ASGIApp, web: Starlette, services: Services) -> None:
+    def __init__(
+        self, api: ASGIApp, web: Starlette, services: Services, proxies: TrustedProxies | None = None
+    ) -> None:
         self.api = api
         self.web = web
         self.services = services
+        # None without THOTBOT_TRUSTED_PROXIES: then a request costs one attribute test, no more.
+        self.proxies = proxies or None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.proxies is not None:
+            # ForwardedClientMiddleware's step, inline and first: /v1, the dashboard and the
+            # access log all see the same client, and routing stays one call deep.
+            scope = forwarded_scope(scope, self.proxies)
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/v1") and (len(path) == 3 or path[3] == "/"):
@@ -138,7 +147,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         max_body_size=MAX_BODY,
     )
     web.state.services = services
-    return ThotbotApp(api, web, services)
+    return ThotbotApp(api, web, services, settings.proxies)
 
 
 def _service_routes(services: Services) -> list[BaseRoute]:

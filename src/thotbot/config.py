@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from thotbot.errors import ConfigError
+from thotbot.proxies import TrustedProxies
 
 __all__ = ["Settings", "load_settings"]
 
@@ -27,6 +28,8 @@ class Settings(BaseSettings):
     anon_rate_limit: str = "60/minute"
     smtp_url: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
+    #: Reverse proxies whose X-Forwarded-For / Forwarded names the client: "10.0.0.1, 10.1.0.0/16".
+    trusted_proxies: str = ""
     usage_retention_days: int = Field(default=90, ge=1, le=3650)
     # Connections (docs/OPERATING.md): seconds to send a request head, seconds an idle connection is
     # kept, and open connections per worker (unset: derived from the open-file limit).
@@ -90,6 +93,16 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("must be in the limits notation, such as 600/minute") from None
         return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, v: str) -> str:
+        TrustedProxies.parse(v)  # its ValueError names the entry that is not an address or CIDR
+        return v
+
+    @property
+    def proxies(self) -> TrustedProxies:
+        return TrustedProxies.parse(self.trusted_proxies)
 
     @property
     def secure_cookies(self) -> bool:

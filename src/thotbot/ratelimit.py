@@ -19,6 +19,8 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
+from thotbot.clientaddr import address_bucket
+
 __all__ = ["Decision", "RateLimiter", "hash_address"]
 
 log = logging.getLogger("thotbot.ratelimit")
@@ -42,8 +44,12 @@ class Decision(NamedTuple):
 
 
 def hash_address(address: str) -> str:
-    """Limits are kept per hashed address, so Redis never holds a client's IP."""
-    return hashlib.sha256(b"thotbot-ratelimit:" + address.encode()).hexdigest()[:32]
+    """Limits are kept per hashed address, so Redis never holds a client's IP.
+
+    An IPv6 client is counted by its /64 (address_bucket): it usually holds the whole network.
+    """
+    bucket = address_bucket(address)
+    return hashlib.sha256(b"thotbot-ratelimit:" + bucket.encode()).hexdigest()[:32]
 
 
 class RateLimiter:

@@ -99,6 +99,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         keep_alive_timeout=settings.keepalive_timeout,
         max_connections=settings.max_connections or default_max_connections(),
     )
+    warning = _workers_warning(args.workers, settings)
+    if warning:
+        _say(warning)
     uvicorn.run(
         "thotbot.app:create_app_from_env",
         factory=True,
@@ -108,6 +111,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
+        # Only THOTBOT_TRUSTED_PROXIES decides whose X-Forwarded-For counts (thotbot.proxies):
+        # uvicorn's own default believes any process on 127.0.0.1.
+        proxy_headers=False,
         # Bounded heads, timeouts and connections, and a problem body for what is refused there.
         # A partial of a module-level class: each worker process unpickles it with its limits.
         http=functools.partial(ProblemHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
@@ -115,6 +121,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _workers_warning(workers: int, settings: Settings) -> str | None:
+    """Without Redis each worker counts on its own: say so, as N workers multiply every limit."""
+    if workers <= 1 or settings.redis_url is not None:
+        return None
+    return (
+        f"warning: {workers} workers without THOTBOT_REDIS_URL: rate limits are counted per worker,"
+        f" so each one is in effect {workers} times higher; set THOTBOT_REDIS_URL to share them"
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
