@@ -52,11 +52,17 @@ class LiveServer:
 
 
 def start_server(
-    workdir: Path, settings: Mapping[str, str], *, log: Path | None = None, public_url: bool = False
+    workdir: Path,
+    settings: Mapping[str, str],
+    *,
+    log: Path | None = None,
+    public_url: bool = False,
+    scheme: str = "http",
 ) -> LiveServer:
     """Start `thotbot serve` with these THOTBOT_* settings (and no others) and wait for /healthz.
 
-    With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT. A port another process took
+    With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT (``scheme`` "https" makes it
+    https, as behind a TLS proxy; the server itself still speaks http). A port another process took
     between our look and uvicorn's bind is retried on another one.
     """
     log = log or workdir / "server.log"
@@ -65,7 +71,7 @@ def start_server(
         port = free_port()
         env = {**base, **settings}
         if public_url:
-            env["THOTBOT_PUBLIC_URL"] = f"http://localhost:{port}"
+            env["THOTBOT_PUBLIC_URL"] = f"{scheme}://localhost:{port}"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "thotbot", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -28,6 +28,7 @@ from thotbot.api.routes import routes as api_routes
 from thotbot.auth.middleware import APIKeyGuard
 from thotbot.config import Settings, load_settings
 from thotbot.errors import ThotbotError
+from thotbot.hsts import StrictTransportSecurity
 from thotbot.logs import configure_logging
 from thotbot.services import Services, build_services
 
@@ -47,8 +48,15 @@ class ThotbotApp:
         self.api = api
         self.web = web
         self.services = services
+        # On https, every response says so, errors and the API's included; on http it would be
+        # ignored by browsers (RFC 6797 section 8.1) and only mislead.
+        https = services.settings.public_url.startswith("https://")
+        self._app: ASGIApp = StrictTransportSecurity(self._dispatch) if https else self._dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith("/v1") and (len(path) == 3 or path[3] == "/"):
