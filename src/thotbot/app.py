@@ -31,6 +31,7 @@ from thotbot.errors import ThotbotError
 from thotbot.hsts import StrictTransportSecurity
 from thotbot.logs import configure_logging
 from thotbot.services import Services, build_services
+from thotbot.slashes import install_slash_redirects
 
 __all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
 
@@ -138,6 +139,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         },
     )
     api.state.services = services
+    install_slash_redirects(api)
     web = Starlette(
         routes=[*_service_routes(services), *dashboard.routes(services)],
         middleware=dashboard.middleware(services),
@@ -146,6 +148,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         max_body_size=MAX_BODY,
     )
     web.state.services = services
+    install_slash_redirects(web)
     return ThotbotApp(api, web, services)
 
 
