@@ -60,10 +60,12 @@ def start_server(
     log: Path | None = None,
     public_url: bool = False,
     open_files: int | None = None,
+    scheme: str = "http",
 ) -> LiveServer:
     """Start `thotbot serve` with these THOTBOT_* settings (and no others) and wait for /healthz.
 
-    With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT; with ``open_files``, it runs
+    With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT (``scheme`` "https" makes it
+    https, as behind a TLS proxy; the server itself still speaks http); with ``open_files``, it runs
     under that RLIMIT_NOFILE, as under `ulimit -n`. A port another process took between our look
     and uvicorn's bind is retried on another one.
     """
@@ -73,7 +75,7 @@ def start_server(
         port = free_port()
         env = {**base, **settings}
         if public_url:
-            env["THOTBOT_PUBLIC_URL"] = f"http://localhost:{port}"
+            env["THOTBOT_PUBLIC_URL"] = f"{scheme}://localhost:{port}"
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [sys.executable, "-m", "thotbot", "serve", "--host", "127.0.0.1", "--port", str(port)],

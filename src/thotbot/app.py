@@ -28,9 +28,11 @@ from thotbot.api.routes import routes as api_routes
 from thotbot.auth.middleware import APIKeyGuard
 from thotbot.config import Settings, load_settings
 from thotbot.errors import ThotbotError
+from thotbot.hsts import StrictTransportSecurity
 from thotbot.logs import configure_logging
 from thotbot.proxies import TrustedProxies, forwarded_scope
 from thotbot.services import Services, build_services
+from thotbot.slashes import install_slash_redirects
 
 __all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
 
@@ -52,8 +54,15 @@ class ThotbotApp:
         self.services = services
         # None without THOTBOT_TRUSTED_PROXIES: then a request costs one attribute test, no more.
         self.proxies = proxies or None
+        # On https, every response says so, errors and the API's included; on http it would be
+        # ignored by browsers (RFC 6797 section 8.1) and only mislead.
+        https = services.settings.public_url.startswith("https://")
+        self._app: ASGIApp = StrictTransportSecurity(self._dispatch) if https else self._dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.proxies is not None:
             # ForwardedClientMiddleware's step, inline and first: /v1, the dashboard and the
             # access log all see the same client, and routing stays one call deep.
@@ -139,6 +148,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         },
     )
     api.state.services = services
+    install_slash_redirects(api)
     web = Starlette(
         routes=[*_service_routes(services), *dashboard.routes(services)],
         middleware=dashboard.middleware(services),
@@ -147,6 +157,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         max_body_size=MAX_BODY,
     )
     web.state.services = services
+    install_slash_redirects(web)
     return ThotbotApp(api, web, services, settings.proxies)
 
 

@@ -47,6 +47,11 @@ class Actor:
         return cls(f"session:{session_id}", ip_address, user_agent, session_id)
 
     @classmethod
+    def visitor(cls, ip_address: str | None, user_agent: str | None) -> Actor:
+        """Someone on the dashboard who is not signed in (following an emailed link, say)."""
+        return cls("anonymous", ip_address, user_agent)
+
+    @classmethod
     def api_key(cls, key_id: str | None, ip_address: str | None, user_agent: str | None) -> Actor:
         return cls(f"api_key:{key_id}", ip_address, user_agent)
 
@@ -60,7 +65,7 @@ class Actor:
 
     def describe(self) -> str:
         kind, _, ident = self.who.partition(":")
-        if kind == "session":
+        if kind in ("session", "anonymous"):
             return "on the dashboard"
         if kind == "api_key":
             return f"through the API, with the key {ident}"

@@ -24,6 +24,7 @@ from thotbot.storage.sessions import SQLSessionStore
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
 from thotbot.storage.users import SQLUserStore
+from thotbot.storage.web_secrets import SharedKey, SQLWebSecretStore
 from thotbot.usage import DisabledRecorder, UsageRecorder
 
 __all__ = ["Services", "build_services"]
@@ -44,6 +45,8 @@ class Services:
     rate_limiter: RateLimiter = field(init=False)
     access_log: AccessLog = field(init=False)
     web_sessions: SQLSessionStore = field(init=False)
+    #: Signs what the web app hands visitors who are not signed in (CSRF cookies, flashes).
+    web_key: SharedKey = field(init=False)
     sign_in_throttle: SQLSignInThrottle = field(init=False)
     mailer: Mailer = field(init=False)
     notifier: Notifier = field(init=False)
@@ -55,6 +58,7 @@ class Services:
         recorder = UsageRecorder if self.settings.usage_recording == "on" else DisabledRecorder
         self.last_used = recorder(self.usage, retention_days=self.settings.usage_retention_days)
         self.web_sessions = SQLSessionStore(self.sessions)
+        self.web_key = SharedKey(SQLWebSecretStore(self.sessions), "web")
         self.sign_in_throttle = SQLSignInThrottle(self.sessions)
         self._build_account_security()
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None

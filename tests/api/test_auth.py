@@ -233,6 +233,10 @@ def test_read_only_key_may_read(client: TestClient, services: Services, method: 
         ("theme=dark; thotbot_session=abc123", None, "session_cookie_not_accepted"),
         ("thotbot_session=abc123", "", "session_cookie_not_accepted"),
         ("thotbot_session=abc123", "Bearer", "session_cookie_not_accepted"),
+        # On an https deployment the cookie is __Host-prefixed; either spelling is refused alike.
+        ("__Host-thotbot_session=abc123", None, "session_cookie_not_accepted"),
+        ("theme=dark; __Host-thotbot_session=abc123", "", "session_cookie_not_accepted"),
+        ("__Host-thotbot_csrf=abc123", None, "missing_api_key"),
         ("theme=dark", None, "missing_api_key"),
         ("thotbot_session_old=abc123", None, "missing_api_key"),
         ("thotbot_session=abc123", "Basic dXNlcjpwYXNz", "unsupported_auth_scheme"),

@@ -19,6 +19,7 @@ from tests.dashboard.helpers import (
 from tests.factories import make_user
 from thotbot.app import create_app
 from thotbot.config import load_settings
+from thotbot.cookies import SESSION_COOKIE
 from thotbot.services import Services, build_services
 from thotbot.storage.sessions import hash_token
 from thotbot.storage.throttle import ThrottleRule
@@ -162,9 +163,9 @@ class TestSignUp:
 class TestSignIn:
     def test_signs_in_with_a_new_session_id(self, client: TestClient, services: Services) -> None:
         make_user(services, "ann@example.com", password=PASSWORD)
-        client.get("/login")
-        before = session_cookie(client)
-        assert before is not None
+        # A session id planted before sign-in (fixation), e.g. one left from an older release.
+        before, _ = services.web_sessions.create(None)
+        client.cookies.set(SESSION_COOKIE, before, domain="localhost.local")
 
         sign_in(client, "Ann@Example.com")
 
@@ -210,7 +211,7 @@ class TestSignIn:
         assert slowed.status_code == 429
         assert "Too many failed attempts" in field_errors(slowed.text)["password"]
         assert still_slowed.status_code == 429
-        assert session_cookie(client) is not None
+        assert session_cookie(client) is None  # not signed in, so no session exists at all
         assert client.get("/dashboard", follow_redirects=False).status_code == 303
 
     def test_next_brings_the_visitor_back(self, client: TestClient, services: Services) -> None:
@@ -245,28 +246,44 @@ class TestSignIn:
 
 
 class TestCookie:
-    def _set_cookie(self, client: TestClient) -> SimpleCookie:
-        response = client.get("/login")
+    def _set_cookies(self, client: TestClient) -> SimpleCookie:
+        """The cookies set by the sign-up page (the CSRF one) and by signing up (the session)."""
         cookie: SimpleCookie = SimpleCookie()
-        cookie.load(response.headers["set-cookie"])
+        page = client.get("/signup")
+        response = client.post(
+            "/signup",
+            data={"email": "c@example.com", "password": PASSWORD, "csrf_token": csrf_token(page.text)},
+            follow_redirects=False,
+        )
+        for value in [*page.headers.get_list("set-cookie"), *response.headers.get_list("set-cookie")]:
+            cookie.load(value)
         return cookie
 
     def test_flags_over_http(self, client: TestClient) -> None:
-        morsel = self._set_cookie(client)["thotbot_session"]
+        cookies = self._set_cookies(client)
 
-        assert morsel["httponly"] is True
-        assert morsel["samesite"].lower() == "lax"
-        assert not morsel["secure"]
-        assert morsel["path"] == "/"
+        for name in ("thotbot_session", "thotbot_csrf"):
+            morsel = cookies[name]
+            assert morsel["httponly"] is True
+            assert morsel["samesite"].lower() == "lax"
+            assert not morsel["secure"]
+            assert morsel["path"] == "/"
+            assert not morsel["domain"]
 
     def test_secure_when_the_public_url_is_https(self, database_url: str, services: Services) -> None:
         settings = load_settings(database_url=database_url, public_url="https://thotbot.example")
         secure_services = build_services(settings)
         with TestClient(create_app(settings, secure_services), base_url="https://thotbot.example") as client:
-            morsel = self._set_cookie(client)["thotbot_session"]
+            cookies = self._set_cookies(client)
         secure_services.engine.dispose()
 
-        assert morsel["secure"] is True
+        # __Host-: Secure, Path=/ and no Domain, so no subdomain or http page can plant them.
+        assert "thotbot_session" not in cookies
+        for name in ("__Host-thotbot_session", "__Host-thotbot_csrf"):
+            morsel = cookies[name]
+            assert morsel["secure"] is True
+            assert morsel["path"] == "/"
+            assert not morsel["domain"]
 
     def test_the_value_is_opaque_and_only_its_hash_is_stored(
         self, client: TestClient, services: Services

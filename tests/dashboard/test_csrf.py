@@ -6,7 +6,15 @@ from starlette.testclient import TestClient
 from tests.conftest import ClientFactory
 from tests.dashboard.helpers import PASSWORD, csrf_token, form_token, session_cookie, sign_up
 from tests.factories import make_api_key, make_user
-from thotbot.dashboard.csrf import CSRFFailed, check_origin, mask_token, verify_token
+from thotbot.dashboard.csrf import (
+    CSRFFailed,
+    check_origin,
+    cookie_secret,
+    mask_token,
+    new_cookie_value,
+    plausible_cookie_value,
+    verify_token,
+)
 from thotbot.services import Services
 
 SECRET = "ab" * 32
@@ -28,6 +36,52 @@ class TestTokens:
             verify_token(SECRET, token)
 
         assert exc_info.value.status == 403
+
+
+class TestDoubleSubmit:
+    KEY = bytes(range(32))
+
+    def test_a_token_for_the_cookie_verifies(self) -> None:
+        cookie = new_cookie_value()
+
+        verify_token(cookie_secret(self.KEY, cookie), mask_token(cookie_secret(self.KEY, cookie)))
+
+    def test_a_token_for_another_cookie_is_refused(self) -> None:
+        token = mask_token(cookie_secret(self.KEY, new_cookie_value()))
+
+        with pytest.raises(CSRFFailed):
+            verify_token(cookie_secret(self.KEY, new_cookie_value()), token)
+
+    def test_the_secret_depends_on_the_key(self) -> None:
+        cookie = new_cookie_value()
+
+        assert cookie_secret(self.KEY, cookie) != cookie_secret(bytes(32), cookie)
+
+    def test_the_secret_is_not_the_cookie(self) -> None:
+        cookie = new_cookie_value()
+
+        assert cookie not in cookie_secret(self.KEY, cookie)
+        assert cookie.encode().hex() not in cookie_secret(self.KEY, cookie)
+
+    @pytest.mark.parametrize(
+        ("value", "plausible"),
+        [
+            (None, False),
+            ("", False),
+            ("A" * 42, False),
+            ("A" * 44, False),
+            ("A" * 42 + "!", False),
+            ("A" * 43, True),
+        ],
+    )
+    def test_only_well_formed_cookies_are_used(self, value: str | None, plausible: bool) -> None:
+        assert plausible_cookie_value(value) is plausible
+
+    def test_new_cookie_values_are_well_formed_and_fresh(self) -> None:
+        values = {new_cookie_value() for _ in range(10)}
+
+        assert len(values) == 10
+        assert all(plausible_cookie_value(v) for v in values)
 
 
 class TestOrigin:

@@ -18,6 +18,7 @@ from thotbot import keys
 from thotbot.accesslog import AccessLog
 from thotbot.api.problems import NO_STORE, send_problem
 from thotbot.auth.cache import CachedKey, KeyCache
+from thotbot.cookies import SESSION_COOKIE, SESSION_COOKIE_NAMES
 from thotbot.errors import (
     APIKeyInURL,
     AuthenticationError,
@@ -40,7 +41,6 @@ from thotbot.usage import UsageRecorder, user_agent_notice
 
 __all__ = ["PUBLIC_ENDPOINTS", "SESSION_COOKIE", "APIKeyGuard"]
 
-SESSION_COOKIE = "thotbot_session"
 #: (method, path) pairs under /v1 that need no key.
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
 _MAX_UA = 512
@@ -189,9 +189,12 @@ def _bearer_token(authorization: bytes | None, cookie: bytes) -> str:
     return token
 
 
+_SESSION_COOKIE_PREFIXES = tuple(name.encode() + b"=" for name in SESSION_COOKIE_NAMES)
+
+
 def _has_session_cookie(cookie: bytes) -> bool:
-    prefix = SESSION_COOKIE.encode() + b"="
-    return any(part.strip().startswith(prefix) for part in cookie.split(b";"))
+    # Either spelling: the guard answers the same whatever THOTBOT_PUBLIC_URL says.
+    return any(part.strip().startswith(_SESSION_COOKIE_PREFIXES) for part in cookie.split(b";"))
 
 
 def _refuse_key_in_query(query_string: bytes) -> None:

@@ -2,19 +2,38 @@
 
 Each rendered form gets ``pad + (pad XOR secret)``, base64url-encoded: any of them verifies, and
 because the pad is fresh each time, compression side channels (BREACH) learn nothing that repeats.
+
+A visitor not signed in has no session (a page view writes nothing): their forms use a signed
+double submit instead (OWASP). A random value lives in an HttpOnly cookie, and the form's secret is
+the HMAC of that value under the instances' shared key, bound to its purpose. Another site can
+neither read the cookie nor compute the HMAC, and a cookie it manages to plant has no token.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+import re
 import secrets
 from urllib.parse import urlsplit
 
 from thotbot.errors import ThotbotError
 
-__all__ = ["CSRFFailed", "check_origin", "mask_token", "verify_token"]
+__all__ = [
+    "CSRFFailed",
+    "check_origin",
+    "cookie_secret",
+    "mask_token",
+    "new_cookie_value",
+    "plausible_cookie_value",
+    "verify_token",
+]
+
+#: The HMAC's message starts with this, so a token is never valid for anything else the key signs.
+_PURPOSE = b"thotbot csrf double-submit v1\x00"
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 class CSRFFailed(ThotbotError):
@@ -25,6 +44,20 @@ class CSRFFailed(ThotbotError):
         "The form was sent without its security token, or your session has ended. "
         "Nothing was changed. Go back, reload the page and try again."
     )
+
+
+def new_cookie_value() -> str:
+    """A fresh random value for the CSRF cookie: 256 bits."""
+    return secrets.token_urlsafe(32)
+
+
+def plausible_cookie_value(value: str | None) -> bool:
+    return value is not None and _COOKIE_VALUE.fullmatch(value) is not None
+
+
+def cookie_secret(key: bytes, cookie_value: str) -> str:
+    """The CSRF secret of a visitor not signed in, as hex: mask it like a session's secret."""
+    return hmac.new(key, _PURPOSE + cookie_value.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def mask_token(secret: str) -> str:

@@ -13,8 +13,17 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from thotbot.auth.middleware import SESSION_COOKIE
-from thotbot.dashboard.csrf import CSRFFailed, check_origin, mask_token, verify_token
+from thotbot.cookies import CSRF_COOKIE, FLASH_COOKIE, SESSION_COOKIE, cookie_name
+from thotbot.dashboard.csrf import (
+    CSRFFailed,
+    check_origin,
+    cookie_secret,
+    mask_token,
+    new_cookie_value,
+    plausible_cookie_value,
+    verify_token,
+)
+from thotbot.dashboard.flash import read_flash, sign_flash
 from thotbot.dashboard.templating import templates
 from thotbot.errors import ThotbotError, ValidationFailed
 from thotbot.notifications import Actor
@@ -28,6 +37,7 @@ __all__ = [
     "SignInRequired",
     "Visit",
     "ensure_session",
+    "flash",
     "json_error",
     "json_response",
     "load_visit",
@@ -46,6 +56,8 @@ T = TypeVar("T")
 #: Every dashboard page is private to its viewer; the one that shows a new key must never be kept.
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 MAX_FORM_FIELDS = 50
+#: A flash waits in its cookie for the next page, not for a visitor who never comes back.
+FLASH_MAX_AGE = 300
 
 
 async def run(func: Callable[[], T]) -> T:
@@ -73,6 +85,12 @@ class Visit:
     #: A new session token for the response's cookie; None leaves the cookie as it is.
     new_token: str | None = None
     end_cookie: bool = False
+    #: Not signed in: the CSRF cookie's value (signed double submit), and whether to set it.
+    csrf_cookie: str | None = None
+    new_csrf_cookie: bool = False
+    #: Not signed in: the flash cookie as it came, and the signed one to send (or "" to clear it).
+    flash_cookie: str | None = None
+    new_flash_cookie: str | None = None
 
     @property
     def actor(self) -> str:
@@ -83,7 +101,8 @@ class Visit:
 
     def as_actor(self) -> Actor:
         """The visitor as account_security and the notifier take them: this session, from here."""
-        assert self.session is not None
+        if self.session is None:
+            return Actor.visitor(self.ip_address, self.user_agent)
         return Actor.session(self.session.id, self.ip_address, self.user_agent)
 
     def log(self, action: str, *, key_id: str | None = None, detail: str = "", account_id: str = "") -> None:
@@ -112,7 +131,8 @@ async def load_visit(request: Request) -> Visit:
     services = _services(request)
     ip_address = request.client.host if request.client else None
     user_agent = request.headers.get("user-agent")
-    token = request.cookies.get(SESSION_COOKIE, "")
+    secure = services.settings.secure_cookies
+    token = request.cookies.get(cookie_name(SESSION_COOKIE, secure), "")
     session = account = None
     if token:
         session = await run(
@@ -121,6 +141,9 @@ async def load_visit(request: Request) -> Visit:
     if session is not None and session.account_id is not None:
         account = await run(lambda: services.users.find(session.account_id or ""))
     visit = Visit(services, session, account, ip_address, user_agent)
+    csrf_cookie = request.cookies.get(cookie_name(CSRF_COOKIE, secure))
+    visit.csrf_cookie = csrf_cookie if plausible_cookie_value(csrf_cookie) else None
+    visit.flash_cookie = request.cookies.get(cookie_name(FLASH_COOKIE, secure))
     request.state.visit = visit
     return visit
 
@@ -134,17 +157,43 @@ async def require_account(request: Request) -> Visit:
 
 
 async def ensure_session(request: Request) -> Visit:
-    """The visitor's session, starting an anonymous one to carry the CSRF token of a public form."""
+    """The visitor, ready to be shown a form: its CSRF token comes from their session if they are
+    signed in, else from the double-submit cookie, set here if missing.
+
+    It writes nothing: a page anyone can load must not be a way to fill the database. The session
+    row is made only when a sign-in or sign-up form is posted (start_session).
+    """
     visit = await load_visit(request)
-    if visit.session is None:
-        store = visit.services.web_sessions
-
-        def create() -> tuple[str, SessionRecord]:
-            store.prune()
-            return store.create(None, ip_address=visit.ip_address, user_agent=visit.user_agent)
-
-        visit.new_token, visit.session = await run(create)
+    _ensure_csrf_cookie(visit)
     return visit
+
+
+def _ensure_csrf_cookie(visit: Visit) -> None:
+    if visit.session is None and visit.csrf_cookie is None:
+        visit.csrf_cookie, visit.new_csrf_cookie = new_cookie_value(), True
+
+
+async def _web_key(services: Services) -> bytes:
+    """The instances' shared signing key: from memory, after the first time."""
+    cached = services.web_key.cached
+    return cached if cached is not None else await run(services.web_key.get)
+
+
+async def _csrf_secret(visit: Visit) -> str:
+    if visit.session is not None:
+        return visit.session.csrf_secret
+    if visit.csrf_cookie is None:
+        raise CSRFFailed
+    return cookie_secret(await _web_key(visit.services), visit.csrf_cookie)
+
+
+async def flash(visit: Visit, message: str) -> None:
+    """Keep a one-time notice for the visitor's next page: in their session, or else a cookie."""
+    if visit.session is not None:
+        session_id = visit.session.id
+        await run(lambda: visit.services.web_sessions.set_flash(session_id, message))
+    else:
+        visit.new_flash_cookie = sign_flash(await _web_key(visit.services), message)
 
 
 async def start_session(visit: Visit, account: AccountRecord) -> None:
@@ -177,9 +226,7 @@ async def read_form(request: Request) -> tuple[Visit, FormData]:
     """Parse a posted form and check it: from this site, in a live session, with its CSRF token."""
     visit = await _load_same_site_visit(request)
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-    if visit.session is None:
-        raise CSRFFailed
-    verify_token(visit.session.csrf_secret, form.get("csrf_token"))
+    verify_token(await _csrf_secret(visit), form.get("csrf_token"))
     return visit, form
 
 
@@ -190,9 +237,7 @@ async def read_json(request: Request) -> tuple[Visit, dict[str, object]]:
     other site can send that content type, nor the header, without the browser asking us first.
     """
     visit = await _load_same_site_visit(request)
-    if visit.session is None:
-        raise CSRFFailed
-    verify_token(visit.session.csrf_secret, request.headers.get("x-csrf-token"))
+    verify_token(await _csrf_secret(visit), request.headers.get("x-csrf-token"))
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise ValidationFailed("Send the request as application/json.")
     try:
@@ -236,15 +281,13 @@ def signed_in_account(visit: Visit) -> str:
 async def render(
     request: Request, visit: Visit, template: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> Response:
-    session = visit.session
-    flash = None
-    if session is not None and session.flash is not None:
-        flash = await run(lambda: visit.services.web_sessions.pop_flash(session.id))
+    _ensure_csrf_cookie(visit)
+    notice = await _pop_flash(visit)
     page: dict[str, Any] = {
         "account": visit.account,
         "visit": visit,
-        "csrf_token": mask_token(session.csrf_secret) if session else "",
-        "flash": flash,
+        "csrf_token": mask_token(await _csrf_secret(visit)),
+        "flash": notice,
         "now": utcnow(),
         "public_url": visit.services.settings.public_url,
         "errors": {},
@@ -254,6 +297,16 @@ async def render(
     response = templates.TemplateResponse(request, template, page, status_code=status, headers=NO_STORE)
     _apply_cookie(response, visit)
     return response
+
+
+async def _pop_flash(visit: Visit) -> str | None:
+    session = visit.session
+    if session is not None and session.flash is not None:
+        return await run(lambda: visit.services.web_sessions.pop_flash(session.id))
+    if session is None and visit.flash_cookie and visit.new_flash_cookie is None:
+        visit.new_flash_cookie = ""
+        return read_flash(await _web_key(visit.services), visit.flash_cookie)
+    return None
 
 
 def redirect(visit: Visit | None, url: str) -> Response:
@@ -268,11 +321,13 @@ def login_url(next_path: str | None) -> str:
 
 
 def _apply_cookie(response: Response, visit: Visit) -> None:
+    # Every cookie is HttpOnly, Lax, Path=/ and without Domain, so on https the __Host- names hold.
     secure = visit.services.settings.secure_cookies
+    session_name = cookie_name(SESSION_COOKIE, secure)
     if visit.new_token is not None and visit.session is not None:
         max_age = int((visit.session.expires_at - utcnow()).total_seconds())
         response.set_cookie(
-            SESSION_COOKIE,
+            session_name,
             visit.new_token,
             max_age=max(max_age, 0),
             path="/",
@@ -281,4 +336,20 @@ def _apply_cookie(response: Response, visit: Visit) -> None:
             samesite="lax",
         )
     elif visit.end_cookie:
-        response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
+        response.delete_cookie(session_name, path="/", secure=secure, httponly=True, samesite="lax")
+    if visit.new_csrf_cookie and visit.csrf_cookie is not None:
+        # A browser-session cookie: any tab's form keeps working until the browser closes.
+        response.set_cookie(
+            cookie_name(CSRF_COOKIE, secure), visit.csrf_cookie, path="/", secure=secure, httponly=True
+        )
+    if visit.new_flash_cookie:
+        response.set_cookie(
+            cookie_name(FLASH_COOKIE, secure),
+            visit.new_flash_cookie,
+            max_age=FLASH_MAX_AGE,
+            path="/",
+            secure=secure,
+            httponly=True,
+        )
+    elif visit.new_flash_cookie == "":
+        response.delete_cookie(cookie_name(FLASH_COOKIE, secure), path="/", secure=secure, httponly=True)

@@ -33,6 +33,7 @@ __all__ = [
     "UTCDateTime",
     "UsedFormToken",
     "WebAuthnChallenge",
+    "WebSecret",
     "WebSession",
     "utcnow",
 ]
@@ -217,3 +218,13 @@ class EmailChange(Base):
     new_email: Mapped[str] = mapped_column(String(320), comment="normalised: lower case")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WebSecret(Base):
+    """A random key the web app signs with, made once so every instance shares it unconfigured."""
+
+    __tablename__ = "web_secrets"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True, comment="what the key signs")
+    secret: Mapped[bytes] = mapped_column(LargeBinary(32), comment="never shown or logged")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

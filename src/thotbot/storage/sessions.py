@@ -31,7 +31,8 @@ def hash_token(token: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class SessionPolicy:
-    """How long sessions live. Anonymous ones exist only to carry the sign-in form's CSRF token."""
+    """How long sessions live. The dashboard no longer makes anonymous ones (``account_id`` None):
+    those left by older releases, and any a caller still makes, live by the anonymous terms."""
 
     idle: timedelta = timedelta(hours=12)
     absolute: timedelta = timedelta(days=14)

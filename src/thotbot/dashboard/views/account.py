@@ -9,7 +9,7 @@ from thotbot.account_security import WrongPassword
 from thotbot.dashboard.forms import FormInvalid, parse_email_change, parse_password_change
 from thotbot.dashboard.sudo import require_fresh
 from thotbot.dashboard.views.security import security_page
-from thotbot.dashboard.web import ensure_session, read_form, redirect, render, require_account, run
+from thotbot.dashboard.web import ensure_session, flash, read_form, redirect, render, require_account, run
 from thotbot.errors import Conflict, RateLimited, ValidationFailed
 from thotbot.storage.email_changes import EmailChangeTokenInvalid
 
@@ -108,7 +108,6 @@ async def verify_email_confirm(request: Request) -> Response:
     token = form.get("token")
     if not isinstance(token, str) or not _plausible(token):
         return await render(request, visit, "verify_email.html", {"state": "invalid", "token": ""}, 400)
-    assert visit.session is not None
     actor = visit.as_actor()
     security = visit.services.account_security
     try:
@@ -117,7 +116,6 @@ async def verify_email_confirm(request: Request) -> Response:
         return await render(request, visit, "verify_email.html", {"state": "invalid", "token": ""}, 400)
     except Conflict:
         return await render(request, visit, "verify_email.html", {"state": "taken", "token": ""}, 409)
-    session_id = visit.session.id
     if visit.account is None:
         message, target = f"Your email address is now {account.email}. Sign in with it.", "/login"
     elif visit.account.id == account.id:
@@ -128,7 +126,7 @@ async def verify_email_confirm(request: Request) -> Response:
             f"You are still signed in here as {visit.account.email}."
         )
         target = "/dashboard"
-    await run(lambda: visit.services.web_sessions.set_flash(session_id, message))
+    await flash(visit, message)
     return redirect(visit, target)
 
 

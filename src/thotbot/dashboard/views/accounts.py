@@ -10,6 +10,7 @@ from thotbot.dashboard.forms import FormInvalid, parse_sign_in, parse_sign_up, s
 from thotbot.dashboard.web import (
     Visit,
     ensure_session,
+    flash,
     load_visit,
     read_form,
     redirect,
@@ -168,11 +169,7 @@ async def logout_submit(request: Request) -> Response:
         store.delete(session.id)
 
     await run(end)
-    # A fresh anonymous session carries the goodbye and the next sign-in form's CSRF token.
-    visit.new_token, visit.session = await run(
-        lambda: store.create(
-            None, ip_address=visit.ip_address, user_agent=visit.user_agent, flash="You have signed out."
-        )
-    )
-    visit.account = None
+    visit.session, visit.account, visit.end_cookie = None, None, True
+    # Signed out, the goodbye waits in a signed cookie: no row is kept for someone who left.
+    await flash(visit, "You have signed out.")
     return redirect(visit, "/login")
