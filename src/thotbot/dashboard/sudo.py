@@ -98,17 +98,21 @@ async def _check_password(visit: Visit, password: str) -> tuple[str | None, int]
     assert visit.account is not None
     account, services = visit.account, visit.services
     throttle = services.sign_in_throttle
-    wait = await run(lambda: throttle.retry_after(account.email, visit.ip_address))
-    if wait:
-        return _throttled(wait), 429
+    # Counted before the password is checked, in one step with the check of the waits.
+    attempt = await run(lambda: throttle.reserve(account.email, visit.ip_address))
+    if not attempt.allowed:
+        return _throttled(attempt.retry_after), 429
 
     def check() -> bool:
         if not verify_password(services.users.password_hash(account.id), password):
-            wait = throttle.record_failure(account.email, visit.ip_address)
+            wait = attempt.wait_if_wrong
             detail = "wrong password when confirming a change"
             visit.log("session.sign_in_failed", detail=detail + (f"; slowed for {wait} s" if wait else ""))
+            if attempt.pauses_account:
+                until = attempt.paused_until
+                services.account_security.password_paused(account.id, visit.as_actor(), until=until)
             return False
-        throttle.record_success(account.email)
+        throttle.record_success(account.email, visit.ip_address)
         _mark_fresh(visit, "password")
         return True
 
