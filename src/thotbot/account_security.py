@@ -44,6 +44,8 @@ class SessionRevoker(Protocol):
 
     def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
 
+    def delete_for_passkey(self, passkey_id: str, *, keep: str | None = None) -> int: ...
+
 
 class PasswordThrottle(Protocol):
     """What slowing password guesses needs of the sign-in throttle (SQLSignInThrottle)."""
@@ -218,11 +220,19 @@ class AccountSecurity:
         return passkey
 
     def remove_passkey(self, account_id: str, passkey_id: str, actor: Actor) -> PasskeyRecord:
+        """Remove a passkey and end the sessions it signed in, but the actor's own.
+
+        Whoever held the passkey (a lost or stolen device) is signed out with it. The database
+        ends any session it signs in meanwhile too (web_sessions.passkey_id cascades).
+        """
+        if self._passkeys.passkeys.find(passkey_id, account_id=account_id) is None:
+            raise NotFound(f"You have no passkey with id {passkey_id!r}.")
+        ended = self._sessions.delete_for_passkey(passkey_id, keep=actor.session_id)
         passkey = self._passkeys.passkeys.remove(passkey_id, account_id=account_id)
         self._log.record(
             account_id,
             "passkey.removed",
-            detail=f"removed passkey {passkey.name!r} ({passkey.id})",
+            detail=f"removed passkey {passkey.name!r} ({passkey.id}); {ended} session(s) it signed in ended",
             **actor.log_fields(),
         )
         return passkey
