@@ -318,6 +318,40 @@ def test_rename_and_remove_passkey(services: Services, inbox: Inbox) -> None:
     assert _actions(services, account) == ["passkey.removed", "passkey.renamed", "passkey.added"]
 
 
+def test_removing_a_passkey_ends_the_sessions_it_signed_in(services: Services) -> None:
+    account = make_user(services)
+    passkey_id, other_id = _add(services, account), _add(services, account, "Phone")
+    sessions = services.web_sessions
+    _, by_it = sessions.create(account.id, passkey_id=passkey_id)
+    _, own = sessions.create(account.id, passkey_id=passkey_id)
+    _, by_other = sessions.create(account.id, passkey_id=other_id)
+    _, by_password = sessions.create(account.id)
+    actor = Actor.session(own.id, "203.0.113.7", None)
+
+    services.account_security.remove_passkey(account.id, passkey_id, actor)
+
+    assert sessions.find(by_it.id) is None
+    assert [
+        s.id for s in (sessions.find(own.id), sessions.find(by_other.id), sessions.find(by_password.id)) if s
+    ] == [
+        own.id,
+        by_other.id,
+        by_password.id,
+    ]
+    assert "1 session(s) it signed in ended" in services.security_log.list_for_account(account.id)[0].detail
+
+
+def test_an_unknown_passkey_ends_no_session(services: Services) -> None:
+    account, intruder = make_user(services), make_user(services)
+    passkey_id = _add(services, account)
+    _, session = services.web_sessions.create(account.id, passkey_id=passkey_id)
+
+    with pytest.raises(NotFound):
+        services.account_security.remove_passkey(intruder.id, passkey_id, Actor.operator())
+
+    assert services.web_sessions.find(session.id) is not None
+
+
 def test_another_accounts_passkey_is_not_found(services: Services) -> None:
     account, intruder = make_user(services), make_user(services)
     passkey_id = _add(services, account)

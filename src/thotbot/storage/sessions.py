@@ -200,11 +200,19 @@ class SQLSessionStore:
             return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
     def delete_for_passkey(self, passkey_id: str, *, keep: str | None = None) -> int:
-        """End every session that passkey signed in but ``keep``; returns how many ended."""
+        """End every session that passkey signed in but ``keep``; returns how many ended.
+
+        ``keep`` is detached from the passkey, so the cascade that follows the passkey's removal
+        (web_sessions.passkey_id) does not end it either."""
         statement = delete(WebSession).where(WebSession.passkey_id == passkey_id)
-        if keep is not None:
-            statement = statement.where(WebSession.id != keep)
         with self._sessions.begin() as session:
+            if keep is not None:
+                statement = statement.where(WebSession.id != keep)
+                session.execute(
+                    update(WebSession)
+                    .where(WebSession.id == keep, WebSession.passkey_id == passkey_id)
+                    .values(passkey_id=None)
+                )
             return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
     def set_flash(self, session_id: str, message: str) -> None:
