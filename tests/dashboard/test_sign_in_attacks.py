@@ -245,3 +245,36 @@ def test_removing_a_passkey_ends_the_sessions_it_signed_in(server: Server, where
         assert signed_in(by_password)
         assert signed_in(owner)
         assert passkey_sign_in(thief, stolen).status_code == 422
+
+
+def test_a_burst_of_current_passwords_through_the_api_checks_one(server: Server) -> None:
+    account = make_user(server.db, "api-burst@example.com", password=PASSWORD)
+    raw, key = make_api_key(server.db, account, name="ops")
+    server.db.keys.grant(key.id, "account:security")
+    start = utcnow() - timedelta(minutes=30)
+    for n in range(12):
+        assert server.db.sign_in_throttle.reserve(
+            account.email, "127.0.0.6", now=start + n * timedelta(minutes=2)
+        ).allowed
+    barrier = threading.Barrier(30)
+
+    def change(current: str) -> httpx.Response:
+        barrier.wait(timeout=TIMEOUT)
+        return change_alone(server, raw, current)
+
+    with ThreadPoolExecutor(30) as pool:
+        statuses = sorted(r.status_code for r in pool.map(change, ["wrong guess"] * 30))
+    right = change_alone(server, raw, PASSWORD)
+
+    assert statuses == [422] + [429] * 29
+    assert right.status_code == 429
+    assert right.headers["Retry-After"]
+    events = server.db.security_log.list_for_account(account.id)
+    assert sum(e.action == "password.change_refused" for e in events) == 1
+    assert not any(e.action == "password.changed" for e in events)
+
+
+def change_alone(server: Server, raw: str, current: str) -> httpx.Response:
+    with client(server, "127.0.0.6") as api:
+        body = {"current_password": current, "new_password": "a brand new passphrase 77"}
+        return api.put("/v1/account/password", json=body, headers=bearer(raw))
