@@ -192,6 +192,8 @@ def test_the_account_limit_pauses_password_sign_in_tells_the_owner_once_and_spar
         assert "passkey still works" in mail.body
         assert "127.0.0.5" in mail.body
         assert server.inbox.to(account.email) == [mail]
+        events = server.db.security_log.list_for_account(account.id)
+        assert [e.ip_address for e in events if e.action == "password.sign_in_paused"] == ["127.0.0.5"]
         # Passkey sign-in is never paused.
         assert by_passkey.status_code == 200, by_passkey.text
         assert by_passkey.json() == {"redirect": "/dashboard"}
