@@ -48,6 +48,10 @@ FRESH_SIGN_IN = timedelta(minutes=10)
 #: Fields of the confirmation form itself, never carried over to the action.
 _OWN_FIELDS = frozenset({"csrf_token", "sudo", "sudo_password", "sudo_passkey"})
 WRONG_PASSWORD = "The password is incorrect."  # noqa: S105 - a message, not a password
+PAUSED_MESSAGE = (
+    "Too many wrong passwords were tried for your account, so its password is paused for a while. "
+    "Use a passkey instead."
+)
 NEEDS_JAVASCRIPT = "Passkeys need JavaScript. Turn it on for this site, or enter your password."
 
 
@@ -101,6 +105,8 @@ async def _check_password(visit: Visit, password: str) -> tuple[str | None, int]
     # Counted before the password is checked, in one step with the check of the waits.
     attempt = await run(lambda: throttle.reserve(account.email, visit.ip_address))
     if not attempt.allowed:
+        if attempt.account_paused:
+            return PAUSED_MESSAGE, 429
         return _throttled(attempt.retry_after), 429
 
     def check() -> bool:

@@ -37,9 +37,8 @@ __all__ = [
 _DUMMY_HASH = hash_password("not a password: only for timing")
 DUPLICATE_EMAIL = "An account with this email address already exists. Sign in instead."
 BAD_CREDENTIALS = "The email address or password is incorrect."
-# A message, not a password.
-PASSWORD_PAUSED = (
-    "Too many wrong passwords were tried for this account, so signing in with its password is "  # noqa: S105
+PAUSED_MESSAGE = (
+    "Too many wrong passwords were tried for this account, so signing in with its password is "
     "paused for {minutes} min. You can still sign in with a passkey."
 )
 
@@ -144,7 +143,7 @@ def _too_many(wait: int) -> str:
 def _throttled(wait: int, *, paused: bool = False) -> dict[str, str]:
     if paused:
         # Said for an unknown email too (its attempts are counted alike), so it tells nothing.
-        return {"password": PASSWORD_PAUSED.format(minutes=-(-wait // 60))}
+        return {"password": PAUSED_MESSAGE.format(minutes=-(-wait // 60))}
     return {"password": _too_many(wait)}
 
 
