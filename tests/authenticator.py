@@ -33,13 +33,19 @@ class SoftAuthenticator:
         self.user_handle = b""
 
     def create(
-        self, options: dict[str, Any], *, origin: str | None = None, rp_id: str | None = None
+        self,
+        options: dict[str, Any],
+        *,
+        origin: str | None = None,
+        rp_id: str | None = None,
+        user_verified: bool = True,
     ) -> dict[str, Any]:
         """navigator.credentials.create(): a new discoverable credential for options["user"]."""
         self.user_handle = base64url_to_bytes(options["user"]["id"])
         client_data = self._client_data("webauthn.create", options["challenge"], origin)
         attested = AAGUID + len(self.credential_id).to_bytes(2, "big") + self.credential_id + self.cose_key()
-        auth_data = self._auth_data(rp_id or options["rp"]["id"], FLAG_UP | FLAG_UV | FLAG_AT, 0) + attested
+        flags = FLAG_UP | FLAG_AT | (FLAG_UV if user_verified else 0)
+        auth_data = self._auth_data(rp_id or options["rp"]["id"], flags, 0) + attested
         attestation = encode_cbor({"fmt": "none", "attStmt": {}, "authData": auth_data})
         return {
             "id": bytes_to_base64url(self.credential_id),
@@ -62,11 +68,15 @@ class SoftAuthenticator:
         rp_id: str | None = None,
         sign_count: int | None = None,
         user_handle: bytes | None = None,
+        user_verified: bool = True,
     ) -> dict[str, Any]:
-        """navigator.credentials.get(): an assertion signed with the credential's key."""
+        """navigator.credentials.get(): an assertion signed with the credential's key.
+
+        ``user_verified=False`` is a security key that was only touched (no PIN, no biometric)."""
         self.sign_count = sign_count if sign_count is not None else self.sign_count + self.counter_step
         client_data = self._client_data("webauthn.get", options["challenge"], origin)
-        auth_data = self._auth_data(rp_id or options["rpId"], FLAG_UP | FLAG_UV, self.sign_count)
+        flags = FLAG_UP | (FLAG_UV if user_verified else 0)
+        auth_data = self._auth_data(rp_id or options["rpId"], flags, self.sign_count)
         signature = self.key.sign(auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256()))
         return {
             "id": bytes_to_base64url(self.credential_id),

@@ -21,6 +21,7 @@ from thotbot.services import Services
 from thotbot.storage import AccountRecord
 from thotbot.storage.email_changes import EmailChangeTokenInvalid
 from thotbot.storage.models import EmailChange, utcnow
+from thotbot.storage.throttle import ThrottleRule
 
 NEW_PASSWORD = "a different long passphrase"
 BROWSER = Actor.session("ses_0123456789abcdef", "203.0.113.7", "Mozilla/5.0 (X11; Linux) Firefox/140.0")
@@ -121,6 +122,8 @@ def test_a_weak_or_unchanged_new_password_is_refused(services: Services, new: st
 
 def test_wrong_current_passwords_are_slowed_like_failed_sign_ins(services: Services) -> None:
     account = make_user(services)
+    # A first wait long enough that no slow machine sees it pass during the test.
+    services.sign_in_throttle.pair_rule = ThrottleRule(free_failures=5, first_delay=timedelta(hours=1))
     for _ in range(6):
         with pytest.raises(WrongPassword):
             services.account_security.change_password(account.id, "guess", NEW_PASSWORD, BROWSER)
@@ -313,6 +316,37 @@ def test_rename_and_remove_passkey(services: Services, inbox: Inbox) -> None:
     assert renamed.name == removed.name == "Phone"
     assert services.account_security.list_passkeys(account.id) == []
     assert _actions(services, account) == ["passkey.removed", "passkey.renamed", "passkey.added"]
+
+
+def test_removing_a_passkey_ends_the_sessions_it_signed_in(services: Services) -> None:
+    account = make_user(services)
+    passkey_id, other_id = _add(services, account), _add(services, account, "Phone")
+    sessions = services.web_sessions
+    _, by_it = sessions.create(account.id, passkey_id=passkey_id)
+    _, own = sessions.create(account.id, passkey_id=passkey_id)
+    _, by_other = sessions.create(account.id, passkey_id=other_id)
+    _, by_password = sessions.create(account.id)
+    actor = Actor.session(own.id, "203.0.113.7", None)
+
+    services.account_security.remove_passkey(account.id, passkey_id, actor)
+
+    assert sessions.find(by_it.id) is None
+    kept = [sessions.find(s.id) for s in (own, by_other, by_password)]
+    assert [s.id if s else None for s in kept] == [own.id, by_other.id, by_password.id]
+    assert kept[0] is not None
+    assert kept[0].passkey_id is None  # detached, so the cascade spares it
+    assert "1 session(s) it signed in ended" in services.security_log.list_for_account(account.id)[0].detail
+
+
+def test_an_unknown_passkey_ends_no_session(services: Services) -> None:
+    account, intruder = make_user(services), make_user(services)
+    passkey_id = _add(services, account)
+    _, session = services.web_sessions.create(account.id, passkey_id=passkey_id)
+
+    with pytest.raises(NotFound):
+        services.account_security.remove_passkey(intruder.id, passkey_id, Actor.operator())
+
+    assert services.web_sessions.find(session.id) is not None
 
 
 def test_another_accounts_passkey_is_not_found(services: Services) -> None:

@@ -50,7 +50,7 @@ def test_registration_options_ask_for_a_discoverable_credential(services: Servic
     assert options["authenticatorSelection"] == {
         "residentKey": "required",
         "requireResidentKey": True,
-        "userVerification": "preferred",
+        "userVerification": "required",
     }
     assert options["attestation"] == "none"
     assert options["excludeCredentials"] == []
@@ -106,13 +106,39 @@ def test_sign_in_with_the_passkey_alone(services: Services) -> None:
 
     assert "allowCredentials" not in ceremony.options  # nothing to type: the browser offers it
     assert ceremony.options["rpId"] == "localhost"
-    assert ceremony.options["userVerification"] == "preferred"
+    assert ceremony.options["userVerification"] == "required"
     assert passkey.account_id == account.id
     assert passkey.sign_count == 1
     stored = services.passkeys.passkeys.find(passkey.id, account_id=account.id)
     assert stored is not None
     assert stored.sign_count == 1
     assert stored.last_used_at is not None
+
+
+def test_a_passkey_registered_without_user_verification_is_refused(services: Services) -> None:
+    account = make_user(services)
+    ceremony = services.passkeys.registration_options(account)
+    credential = SoftAuthenticator(ORIGIN).create(ceremony.options, user_verified=False)
+
+    with pytest.raises(PasskeyRefused) as exc_info:
+        services.passkeys.register(account.id, ceremony.challenge_id, credential, name="key")
+
+    assert "user verification" in str(exc_info.value.detail).lower()
+    assert services.passkeys.passkeys.list_for_account(account.id) == []
+
+
+def test_a_sign_in_without_user_verification_is_refused(services: Services) -> None:
+    account = make_user(services)
+    authenticator = SoftAuthenticator(ORIGIN)
+    passkey = _register(services, account, authenticator)
+
+    with pytest.raises(PasskeyRefused) as exc_info:
+        _sign_in(services, authenticator, user_verified=False)
+
+    assert "user verification" in str(exc_info.value.detail).lower()
+    stored = services.passkeys.passkeys.find(passkey.id, account_id=account.id)
+    assert stored is not None
+    assert stored.last_used_at is None
 
 
 def test_a_fresh_sign_in_lists_only_that_accounts_passkeys(services: Services) -> None:
@@ -226,7 +252,9 @@ def test_registration_from_another_origin_or_rp_is_refused(
 ) -> None:
     account = make_user(services)
     ceremony = services.passkeys.registration_options(account)
-    credential = SoftAuthenticator(ORIGIN).create(ceremony.options, **answer)
+    credential = SoftAuthenticator(ORIGIN).create(
+        ceremony.options, origin=answer.get("origin"), rp_id=answer.get("rp_id")
+    )
 
     with pytest.raises(PasskeyRefused) as exc_info:
         services.passkeys.register(account.id, ceremony.challenge_id, credential, name="x")

@@ -13,13 +13,14 @@ from typing import Protocol
 
 from thotbot.accounts import check_new_password, hash_password, normalize_email, verify_password
 from thotbot.errors import NotFound, RateLimited, ValidationFailed
-from thotbot.notifications import Actor, Notifier
+from thotbot.notifications import Actor, Notifier, when_text
 from thotbot.passkeys import Ceremony, PasskeyCeremonies
 from thotbot.storage import AccountRecord
 from thotbot.storage.email_changes import PendingEmailChange, SQLEmailChangeStore
 from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.models import utcnow
 from thotbot.storage.passkeys import PasskeyRecord
+from thotbot.storage.throttle import Attempt
 from thotbot.storage.users import SQLUserStore
 
 __all__ = [
@@ -43,15 +44,15 @@ class SessionRevoker(Protocol):
 
     def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
 
+    def delete_for_passkey(self, passkey_id: str, *, keep: str | None = None) -> int: ...
+
 
 class PasswordThrottle(Protocol):
     """What slowing password guesses needs of the sign-in throttle (SQLSignInThrottle)."""
 
-    def retry_after(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> int: ...
+    def reserve(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> Attempt: ...
 
-    def record_failure(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> int: ...
-
-    def record_success(self, email: str) -> None: ...
+    def record_success(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> None: ...
 
 
 class AccountSecurity:
@@ -88,14 +89,16 @@ class AccountSecurity:
         throttle), and raises WrongPassword (422, field current_password).
         """
         account = self._account(account_id)
-        self._check_throttle(account, actor)
+        attempt = self._reserve(account, actor)
         if not verify_password(self._users.password_hash(account.id), current):
-            if self._throttle is not None:
-                self._throttle.record_failure(account.email, actor.ip_address)
             self._log.record(
                 account.id, "password.change_refused", detail="wrong current password", **actor.log_fields()
             )
+            if attempt is not None and attempt.pauses_account:
+                self.password_paused(account.id, actor, until=attempt.paused_until)
             raise WrongPassword(field="current_password")
+        if self._throttle is not None:
+            self._throttle.record_success(account.email, actor.ip_address)
         try:
             check_new_password(new, account.email)
         except ValidationFailed as exc:
@@ -103,8 +106,6 @@ class AccountSecurity:
         if new == current:
             raise ValidationFailed("Choose a password different from the current one.", field="new_password")
         self._users.set_password_hash(account.id, hash_password(new))
-        if self._throttle is not None:
-            self._throttle.record_success(account.email)
         ended = self._sessions.delete_for_account(account.id, keep=actor.session_id)
         self._log.record(
             account.id,
@@ -114,6 +115,18 @@ class AccountSecurity:
         )
         self._notifier.password_changed(account.id, actor, sessions_ended=ended)
         return ended
+
+    def password_paused(self, account_id: str, actor: Actor, *, until: datetime | None) -> None:
+        """The sign-in throttle just paused password sign-in for the account (too many wrong
+        passwords in a row, from anywhere): log it and tell the owner, once per pause."""
+        until = until or utcnow()
+        self._log.record(
+            account_id,
+            "password.sign_in_paused",
+            detail=f"too many wrong passwords in a row; password sign-in paused until {when_text(until)}",
+            **actor.log_fields(),
+        )
+        self._notifier.password_sign_in_paused(account_id, actor, until=until)
 
     # Email
 
@@ -207,11 +220,19 @@ class AccountSecurity:
         return passkey
 
     def remove_passkey(self, account_id: str, passkey_id: str, actor: Actor) -> PasskeyRecord:
+        """Remove a passkey and end the sessions it signed in, but the actor's own.
+
+        Whoever held the passkey (a lost or stolen device) is signed out with it. The database
+        ends any session it signs in meanwhile too (web_sessions.passkey_id cascades).
+        """
+        if self._passkeys.passkeys.find(passkey_id, account_id=account_id) is None:
+            raise NotFound(f"You have no passkey with id {passkey_id!r}.")
+        ended = self._sessions.delete_for_passkey(passkey_id, keep=actor.session_id)
         passkey = self._passkeys.passkeys.remove(passkey_id, account_id=account_id)
         self._log.record(
             account_id,
             "passkey.removed",
-            detail=f"removed passkey {passkey.name!r} ({passkey.id})",
+            detail=f"removed passkey {passkey.name!r} ({passkey.id}); {ended} session(s) it signed in ended",
             **actor.log_fields(),
         )
         return passkey
@@ -222,12 +243,14 @@ class AccountSecurity:
             raise NotFound("This account does not exist any more.")
         return account
 
-    def _check_throttle(self, account: AccountRecord, actor: Actor) -> None:
+    def _reserve(self, account: AccountRecord, actor: Actor) -> Attempt | None:
+        """Count the password attempt before it is checked (one atomic step with the check)."""
         if self._throttle is None:
-            return
-        wait = self._throttle.retry_after(account.email, actor.ip_address, now=utcnow())
-        if wait:
-            raise RateLimited(wait, "Too many wrong passwords; wait before trying again.")
+            return None
+        attempt = self._throttle.reserve(account.email, actor.ip_address, now=utcnow())
+        if not attempt.allowed:
+            raise RateLimited(attempt.retry_after, "Too many wrong passwords; wait before trying again.")
+        return attempt
 
 
 def _passkey_name(value: object, *, default: str | None = None) -> str:

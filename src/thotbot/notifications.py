@@ -71,6 +71,8 @@ class Actor:
             return f"through the API, with the key {ident}"
         if kind == "operator":
             return "by the operator, with the thotbot command"
+        if kind == "anonymous":
+            return "on the sign-in page, by someone not signed in"
         if kind == "revoke-leaked":
             return "by a leaked-key report"
         return f"by {self.who}"
@@ -141,6 +143,20 @@ class Notifier:
             actor,
             when or utcnow(),
             "sign in with a passkey if you have one and change your password, or contact the operator",
+        )
+
+    def password_sign_in_paused(self, account_id: str, actor: Actor, *, until: datetime) -> None:
+        """Sent once when the sign-in throttle pauses the account's password sign-in."""
+        self._notify(
+            account_id,
+            "Password sign-in to your account is paused",
+            "Too many wrong passwords were tried in a row for your Thotbot account, so signing in "
+            f"with its password is paused until {when_text(until)}. Signing in with a passkey still "
+            "works. The attempt that paused it is described below.",
+            actor,
+            utcnow(),
+            "someone is guessing your password; if it is long and used nowhere else it will not be "
+            "found. Sign in with a passkey, or wait, and consider changing the password",
         )
 
     def email_changed(

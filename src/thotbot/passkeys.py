@@ -112,7 +112,9 @@ class PasskeyCeremonies:
             attestation=AttestationConveyancePreference.NONE,
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.REQUIRED,
-                user_verification=UserVerificationRequirement.PREFERRED,
+                # A passkey signs in alone, as the only factor: the device must check that its
+                # owner is present (PIN, fingerprint, face), not merely that someone touched it.
+                user_verification=UserVerificationRequirement.REQUIRED,
             ),
             exclude_credentials=self._descriptors(account.id),
         )
@@ -143,6 +145,7 @@ class PasskeyCeremonies:
                 expected_challenge=challenge.challenge,
                 expected_rp_id=self.rp_id,
                 expected_origin=self.origin,
+                require_user_verification=True,
             )
         except _MALFORMED as exc:
             raise PasskeyRefused(
@@ -171,7 +174,7 @@ class PasskeyCeremonies:
             rp_id=self.rp_id,
             timeout=self._timeout_ms,
             allow_credentials=self._descriptors(account_id) if account_id else None,
-            user_verification=UserVerificationRequirement.PREFERRED,
+            user_verification=UserVerificationRequirement.REQUIRED,
         )
         record = self._challenges.create(
             AUTHENTICATION, options.challenge, account_id=account_id, lifetime=self._lifetime, now=now
@@ -206,6 +209,8 @@ class PasskeyCeremonies:
                 expected_origin=self.origin,
                 credential_public_key=passkey.public_key,
                 credential_current_sign_count=passkey.sign_count,
+                # Checked here, whatever the options said: the options travel through the client.
+                require_user_verification=True,
             )
         except _MALFORMED as exc:
             raise PasskeyRefused(

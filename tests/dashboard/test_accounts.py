@@ -200,7 +200,7 @@ class TestSignIn:
     def test_repeated_failures_are_slowed_down(self, client: TestClient, services: Services) -> None:
         make_user(services, "cy@example.com", password=PASSWORD)
         # A first wait long enough that no slow machine sees it pass during the test.
-        services.sign_in_throttle.account_rule = ThrottleRule(free_failures=3, first_delay=timedelta(hours=1))
+        services.sign_in_throttle.pair_rule = ThrottleRule(free_failures=3, first_delay=timedelta(hours=1))
         for _ in range(3):
             assert _post_login(client, "cy@example.com", "guess").status_code == 400
 

@@ -32,6 +32,7 @@ from thotbot.services import Services
 from thotbot.storage import AccountRecord
 from thotbot.storage.models import utcnow
 from thotbot.storage.sessions import SessionRecord
+from thotbot.storage.throttle import ThrottleRule
 
 NEW_PASSWORD = "lamp orbit walrus tea"
 ORIGIN = "http://localhost:8000"  # THOTBOT_PUBLIC_URL's default: the relying party's origin
@@ -687,3 +688,22 @@ def test_changing_a_passkey_without_csrf_changes_nothing(
     assert response.status_code == 403
     [passkey] = services.account_security.list_passkeys(_account(services, "yas@example.com").id)
     assert passkey.name == "Desk"
+
+
+def test_a_paused_password_cannot_confirm_a_change_and_says_so(
+    client: TestClient, services: Services
+) -> None:
+    sign_up(client, "paused.sudo@example.com")
+    _go_stale(client, services)
+    services.sign_in_throttle.account_rule = ThrottleRule(free_failures=0, first_delay=timedelta(hours=1))
+    prompt = _post(client, "/dashboard/security/email", email="new.sudo@example.com")
+    wrong = _confirm(client, prompt.text, password="not my password")  # pauses the account
+
+    right = _confirm(client, wrong.text)
+
+    assert right.status_code == 429
+    assert "Use a passkey instead" in field_errors(right.text)["sudo_password"]
+    assert (
+        services.account_security.pending_email_change(_account(services, "paused.sudo@example.com").id)
+        is None
+    )

@@ -1,14 +1,23 @@
 from __future__ import annotations
 
-from datetime import timedelta
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import pytest
 
 from thotbot.services import Services
-from thotbot.storage.models import utcnow
-from thotbot.storage.throttle import SQLSignInThrottle, ThrottleRule
+from thotbot.storage.models import SignInThrottle, utcnow
+from thotbot.storage.throttle import (
+    ACCOUNT_RULE,
+    Attempt,
+    SQLSignInThrottle,
+    ThrottleRule,
+    bucket_for,
+)
 
 EMAIL = "target@example.com"
+LONG = timedelta(hours=1)  # a first wait no slow machine sees pass during a test
 
 
 @pytest.mark.parametrize(
@@ -19,57 +28,157 @@ def test_rule_delay_doubles_up_to_its_cap(failures: int, seconds: int) -> None:
     assert ThrottleRule(free_failures=5).delay(failures) == timedelta(seconds=seconds)
 
 
+def test_the_account_rule_pauses_at_the_100th_consecutive_failure() -> None:
+    # NIST SP 800-63B 5.2.2: no more than 100 consecutive failed attempts on one account.
+    assert ACCOUNT_RULE.delay(99) == timedelta(0)
+    assert ACCOUNT_RULE.delay(100) == timedelta(minutes=15)
+
+
+def _fail_times(
+    throttle: SQLSignInThrottle, n: int, email: str, ip: str | None, *, now: datetime
+) -> list[Attempt]:
+    return [throttle.reserve(email, ip, now=now) for _ in range(n)]
+
+
 class TestSQLSignInThrottle:
     @pytest.fixture
     def throttle(self, services: Services) -> SQLSignInThrottle:
         return SQLSignInThrottle(
             services.sessions,
-            account_rule=ThrottleRule(free_failures=2),
+            pair_rule=ThrottleRule(free_failures=2),
             address_rule=ThrottleRule(free_failures=4),
+            account_rule=ThrottleRule(free_failures=6, first_delay=LONG, max_delay=4 * LONG),
         )
 
-    def test_per_account(self, throttle: SQLSignInThrottle) -> None:
+    def test_reserve_per_account_and_address(self, throttle: SQLSignInThrottle) -> None:
         now = utcnow()
-        assert throttle.record_failure(EMAIL, "192.0.2.1", now=now) == 0
-        assert throttle.record_failure(EMAIL, "192.0.2.2", now=now) == 0
+        first = _fail_times(throttle, 3, EMAIL, "192.0.2.1", now=now)
 
-        assert throttle.record_failure(EMAIL, "192.0.2.3", now=now) == 1
-        assert throttle.retry_after(EMAIL, "192.0.2.4", now=now) == 1
-        assert throttle.retry_after(EMAIL, "192.0.2.4", now=now + timedelta(seconds=1)) == 0
-        assert throttle.retry_after("other@example.com", "192.0.2.4", now=now) == 0
+        assert [a.allowed for a in first] == [True, True, True]
+        assert [a.wait_if_wrong for a in first] == [0, 0, 1]
+        refused = throttle.reserve(EMAIL, "192.0.2.1", now=now)
+        assert (refused.allowed, refused.retry_after, refused.account_paused) == (False, 1, False)
+        # The owner, elsewhere, is not held up by guesses from 192.0.2.1 ...
+        assert throttle.reserve(EMAIL, "192.0.2.9", now=now).allowed
+        # ... and the wait ends.
+        assert throttle.reserve(EMAIL, "192.0.2.1", now=now + timedelta(seconds=1)).allowed
 
-    def test_per_address(self, throttle: SQLSignInThrottle) -> None:
+    def test_a_refused_attempt_counts_nothing(self, throttle: SQLSignInThrottle, services: Services) -> None:
         now = utcnow()
-        for n in range(4):
-            assert throttle.record_failure(f"user{n}@example.com", "192.0.2.1", now=now) == 0
+        _fail_times(throttle, 3, EMAIL, "192.0.2.1", now=now)
 
-        assert throttle.record_failure("user9@example.com", "192.0.2.1", now=now) == 1
-        assert throttle.retry_after("fresh@example.com", "192.0.2.1", now=now) == 1
-        assert throttle.retry_after("fresh@example.com", "192.0.2.2", now=now) == 0
+        for _ in range(5):
+            assert not throttle.reserve(EMAIL, "192.0.2.1", now=now).allowed
 
-    def test_success_clears_the_account_but_not_the_address(self, throttle: SQLSignInThrottle) -> None:
+        assert _failures(services, bucket_for("account", EMAIL)) == 3
+
+    def test_reserve_per_address_across_accounts(self, throttle: SQLSignInThrottle) -> None:
         now = utcnow()
         for n in range(5):
-            throttle.record_failure(EMAIL, "192.0.2.1", now=now + timedelta(seconds=n))
+            assert throttle.reserve(f"user{n}@example.com", "192.0.2.1", now=now).allowed
 
-        throttle.record_success(EMAIL)
+        assert throttle.reserve("fresh@example.com", "192.0.2.1", now=now).retry_after == 1
+        assert throttle.reserve("fresh@example.com", "192.0.2.2", now=now).allowed
 
-        assert throttle.retry_after(EMAIL, None, now=now) == 0
-        assert throttle.retry_after(EMAIL, "192.0.2.1", now=now + timedelta(seconds=4)) == 1
+    def test_an_ipv6_client_is_counted_by_its_64(self, throttle: SQLSignInThrottle) -> None:
+        now = utcnow()
+        for n in range(3):
+            throttle.reserve(EMAIL, f"2001:db8:1:2::{n + 1}", now=now)
+
+        assert not throttle.reserve(EMAIL, "2001:db8:1:2:ffff::9", now=now).allowed
+        assert throttle.reserve(EMAIL, "2001:db8:1:3::1", now=now).allowed
+
+    def test_the_account_pauses_once_from_any_address(self, throttle: SQLSignInThrottle) -> None:
+        now = utcnow()
+        attempts = [throttle.reserve(EMAIL, f"198.51.100.{n}", now=now) for n in range(7)]
+
+        assert [a.pauses_account for a in attempts] == [False] * 6 + [True]
+        assert attempts[-1].paused_until == now + LONG
+        refused = throttle.reserve(EMAIL, "203.0.113.5", now=now)
+        assert (refused.allowed, refused.account_paused, refused.paused_until) == (False, True, now + LONG)
+        # After the pause, a further failure waits longer but is not a new pause to tell about.
+        later = throttle.reserve(EMAIL, "203.0.113.5", now=now + LONG)
+        assert later.allowed
+        assert not later.pauses_account
+
+    def test_success_clears_the_account_but_gives_back_one_address_attempt(
+        self, throttle: SQLSignInThrottle, services: Services
+    ) -> None:
+        now = utcnow()
+        _fail_times(throttle, 2, EMAIL, "192.0.2.1", now=now)
+        _fail_times(throttle, 2, "other@example.com", "192.0.2.1", now=now)
+        assert throttle.reserve(EMAIL, "192.0.2.1", now=now).allowed  # the right password, say
+
+        throttle.record_success(EMAIL, "192.0.2.1")
+
+        assert _failures(services, bucket_for("account", EMAIL)) is None
+        assert _failures(services, bucket_for("address", "192.0.2.1")) == 4
+        assert throttle.reserve(EMAIL, "192.0.2.1", now=now).allowed
 
     def test_failures_are_forgotten_after_a_quiet_hour(self, throttle: SQLSignInThrottle) -> None:
         start = utcnow()
-        for _ in range(3):
-            throttle.record_failure(EMAIL, None, now=start)
+        _fail_times(throttle, 3, EMAIL, None, now=start)
 
         later = start + timedelta(hours=1, seconds=1)
-        assert throttle.record_failure(EMAIL, None, now=later) == 0
-        assert throttle.prune(now=later + timedelta(hours=2)) == 1
+        assert throttle.reserve(EMAIL, None, now=later).wait_if_wrong == 0
+
+    def test_prune_keeps_the_account_count_for_a_day(
+        self, throttle: SQLSignInThrottle, services: Services
+    ) -> None:
+        start = utcnow()
+        throttle.account_rule = ACCOUNT_RULE
+        throttle.reserve(EMAIL, "192.0.2.1", now=start)
+
+        assert throttle.prune(now=start + timedelta(hours=2)) == 0
+        assert throttle.prune(now=start + timedelta(days=1, seconds=1)) == 3
 
     def test_stores_no_email_or_address(self, throttle: SQLSignInThrottle, services: Services) -> None:
-        throttle.record_failure(EMAIL, "192.0.2.77")
+        throttle.reserve(EMAIL, "192.0.2.77")
 
         with services.engine.connect() as connection:
             buckets = connection.exec_driver_sql("SELECT bucket FROM sign_in_throttle").scalars().all()
-        assert len(buckets) == 2
+        assert len(buckets) == 3
         assert not any(EMAIL in b or "192.0.2.77" in b for b in buckets)
+
+
+class TestConcurrentReservations:
+    """The check and the count are one step: concurrent guesses cannot all pass one check."""
+
+    THREADS = 16
+
+    def _race(self, throttle: SQLSignInThrottle, ips: list[str | None]) -> list[Attempt]:
+        start = threading.Barrier(len(ips))
+
+        def attempt(ip: str | None) -> Attempt:
+            start.wait(timeout=30)
+            return throttle.reserve(EMAIL, ip)
+
+        with ThreadPoolExecutor(len(ips)) as pool:
+            return list(pool.map(attempt, ips))
+
+    def test_only_the_allowed_number_get_through(self, services: Services) -> None:
+        rule = ThrottleRule(free_failures=3, first_delay=LONG)
+        throttle = SQLSignInThrottle(services.sessions, pair_rule=rule)
+        assert throttle.reserve(EMAIL, "192.0.2.1").allowed
+
+        attempts = self._race(throttle, ["192.0.2.1"] * self.THREADS)
+
+        # Three free failures, then the fourth starts the wait: four are checked, no more.
+        assert sum(a.allowed for a in attempts) == 3
+        assert _failures(services, bucket_for("account", EMAIL)) == 4
+
+    def test_the_account_pauses_exactly_once_under_a_distributed_burst(self, services: Services) -> None:
+        throttle = SQLSignInThrottle(
+            services.sessions, account_rule=ThrottleRule(free_failures=4, first_delay=LONG)
+        )
+
+        attempts = self._race(throttle, [f"198.51.100.{n}" for n in range(self.THREADS)])
+
+        assert sum(a.allowed for a in attempts) == 5
+        assert sum(a.pauses_account for a in attempts) == 1
+
+
+def _failures(services: Services, bucket: str) -> int | None:
+    with services.sessions() as session:
+        row = session.get(SignInThrottle, bucket)
+        return row.failures if row else None

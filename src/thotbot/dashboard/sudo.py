@@ -48,6 +48,10 @@ FRESH_SIGN_IN = timedelta(minutes=10)
 #: Fields of the confirmation form itself, never carried over to the action.
 _OWN_FIELDS = frozenset({"csrf_token", "sudo", "sudo_password", "sudo_passkey"})
 WRONG_PASSWORD = "The password is incorrect."  # noqa: S105 - a message, not a password
+PAUSED_MESSAGE = (
+    "Too many wrong passwords were tried for your account, so its password is paused for a while. "
+    "Use a passkey instead."
+)
 NEEDS_JAVASCRIPT = "Passkeys need JavaScript. Turn it on for this site, or enter your password."
 
 
@@ -98,17 +102,23 @@ async def _check_password(visit: Visit, password: str) -> tuple[str | None, int]
     assert visit.account is not None
     account, services = visit.account, visit.services
     throttle = services.sign_in_throttle
-    wait = await run(lambda: throttle.retry_after(account.email, visit.ip_address))
-    if wait:
-        return _throttled(wait), 429
+    # Counted before the password is checked, in one step with the check of the waits.
+    attempt = await run(lambda: throttle.reserve(account.email, visit.ip_address))
+    if not attempt.allowed:
+        if attempt.account_paused:
+            return PAUSED_MESSAGE, 429
+        return _throttled(attempt.retry_after), 429
 
     def check() -> bool:
         if not verify_password(services.users.password_hash(account.id), password):
-            wait = throttle.record_failure(account.email, visit.ip_address)
+            wait = attempt.wait_if_wrong
             detail = "wrong password when confirming a change"
             visit.log("session.sign_in_failed", detail=detail + (f"; slowed for {wait} s" if wait else ""))
+            if attempt.pauses_account:
+                until = attempt.paused_until
+                services.account_security.password_paused(account.id, visit.as_actor(), until=until)
             return False
-        throttle.record_success(account.email)
+        throttle.record_success(account.email, visit.ip_address)
         _mark_fresh(visit, "password")
         return True
 

@@ -40,6 +40,7 @@ ACTION_LABELS = {
     "passkey.removed": "Passkey removed",
     "password.changed": "Password changed",
     "password.change_refused": "Password change refused",
+    "password.sign_in_paused": "Password sign-in paused",
     "email.change_requested": "Email change requested",
     "email.change_refused": "Email change refused",
     "email.changed": "Email address changed",

@@ -196,15 +196,21 @@ async def flash(visit: Visit, message: str) -> None:
         visit.new_flash_cookie = sign_flash(await _web_key(visit.services), message)
 
 
-async def start_session(visit: Visit, account: AccountRecord) -> None:
-    """Sign in: a brand-new session replaces whatever session the visitor had (no fixation)."""
+async def start_session(visit: Visit, account: AccountRecord, *, passkey_id: str | None = None) -> None:
+    """Sign in: a brand-new session replaces whatever session the visitor had (no fixation).
+
+    ``passkey_id`` names the passkey that signed in, so that removing it ends this session."""
     store = visit.services.web_sessions
     old = visit.session.id if visit.session else None
 
     def create() -> tuple[str, SessionRecord]:
         store.prune()
         return store.create(
-            account.id, ip_address=visit.ip_address, user_agent=visit.user_agent, replaces=old
+            account.id,
+            ip_address=visit.ip_address,
+            user_agent=visit.user_agent,
+            replaces=old,
+            passkey_id=passkey_id,
         )
 
     visit.new_token, visit.session = await run(create)

@@ -152,6 +152,10 @@ class WebSession(Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     flash: Mapped[str | None] = mapped_column(Text, comment="one-time notice; never a secret")
+    # Removing the passkey ends the sessions it signed in (the cascade backs up the explicit delete).
+    passkey_id: Mapped[str | None] = mapped_column(
+        ForeignKey("passkeys.id", ondelete="CASCADE"), index=True, comment="the passkey that signed it in"
+    )
 
 
 class UsedFormToken(Base):

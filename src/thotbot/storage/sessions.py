@@ -56,6 +56,8 @@ class SessionRecord:
     user_agent: str | None
     #: A one-time notice waiting for the next page (pop_flash reads and clears it).
     flash: str | None = None
+    #: The passkey that signed this session in (None: a password); removing it ends the session.
+    passkey_id: str | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -75,6 +77,7 @@ def _record(row: WebSession) -> SessionRecord:
         ip_address=row.ip_address,
         user_agent=row.user_agent,
         flash=row.flash,
+        passkey_id=row.passkey_id,
     )
 
 
@@ -91,6 +94,7 @@ class SQLSessionStore:
         user_agent: str | None = None,
         replaces: str | None = None,
         flash: str | None = None,
+        passkey_id: str | None = None,
         now: datetime | None = None,
     ) -> tuple[str, SessionRecord]:
         """Start a session; the cookie value is returned here and never again.
@@ -114,6 +118,7 @@ class SQLSessionStore:
             ip_address=ip_address,
             user_agent=keys.redact(user_agent[:_MAX_UA]) if user_agent else None,
             flash=flash,
+            passkey_id=passkey_id,
         )
         with self._sessions.begin() as session:
             if replaces is not None:
@@ -193,6 +198,22 @@ class SQLSessionStore:
         if keep is not None:
             statement = statement.where(WebSession.id != keep)
         with self._sessions.begin() as session:
+            return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+    def delete_for_passkey(self, passkey_id: str, *, keep: str | None = None) -> int:
+        """End every session that passkey signed in but ``keep``; returns how many ended.
+
+        ``keep`` is detached from the passkey, so the cascade that follows the passkey's removal
+        (web_sessions.passkey_id) does not end it either."""
+        statement = delete(WebSession).where(WebSession.passkey_id == passkey_id)
+        with self._sessions.begin() as session:
+            if keep is not None:
+                statement = statement.where(WebSession.id != keep)
+                session.execute(
+                    update(WebSession)
+                    .where(WebSession.id == keep, WebSession.passkey_id == passkey_id)
+                    .values(passkey_id=None)
+                )
             return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
     def set_flash(self, session_id: str, message: str) -> None:

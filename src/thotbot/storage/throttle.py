@@ -1,26 +1,44 @@
-"""SQLSignInThrottle: slows repeated failed sign-ins per account and per client address.
+"""SQLSignInThrottle: slows password guessing per account and address, per address, and per account.
 
 It lives in the database, not in process memory, so every server instance sees the same counts.
+Three buckets count each attempt (docs/ACCOUNT_SECURITY.md, "The sign-in throttle"):
+
+- one account from one client address: strict (5 free failures, then a doubling wait);
+- one client address, whatever the account: 20 free failures, then a doubling wait;
+- one account, from anywhere: loose (NIST SP 800-63B: at most 100 consecutive failures), so that
+  guessing from another address cannot lock the owner out quickly, while a botnet still cannot
+  guess without end. Passkey sign-in never goes through this throttle.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
+from thotbot.clientaddr import address_bucket
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import SignInThrottle, utcnow
 
-__all__ = ["SQLSignInThrottle", "ThrottleRule", "bucket_for"]
+__all__ = [
+    "ACCOUNT_RULE",
+    "ADDRESS_RULE",
+    "PAIR_RULE",
+    "Attempt",
+    "SQLSignInThrottle",
+    "ThrottleRule",
+    "bucket_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ThrottleRule:
-    #: Failures allowed before any waiting is imposed.
+    #: Failures that impose no wait; the next one starts the waiting.
     free_failures: int
     #: Failures are forgotten once none happened for this long.
     forget_after: timedelta = timedelta(hours=1)
@@ -36,9 +54,21 @@ class ThrottleRule:
         return min(doubled, self.max_delay)
 
 
-#: A person mistyping gets five tries for free; an office behind one address gets twenty.
-ACCOUNT_RULE = ThrottleRule(free_failures=5)
+#: A person mistyping their own password gets five tries for free, then 1 s, 2 s, 4 s ... 15 min.
+PAIR_RULE = ThrottleRule(free_failures=5)
+#: An office behind one address gets twenty, across all the accounts tried from it.
 ADDRESS_RULE = ThrottleRule(free_failures=20)
+#: The 100th consecutive failure, from any address, pauses password sign-in for the account
+#: (NIST SP 800-63B 5.2.2: no more than 100); remembered for a day, so a slow botnet cannot start
+#: over every hour. The pause is long, but the owner still signs in with a passkey.
+ACCOUNT_RULE = ThrottleRule(
+    free_failures=99,
+    forget_after=timedelta(days=1),
+    first_delay=timedelta(minutes=15),
+    max_delay=timedelta(hours=1),
+)
+
+_ACCOUNT, _ADDRESS, _PAIR = "account", "address", "pair"
 
 
 def bucket_for(kind: str, value: str) -> str:
@@ -46,32 +76,92 @@ def bucket_for(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A password attempt as the throttle took it, before the password is checked."""
+
+    #: Seconds to wait before trying again. Above 0, the attempt was refused and not counted:
+    #: the password must not be checked.
+    retry_after: int = 0
+    #: The wait this attempt starts if its password is wrong (a right one clears it).
+    wait_if_wrong: int = 0
+    #: The refusal is the account's own limit (from any address): only a passkey signs in now.
+    account_paused: bool = False
+    #: When the password is wrong, this attempt is the one that paused the account's password
+    #: sign-in: tell the owner (exactly one attempt per pause gets this).
+    pauses_account: bool = False
+    #: Until when the account's password sign-in is paused, when it is.
+    paused_until: datetime | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.retry_after == 0
+
+
 class SQLSignInThrottle:
     def __init__(
         self,
         sessions: SessionFactory,
         *,
-        account_rule: ThrottleRule = ACCOUNT_RULE,
+        pair_rule: ThrottleRule = PAIR_RULE,
         address_rule: ThrottleRule = ADDRESS_RULE,
+        account_rule: ThrottleRule = ACCOUNT_RULE,
     ) -> None:
         self._sessions = sessions
-        self.account_rule = account_rule
+        self.pair_rule = pair_rule
         self.address_rule = address_rule
+        self.account_rule = account_rule
 
-    def retry_after(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> int:
-        """Seconds to wait before this email address may be tried from this address (0: go ahead)."""
-        now = now or utcnow()
-        buckets = [b for b, _ in self._buckets(email, ip_address)]
-        with self._sessions() as session:
-            rows = session.scalars(select(SignInThrottle).where(SignInThrottle.bucket.in_(buckets))).all()
-        waits = [row.blocked_until - now for row in rows if row.blocked_until and row.blocked_until > now]
-        return max((_ceil_seconds(w) for w in waits), default=0)
+    def reserve(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> Attempt:
+        """Take one password attempt, in one transaction, before the password is checked.
 
-    def record_failure(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> int:
-        """Count a failed sign-in; returns the seconds to wait before the next try (0: none)."""
+        When a bucket is waiting the attempt is refused and nothing is counted. Otherwise it counts
+        as a failure in every bucket at once; record_success takes that back when the password is
+        right. Checking and counting are one atomic step, so concurrent guesses cannot slip past
+        the limit between someone's check and their count.
+        """
         now = now or utcnow()
-        waits = [self._fail(bucket, rule, now) for bucket, rule in self._buckets(email, ip_address)]
-        return max((_ceil_seconds(w) for w in waits), default=0)
+        rules = self._rules(email, ip_address)
+        with self._sessions.begin() as session:
+            rows = _locked(session, sorted(rules), now)
+            waits = {
+                row.bucket: row.blocked_until - now
+                for row in rows
+                if row.blocked_until and row.blocked_until > now
+            }
+            if waits:
+                account = bucket_for(_ACCOUNT, email)
+                return Attempt(
+                    retry_after=max(_ceil_seconds(w) for w in waits.values()),
+                    account_paused=account in waits,
+                    paused_until=_until(rows, account) if account in waits else None,
+                )
+            return self._count(rows, rules, email, now)
+
+    def record_success(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> None:
+        """A right password clears the account's counts (from anywhere and from this address)
+        and gives the address back the attempt reserved for it, but no more: one good account
+        must not reset the slowing of guesses at every other account from the same address."""
+        now = now or utcnow()
+        rules = self._rules(email, ip_address)
+        address = bucket_for(_ADDRESS, _address(ip_address))
+        with self._sessions.begin() as session:
+            _locked(session, sorted(rules), now)
+            session.execute(
+                delete(SignInThrottle).where(SignInThrottle.bucket.in_([b for b in rules if b != address]))
+            )
+            remaining = SignInThrottle.failures - 1
+            session.execute(
+                update(SignInThrottle)
+                .where(SignInThrottle.bucket == address, SignInThrottle.failures > 0)
+                .values(
+                    failures=remaining,
+                    blocked_until=case(
+                        (remaining <= self.address_rule.free_failures, None),
+                        else_=SignInThrottle.blocked_until,
+                    ),
+                )
+            )
 
     def address_retry_after(self, ip_address: str | None, *, now: datetime | None = None) -> int:
         """Seconds this client address must wait, whatever the email (0: go ahead)."""
@@ -79,9 +169,10 @@ class SQLSignInThrottle:
             return 0
         now = now or utcnow()
         with self._sessions() as session:
-            row = session.get(SignInThrottle, bucket_for("address", ip_address))
-        if row is None or row.blocked_until is None or row.blocked_until <= now:
+            row = session.get(SignInThrottle, bucket_for(_ADDRESS, address_bucket(ip_address)))
+        if row is None or not _waiting(row, now):
             return 0
+        assert row.blocked_until is not None
         return _ceil_seconds(row.blocked_until - now)
 
     def record_address_failure(self, ip_address: str | None, *, now: datetime | None = None) -> int:
@@ -89,21 +180,16 @@ class SQLSignInThrottle:
         account, so sign-up cannot be used to test many addresses quickly."""
         if not ip_address:
             return 0
-        return _ceil_seconds(
-            self._fail(bucket_for("address", ip_address), self.address_rule, now or utcnow())
-        )
-
-    def record_success(self, email: str) -> None:
-        """A correct password clears the account's count, never the address's: one good account
-        must not reset the slowing for guesses at every other account from the same address."""
+        now = now or utcnow()
+        bucket = bucket_for(_ADDRESS, address_bucket(ip_address))
         with self._sessions.begin() as session:
-            session.execute(
-                delete(SignInThrottle).where(SignInThrottle.bucket == bucket_for("account", email))
-            )
+            [row] = _locked(session, [bucket], now)
+            return _ceil_seconds(_fail(row, self.address_rule, now))
 
     def prune(self, *, now: datetime | None = None) -> int:
         now = now or utcnow()
-        oldest = now - max(self.account_rule.forget_after, self.address_rule.forget_after)
+        rules = (self.pair_rule, self.address_rule, self.account_rule)
+        oldest = now - max(rule.forget_after for rule in rules)
         with self._sessions.begin() as session:
             result = session.execute(
                 delete(SignInThrottle).where(
@@ -113,32 +199,76 @@ class SQLSignInThrottle:
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
 
-    def _buckets(self, email: str, ip_address: str | None) -> list[tuple[str, ThrottleRule]]:
-        buckets = [(bucket_for("account", email), self.account_rule)]
-        if ip_address:
-            buckets.append((bucket_for("address", ip_address), self.address_rule))
-        return buckets
+    def _rules(self, email: str, ip_address: str | None) -> dict[str, ThrottleRule]:
+        address = _address(ip_address)
+        return {
+            bucket_for(_PAIR, f"{email}\n{address}"): self.pair_rule,
+            bucket_for(_ADDRESS, address): self.address_rule,
+            bucket_for(_ACCOUNT, email): self.account_rule,
+        }
 
-    def _fail(self, bucket: str, rule: ThrottleRule, now: datetime) -> timedelta:
-        for attempt in range(2):
-            try:
-                with self._sessions.begin() as session:
-                    row = session.get(SignInThrottle, bucket, with_for_update=True)
-                    if row is None:
-                        row = SignInThrottle(bucket=bucket, failures=0, last_failure_at=now)
-                        session.add(row)
-                    elif now - row.last_failure_at > rule.forget_after:
-                        row.failures = 0
-                    row.failures += 1
-                    row.last_failure_at = now
-                    wait = rule.delay(row.failures)
-                    row.blocked_until = now + wait if wait else None
-                    return wait
-            except IntegrityError:
-                # Another request inserted the same bucket first: count again on its row.
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+    def _count(
+        self, rows: Sequence[SignInThrottle], rules: dict[str, ThrottleRule], email: str, now: datetime
+    ) -> Attempt:
+        account = bucket_for(_ACCOUNT, email)
+        waits, pauses = [], False
+        for row in rows:
+            before = row.failures if now - row.last_failure_at <= rules[row.bucket].forget_after else 0
+            wait = _fail(row, rules[row.bucket], now)
+            waits.append(wait)
+            if row.bucket == account and wait and not rules[row.bucket].delay(before):
+                pauses = True
+        return Attempt(
+            wait_if_wrong=max(_ceil_seconds(w) for w in waits),
+            pauses_account=pauses,
+            paused_until=_until(rows, account) if pauses else None,
+        )
+
+
+def _address(ip_address: str | None) -> str:
+    # Without a client address (a Unix socket), every such client shares one bucket.
+    return address_bucket(ip_address) if ip_address else "unknown"
+
+
+def _locked(session: Session, buckets: Sequence[str], now: datetime) -> list[SignInThrottle]:
+    """The buckets' rows, created if missing, locked for this transaction.
+
+    Writing first is what makes the check and the count one step: on PostgreSQL the upsert locks
+    each row (in sorted order, so two transactions cannot deadlock); on SQLite a transaction whose
+    first statement writes takes the database's write lock before it reads anything, as BEGIN
+    IMMEDIATE would. Reading first instead lets two requests both see the old count.
+    """
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(SignInThrottle).values(
+        [{"bucket": b, "failures": 0, "last_failure_at": now, "blocked_until": None} for b in buckets]
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[SignInThrottle.bucket], set_={"failures": SignInThrottle.failures}
+        )
+    )
+    rows = session.scalars(
+        select(SignInThrottle).where(SignInThrottle.bucket.in_(buckets)).order_by(SignInThrottle.bucket)
+    ).all()
+    return list(rows)
+
+
+def _fail(row: SignInThrottle, rule: ThrottleRule, now: datetime) -> timedelta:
+    if now - row.last_failure_at > rule.forget_after:
+        row.failures = 0
+    row.failures += 1
+    row.last_failure_at = now
+    wait = rule.delay(row.failures)
+    row.blocked_until = now + wait if wait else None
+    return wait
+
+
+def _waiting(row: SignInThrottle, now: datetime) -> bool:
+    return row.blocked_until is not None and row.blocked_until > now
+
+
+def _until(rows: Sequence[SignInThrottle], bucket: str) -> datetime | None:
+    return next((row.blocked_until for row in rows if row.bucket == bucket), None)
 
 
 def _ceil_seconds(delta: timedelta) -> int:

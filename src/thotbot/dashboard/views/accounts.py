@@ -19,7 +19,9 @@ from thotbot.dashboard.web import (
     start_session,
 )
 from thotbot.errors import Conflict
+from thotbot.notifications import Actor
 from thotbot.storage import AccountRecord
+from thotbot.storage.throttle import Attempt
 
 __all__ = [
     "home",
@@ -36,6 +38,10 @@ __all__ = [
 _DUMMY_HASH = hash_password("not a password: only for timing")
 DUPLICATE_EMAIL = "An account with this email address already exists. Sign in instead."
 BAD_CREDENTIALS = "The email address or password is incorrect."
+PAUSED_MESSAGE = (
+    "Too many wrong passwords were tried for this account, so signing in with its password is "
+    "paused for {minutes} min. You can still sign in with a passkey."
+)
 
 
 async def home(request: Request) -> Response:
@@ -103,13 +109,17 @@ async def login_submit(request: Request) -> Response:
     except FormInvalid as exc:
         return await render(request, visit, "login.html", {**context, "errors": exc.errors}, 400)
     services, ip = visit.services, visit.ip_address
-    wait = await run(lambda: services.sign_in_throttle.retry_after(signin.email, ip))
-    if wait:
-        return await render(request, visit, "login.html", {**context, "errors": _throttled(wait)}, 429)
+    # The attempt is counted before the password is checked, in one step with the check of the
+    # waits, so a burst of guesses cannot all pass the same check (storage/throttle.py).
+    attempt = await run(lambda: services.sign_in_throttle.reserve(signin.email, ip))
+    if not attempt.allowed:
+        errors = _throttled(attempt.retry_after, paused=attempt.account_paused)
+        return await render(request, visit, "login.html", {**context, "errors": errors}, 429)
     account = await run(lambda: _check_password(visit, signin.email, signin.password))
     if account is None:
-        wait = await run(lambda: _failed(visit, signin.email))
-        errors = _throttled(wait) if wait else {"password": BAD_CREDENTIALS}
+        await run(lambda: _failed(visit, signin.email, attempt))
+        wait = attempt.wait_if_wrong
+        errors = _throttled(wait, paused=attempt.pauses_account) if wait else {"password": BAD_CREDENTIALS}
         return await render(request, visit, "login.html", {**context, "errors": errors}, 429 if wait else 400)
     await start_session(visit, account)
     await run(lambda: _after_sign_in(visit, signin.email))
@@ -131,21 +141,27 @@ def _too_many(wait: int) -> str:
     return f"Too many failed attempts. Wait {wait} {unit}, then try again."
 
 
-def _throttled(wait: int) -> dict[str, str]:
+def _throttled(wait: int, *, paused: bool = False) -> dict[str, str]:
+    if paused:
+        # Said for an unknown email too (its attempts are counted alike), so it tells nothing.
+        return {"password": PAUSED_MESSAGE.format(minutes=-(-wait // 60))}
     return {"password": _too_many(wait)}
 
 
-def _failed(visit: Visit, email: str) -> int:
-    wait = visit.services.sign_in_throttle.record_failure(email, visit.ip_address)
+def _failed(visit: Visit, email: str, attempt: Attempt) -> None:
     account = visit.services.users.find_by_email(email)
-    if account is not None:
-        detail = "wrong password" + (f"; further attempts slowed for {wait} s" if wait else "")
-        visit.log("session.sign_in_failed", detail=detail, account_id=account.id)
-    return wait
+    if account is None:
+        return
+    wait = attempt.wait_if_wrong
+    detail = "wrong password" + (f"; further attempts slowed for {wait} s" if wait else "")
+    visit.log("session.sign_in_failed", detail=detail, account_id=account.id)
+    if attempt.pauses_account:
+        actor = Actor(visit.actor, visit.ip_address, visit.user_agent)
+        visit.services.account_security.password_paused(account.id, actor, until=attempt.paused_until)
 
 
 def _after_sign_in(visit: Visit, email: str) -> None:
-    visit.services.sign_in_throttle.record_success(email)
+    visit.services.sign_in_throttle.record_success(email, visit.ip_address)
     visit.services.sign_in_throttle.prune()
     visit.log("session.signed_in", detail="password")
 

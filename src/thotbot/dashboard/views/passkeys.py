@@ -88,7 +88,7 @@ async def sign_in(request: Request) -> Response:
         passkey, account = await run(lambda: _authenticate(visit.services, body))
     except ThotbotError as exc:
         return json_error(exc)
-    await start_session(visit, account)
+    await start_session(visit, account, passkey_id=passkey.id)
     await run(lambda: visit.log("session.signed_in", detail=f"passkey {passkey.name!r} ({passkey.id})"))
     return json_response(visit, {"redirect": safe_next(body.get("next")) or "/dashboard"})
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_web_secret"
-down_revision = "0004_account_security"
+down_revision = "0005_sign_in"
 branch_labels = None
 depends_on = None
 
