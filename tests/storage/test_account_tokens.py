@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
 
 from tests.factories import make_user
 from thotbot.services import Services
 from thotbot.storage.account_tokens import Purpose, SQLAccountTokenStore
-from thotbot.storage.models import AccountToken, QuotaCount
+from thotbot.storage.db import make_engine, make_session_factory
+from thotbot.storage.migrate import upgrade
+from thotbot.storage.models import AccountToken, Base, QuotaCount
 from thotbot.storage.quotas import Quota, SQLQuotaStore
+from thotbot.storage.users import SQLUserStore
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -138,3 +144,34 @@ class TestSQLQuotaStore:
         quotas.hit(self.QUOTA, "new", now=T0 + HOUR)
 
         assert quotas.prune(HOUR, now=T0 + HOUR + timedelta(seconds=1)) == 1
+
+
+# The migration
+
+MIGRATED = ("account_tokens", "quota_counts", "email_verified_at", "disabled_at")
+
+
+def test_the_migration_matches_the_models(services: Services) -> None:
+    with services.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        diffs = compare_metadata(context, Base.metadata)
+
+    assert [d for d in diffs if any(name in repr(d) for name in MIGRATED)] == []
+
+
+def test_existing_accounts_are_verified_by_the_migration(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(engine, "0004_account_security")
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO accounts (id, email, is_admin, created_at) VALUES (:id, :email, 0, :at)"),
+            {"id": "acct_0123456789abcdef", "email": "old@example.com", "at": T0.replace(tzinfo=None)},
+        )
+
+    upgrade(engine)
+
+    account = SQLUserStore(make_session_factory(engine)).find("acct_0123456789abcdef")
+    engine.dispose()
+    assert account is not None
+    assert account.email_verified_at == T0
+    assert not account.disabled
