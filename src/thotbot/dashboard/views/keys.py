@@ -177,6 +177,9 @@ async def roll_key(request: Request) -> Response:
     visit, form = await read_form(request)
     visit = await require_account(request)
     record = await _own_key(request, visit)
+    assert visit.account is not None
+    if not visit.account.verified:
+        return await _verify_first(request, visit)  # a roll creates a key too
     if record.state(utcnow()) != "active":
         raise Conflict("Only an active key can be rolled. Create a new key instead.")
     try:
