@@ -76,7 +76,7 @@ def test_change_password(services: Services, inbox: Inbox) -> None:
     )
     (mail,) = _mail(services, inbox, account.email)
     assert mail.message["Subject"] == "[Thotbot] Your password was changed"
-    assert "From: 203.0.113.7, User-Agent 'Firefox'" in mail.body
+    assert "From: 203.0.113.7, using Firefox" in mail.body
     assert "How:  on the dashboard" in mail.body
     assert "2 other signed-in session(s) were ended" in mail.body
     assert "https://thotbot.example/dashboard/security" in mail.body
@@ -380,7 +380,7 @@ def test_key_notifications_never_hold_the_key(services: Services, inbox: Inbox) 
     assert "by the operator" in created.body
     assert leaked.message["Subject"] == "[Thotbot] An API key was reported as leaked and revoked"
     assert "How:  by a leaked-key report" in leaked.body
-    assert "From: 192.0.2.1, User-Agent 'scanner/2'" in leaked.body
+    assert "From: 192.0.2.1, using scanner 2" in leaked.body
     for mail in (created, leaked):
         assert raw not in mail.message.as_string()
         assert raw[8:] not in mail.body

@@ -13,6 +13,7 @@ from thotbot.useragents import (
     UAClass,
     classify,
     clean,
+    describe,
     parse,
 )
 
@@ -204,3 +205,36 @@ def test_parse_of_200_kilobytes_is_bounded(unit: str, repeat: int) -> None:
     assert parsed.app is None or len(parsed.app) <= MAX_APP
     assert parsed.version is None or len(parsed.version) <= MAX_VERSION
     assert parsed.contact is None or len(parsed.contact) <= MAX_CONTACT
+
+
+_KEY = "thot" + "_ak_" + "0123456789abcdef" * 6
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "expected"),
+    [
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/126.0.0.0 Safari/537.36",
+            "Chrome 126 on Windows",
+        ),
+        ("acme-sync/2.3.1 (ops@acme.example)", "acme-sync 2.3.1"),
+        ("curl/8.5.0", "curl 8.5.0"),
+        (None, "an unidentified client"),
+        ("", "an unidentified client"),
+        ("<script>alert(1)</script>", "scriptalert"),
+        ('"><img src=x onerror=alert(1)>/1.0', "img"),
+        ("evil\r\nBcc: victim@example.com", "evilBcc"),
+        (_KEY + " acme/1.0", "thot_ak_redacted"),
+    ],
+)
+def test_describe(user_agent: str | None, expected: str) -> None:
+    assert describe(user_agent) == expected
+
+
+@given(st.one_of(st.none(), st.text(max_size=600)))
+def test_describe_is_short_and_plain_whatever_it_is_given(user_agent: str | None) -> None:
+    described = describe(user_agent)
+
+    assert 0 < len(described) <= 60
+    assert set(described) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._+-")

@@ -6,10 +6,12 @@ from typing import Any, ClassVar
 
 __all__ = [
     "APIKeyInURL",
+    "AccountDisabled",
     "AuthenticationError",
     "ConfigError",
     "Conflict",
     "DatabaseUnavailable",
+    "EmailNotVerified",
     "ExpiredAPIKey",
     "InsufficientScope",
     "InvalidAPIKey",
@@ -162,6 +164,28 @@ class RestrictedEndpoint(ThotbotError):
         "This endpoint can change how the account is secured, so API keys cannot call it. "
         "Use the dashboard (Security) instead. If you need programmatic access and understand "
         "the risks, contact the operator: access can be arranged for one key."
+    )
+
+
+class AccountDisabled(ThotbotError):
+    """The key is fine, but the operator disabled its account: a 403, like Stripe's locked account."""
+
+    status = 403
+    code = "account_disabled"
+    title = "Account disabled"
+    default_detail = (
+        "The account this API key belongs to has been disabled by the operator, so its keys are "
+        "refused. Contact the operator."
+    )
+
+
+class EmailNotVerified(ThotbotError):
+    status = 403
+    code = "email_not_verified"
+    title = "Email address not verified"
+    default_detail = (
+        "This account's email address is not verified yet, so it cannot create API keys. Follow "
+        "the link mailed at sign-up, or send a new one from the dashboard (API Keys)."
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from thotbot.mail import Mailer
 from thotbot.storage import KeyRecord, UserStore
 from thotbot.storage.models import utcnow
+from thotbot.useragents import describe
 
 __all__ = ["Actor", "ActorFields", "Notifier"]
 
@@ -56,6 +57,10 @@ class Actor:
         return cls(f"api_key:{key_id}", ip_address, user_agent)
 
     @classmethod
+    def anonymous(cls, ip_address: str | None, user_agent: str | None) -> Actor:
+        return cls("anonymous", ip_address, user_agent)
+
+    @classmethod
     def operator(cls) -> Actor:
         return cls("operator")
 
@@ -72,7 +77,7 @@ class Actor:
         if kind == "operator":
             return "by the operator, with the thotbot command"
         if kind == "anonymous":
-            return "on the sign-in page, by someone not signed in"
+            return "on the dashboard, by someone not signed in"
         if kind == "revoke-leaked":
             return "by a leaked-key report"
         return f"by {self.who}"
@@ -142,7 +147,7 @@ class Notifier:
             f"The password of your Thotbot account was changed.{ended}",
             actor,
             when or utcnow(),
-            "sign in with a passkey if you have one and change your password, or contact the operator",
+            f"set a new password at once at {self._public_url}/forgot-password: it signs out every session",
         )
 
     def password_sign_in_paused(self, account_id: str, actor: Actor, *, until: datetime) -> None:
@@ -185,6 +190,44 @@ class Notifier:
         )
         self._mailer.send(new_email, _SUBJECT + "Confirm your new email address", body)
 
+    def account_verification(self, email: str, link: str, expires_at: datetime, actor: Actor) -> None:
+        """The link that proves a new account's address, sent at sign-up (and when asked again)."""
+        body = (
+            "Someone created a Thotbot account with this email address. To confirm that it is yours, "
+            f"follow this link:\n\n  {link}\n\n"
+            f"It works once, until {when_text(expires_at)}. Until it is followed the account cannot "
+            "create API keys.\n\n"
+            f"Signed up: {when_text(utcnow())}{_origin(actor)}.\n\n"
+            "If you did not sign up, ignore this mail: an account whose address is never confirmed is "
+            "deleted 7 days after it was made.\n"
+        )
+        self._mailer.send(email, _SUBJECT + "Confirm your email address", body)
+
+    def password_reset_link(self, email: str, link: str, expires_at: datetime, actor: Actor) -> None:
+        """The link that sets a new password, sent to the account's address only."""
+        body = (
+            "Someone asked to set a new password for the Thotbot account of this address. To choose "
+            f"one, follow this link:\n\n  {link}\n\n"
+            f"It works once, until {when_text(expires_at)}. Setting a new password signs out every "
+            "session of the account.\n\n"
+            f"Asked for: {when_text(utcnow())}, {actor.describe()}{_origin(actor)}.\n\n"
+            "If you did not ask for this, ignore this mail: your password stays as it is.\n"
+        )
+        self._mailer.send(email, _SUBJECT + "Set a new password", body)
+
+    def password_reset(self, account_id: str, actor: Actor, *, sessions_ended: int = 0) -> None:
+        """After a password was set through a reset link."""
+        ended = f" {sessions_ended} signed-in session(s) were ended." if sessions_ended else ""
+        self._notify(
+            account_id,
+            "Your password was reset",
+            f"The password of your Thotbot account was set with a password reset link.{ended}",
+            actor,
+            utcnow(),
+            f"set a new password at once at {self._public_url}/forgot-password, and check that "
+            "nobody else can read this mailbox",
+        )
+
     def email_in_use(self, new_email: str, actor: Actor) -> None:
         """Instead of a link, when the new address has an account already (the requester is not told)."""
         body = (
@@ -220,7 +263,8 @@ class Notifier:
 
 
 def _origin(actor: Actor) -> str:
-    # repr() quotes the User-Agent and escapes any control character in it; it is the sender's text.
-    agent = actor.user_agent and f"User-Agent {actor.user_agent[:200]!r}"
+    # The User-Agent is the sender's text: only its parsed, filtered description is shown, never
+    # the header itself (no markup, no pasted key, no line break reaches a mail).
+    agent = actor.user_agent and f"using {describe(actor.user_agent)}"
     parts = [p for p in (actor.ip_address, agent) if p]
     return ", from " + ", ".join(parts) if parts else ""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from thotbot.accesslog import AccessLog
+from thotbot.account_recovery import AccountRecovery
 from thotbot.account_security import AccountSecurity
 from thotbot.auth.cache import KeyCache
 from thotbot.config import Settings
@@ -15,11 +16,13 @@ from thotbot.mail import Mailer
 from thotbot.notifications import Notifier
 from thotbot.passkeys import PasskeyCeremonies
 from thotbot.ratelimit import RateLimiter
+from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
+from thotbot.storage.quotas import SQLQuotaStore
 from thotbot.storage.sessions import SQLSessionStore
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
@@ -52,6 +55,7 @@ class Services:
     notifier: Notifier = field(init=False)
     passkeys: PasskeyCeremonies = field(init=False)
     account_security: AccountSecurity = field(init=False)
+    account_recovery: AccountRecovery = field(init=False)
 
     def __post_init__(self) -> None:
         self.usage = SQLUsageStore(self.sessions)
@@ -76,6 +80,17 @@ class Services:
             security_log=self.security_log,
             email_changes=SQLEmailChangeStore(self.sessions),
             passkeys=self.passkeys,
+            notifier=self.notifier,
+            sessions=self.web_sessions,
+            throttle=self.sign_in_throttle,
+            public_url=self.settings.public_url,
+        )
+        self.account_recovery = AccountRecovery(
+            users=self.users,
+            keys=self.keys,
+            tokens=SQLAccountTokenStore(self.sessions),
+            quotas=SQLQuotaStore(self.sessions),
+            security_log=self.security_log,
             notifier=self.notifier,
             sessions=self.web_sessions,
             throttle=self.sign_in_throttle,

@@ -35,6 +35,7 @@ __all__ = [
     "UAClass",
     "classify",
     "clean",
+    "describe",
     "parse",
 ]
 
@@ -105,6 +106,9 @@ _LETTER = re.compile(r"[A-Za-z]")
 # Control characters, and lone surrogates (which no database encoding accepts).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _TRIM = ";,:'\"-"
+#: What a description shown to people (in a mail) may hold of the sender's text: no markup, no quotes.
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9 ._+-]")
+MAX_DESCRIPTION = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,35 @@ def classify(user_agent: str | None) -> UAClass:
 
 def parse(user_agent: str | None) -> ParsedUserAgent:
     return _parse(clean(user_agent))
+
+
+def describe(user_agent: str | None) -> str:
+    """A short plain description for people, never the sender's raw text: "Chrome 126 on Windows",
+    "acme-sync 2.3.1", or "an unidentified client". Only letters, digits and ``._+-`` survive, so
+    no markup, quote, control character or pasted key (redacted first by ``clean``) gets through."""
+    return _describe(clean(user_agent))
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe(text: str | None) -> str:
+    parsed = _parse(text)
+    if text is None or parsed.app is None:
+        return "an unidentified client"
+    app = _safe(parsed.app)
+    browser = parsed.ua_class == UAClass.BROWSER
+    # A browser's major version is enough to recognise it; an app's whole version is its own.
+    version = _safe((parsed.version or "").split(".")[0] if browser else parsed.version)
+    name = f"{app} {version}".strip() if app else "an unidentified client"
+    if browser:
+        system = ua_parser.parse_os(text)
+        family = _safe(system.family) if system is not None and system.family != "Other" else ""
+        if family:
+            name = f"{name} on {family}"
+    return name[:MAX_DESCRIPTION].strip()
+
+
+def _safe(value: str | None) -> str:
+    return " ".join(_SAFE_NAME.sub("", value or "").split())
 
 
 @functools.lru_cache(maxsize=4096)

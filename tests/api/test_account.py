@@ -162,7 +162,7 @@ def test_email_change_end_to_end(client: TestClient, services: Services, inbox: 
     (mail,) = inbox.to("new@example.com")
     link = mail.link()
     assert link.startswith(f"{ORIGIN}/verify-email?token=")
-    assert "ops-script/2.1" in mail.body
+    assert "using ops-script 2.1" in mail.body  # parsed, never the raw header
     # Before the link is followed, nothing changed.
     assert client.get("/v1/me", headers=headers).json()["account"]["email"] == old
     assert inbox.to(old) == []
@@ -378,7 +378,7 @@ def test_a_key_revoked_as_leaked_is_notified(client: TestClient, services: Servi
     (mail,) = inbox.to(account.email)
     assert mail.message["Subject"] == "[Thotbot] An API key was reported as leaked and revoked"
     assert record.hint in mail.body
-    assert "scanner/1" in mail.body
+    assert "using scanner 1" in mail.body
     assert raw not in mail.message.as_string()
 
 

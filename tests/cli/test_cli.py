@@ -38,6 +38,43 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
+class TestUsersRecovery:
+    @pytest.mark.parametrize("command", ["reset-password", "disable", "enable"])
+    def test_an_unknown_user_is_a_one_line_error(
+        self, capsys: pytest.CaptureFixture[str], command: str
+    ) -> None:
+        assert main(["users", command, "nobody@example.com"]) == 1
+
+        assert "No account with email 'nobody@example.com'" in _one_line_error(capsys)
+
+    def test_disable_then_enable(self, capsys: pytest.CaptureFixture[str], services: Services) -> None:
+        account = make_user(services, "leaving@example.com")
+        make_api_key(services, account)
+        services.web_sessions.create(account.id)
+
+        assert main(["users", "disable", "leaving@example.com"]) == 0
+
+        assert "disabled leaving@example.com: 1 session(s) ended; its 1 key(s)" in capsys.readouterr().err
+        assert services.web_sessions.list_for_account(account.id) == []
+        assert services.users.get_by_email("leaving@example.com").disabled
+        assert main(["users", "enable", "leaving@example.com"]) == 0
+        assert capsys.readouterr().err == "enabled leaving@example.com\n"
+        assert not services.users.get_by_email("leaving@example.com").disabled
+
+    def test_reset_password_mails_a_link(
+        self, capsys: pytest.CaptureFixture[str], services: Services
+    ) -> None:
+        account = make_user(services, "forgetful@example.com")
+
+        assert main(["users", "reset-password", "forgetful@example.com"]) == 0
+
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert "mailed a password reset link to forgetful@example.com" in err
+        [event] = services.security_log.list_for_account(account.id)
+        assert (event.action, event.actor) == ("password.reset_requested", "operator")
+
+
 class TestUsersCreate:
     def test_creates_an_account_with_the_password_from_stdin(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], services: Services
@@ -54,6 +91,7 @@ class TestUsersCreate:
         stored = services.users.password_hash(account.id)
         assert verify_password(stored, PASSWORD)
         assert account.is_admin is False
+        assert account.verified  # the operator's accounts need no confirmation link
         assert [e.action for e in services.security_log.list_for_account(account.id)] == ["account.created"]
 
     def test_admin(

@@ -7,6 +7,7 @@ import re
 
 from starlette.testclient import TestClient
 
+from thotbot.app import ThotbotApp
 from thotbot.auth.middleware import SESSION_COOKIE
 
 PASSWORD = "purple monkey dishwasher 42"
@@ -42,14 +43,22 @@ def session_cookie(client: TestClient) -> str | None:
     return client.cookies.get(SESSION_COOKIE)
 
 
-def sign_up(client: TestClient, email: str, password: str = PASSWORD) -> str:
-    """Sign up on the form; returns the page it lands on (the overview)."""
+def sign_up(client: TestClient, email: str, password: str = PASSWORD, *, verified: bool = True) -> str:
+    """Sign up on the form; returns the page it lands on (the overview).
+
+    With ``verified``, the account's address is then marked proven, as following the mailed link
+    does (tests/dashboard/test_recovery.py follows the real link), so the account can create keys.
+    """
     page = client.get("/signup").text
     response = client.post(
         "/signup", data={"email": email, "password": password, "csrf_token": csrf_token(page)}
     )
     assert response.status_code == 200, field_errors(response.text)
     assert response.url.path == "/dashboard"
+    if verified:
+        assert isinstance(client.app, ThotbotApp)
+        services = client.app.services
+        services.users.mark_verified(services.users.get_by_email(email).id)
     return response.text
 
 

@@ -60,12 +60,23 @@ def field_error(page: Page, name: str) -> str:
     return page.locator(f"#{name}-error").inner_text()
 
 
-def sign_up(page: Page, email: str) -> None:
+def sign_up(page: Page, server: Server, email: str) -> None:
     page.goto("/signup")
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Create account").click()
     expect(page).to_have_url(re.compile(r"/dashboard$"))
+    confirm_email(page, server)
+    page.goto("/dashboard")
+
+
+def confirm_email(page: Page, server: Server) -> None:
+    """Follow the sign-up's confirmation link, as mailed (logged: this server has no SMTP)."""
+    links = re.findall(r"http://\S+/verify-account\?token=[\w-]+", server.log.read_text(errors="replace"))
+    assert links, "no confirmation link was mailed"
+    page.goto(links[-1])
+    page.get_by_role("button", name="Confirm my email address").click()
+    expect(page).to_have_url(re.compile(r"/dashboard/api-keys$"))
 
 
 def create_key(page: Page, server: Server, name: str, *, access: str = "Full access") -> str:
@@ -155,6 +166,7 @@ def test_key_lifecycle(context: BrowserContext, server: Server) -> None:
     assert after["httpOnly"] is True
     assert after["sameSite"] == "Lax"
     assert after["secure"] is False  # http://localhost; https public URLs get Secure
+    confirm_email(page, server)
 
     page.get_by_role("navigation", name="Dashboard").get_by_role("link", name="API Keys").click()
     expect(page.get_by_role("heading", name="No API keys yet")).to_be_visible()
@@ -327,7 +339,7 @@ def test_key_lifecycle(context: BrowserContext, server: Server) -> None:
 def test_phone_layout(browser: Browser, server: Server) -> None:
     context = browser.new_context(base_url=server.url, viewport=PHONE, is_mobile=True, has_touch=True)  # type: ignore[arg-type]
     page = context.new_page()
-    sign_up(page, "phone@example.com")
+    sign_up(page, server, "phone@example.com")
     shot(page, "phone-01-overview")
     create_key(page, server, "phone app")
     shot(page, "phone-02-key-created")
@@ -343,7 +355,7 @@ def test_phone_layout(browser: Browser, server: Server) -> None:
 def test_without_javascript(browser: Browser, server: Server) -> None:
     context = browser.new_context(base_url=server.url, viewport=DESKTOP, java_script_enabled=False)  # type: ignore[arg-type]
     page = context.new_page()
-    sign_up(page, "nojs@example.com")
+    sign_up(page, server, "nojs@example.com")
     raw = create_key(page, server, "no script")
 
     # The Copy button needs a script; without one, a click selects the whole key for Ctrl+C.

@@ -45,8 +45,9 @@ def settings(database_url: str, inbox: Inbox) -> Settings:
 
 
 def _mail(services: Services, inbox: Inbox, to: str) -> list[Received]:
+    """The security mails sent to ``to``; the sign-up's confirmation link is tested on its own."""
     assert services.mailer.flush(10)
-    return inbox.to(to)
+    return [m for m in inbox.to(to) if m.message["subject"] != "[Thotbot] Confirm your email address"]
 
 
 def _account(services: Services, email: str) -> AccountRecord:
@@ -449,6 +450,31 @@ def test_sign_in_with_a_passkey_alone(client_factory: ClientFactory, services: S
         assert refused.status_code == 422
         assert refused.json()["code"] == "validation_error"
         assert "not registered with Thotbot" in refused.json()["detail"]
+        assert browser.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_a_disabled_account_cannot_sign_in_with_its_passkey(
+    client_factory: ClientFactory, services: Services
+) -> None:
+    authenticator = SoftAuthenticator(ORIGIN)
+    with client_factory() as client:
+        sign_up(client, "gone@example.com")
+        assert _add_passkey(client, authenticator).status_code == 200
+    services.account_recovery.disable("gone@example.com")
+
+    with client_factory() as browser:
+        login = browser.get("/login").text
+        ceremony = _json(browser, "/login/passkey/options", page=login).json()
+        refused = _json(
+            browser,
+            "/login/passkey",
+            {"challenge_id": ceremony["challenge_id"], "credential": authenticator.get(ceremony["options"])},
+            page=login,
+        )
+
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "account_disabled"
+        assert "Contact the operator" in refused.json()["detail"]
         assert browser.get("/dashboard", follow_redirects=False).status_code == 303
 
 

@@ -15,7 +15,7 @@ from thotbot.api import account
 from thotbot.api.bodies import read_json_object, required_str
 from thotbot.api.serializers import account_json, key_json
 from thotbot.dates import parse_expiry
-from thotbot.errors import MalformedAPIKey, NotFound, RestrictedEndpoint, ValidationFailed
+from thotbot.errors import EmailNotVerified, MalformedAPIKey, NotFound, RestrictedEndpoint, ValidationFailed
 from thotbot.identity import Identity, Permission, permits
 from thotbot.notifications import Actor
 from thotbot.services import Services
@@ -162,6 +162,9 @@ async def create_key(request: Request) -> Response:
     read_only = body.get("read_only", False)
     if not isinstance(read_only, bool):
         raise ValidationFailed("'read_only' must be true or false.", field="read_only")
+    account = await anyio.to_thread.run_sync(lambda: services.users.find(identity.account_id))
+    if account is None or not account.verified:
+        raise EmailNotVerified
     raw, record = await anyio.to_thread.run_sync(
         lambda: services.keys.create(identity.account_id, name, expires_at=expires_at, read_only=read_only)
     )

@@ -20,6 +20,7 @@ from thotbot.api.problems import NO_STORE, send_problem
 from thotbot.auth.cache import CachedKey, KeyCache
 from thotbot.cookies import SESSION_COOKIE, SESSION_COOKIE_NAMES
 from thotbot.errors import (
+    AccountDisabled,
     APIKeyInURL,
     AuthenticationError,
     DatabaseUnavailable,
@@ -107,7 +108,7 @@ class APIKeyGuard:
                     if notice is not None:
                         extra_headers.append(notice)
                     decision = await self.limiter.hit_key(key_id)
-            except (AuthenticationError, APIKeyInURL, InsufficientScope):
+            except (AuthenticationError, APIKeyInURL, InsufficientScope, AccountDisabled):
                 # Failed attempts count against the client's address, not against any key.
                 decision = await self.limiter.hit_anon(address)
                 extra_headers.extend(decision.headers())
@@ -156,6 +157,8 @@ class APIKeyGuard:
                 raise RevokedAPIKey
             if entry.expires_ts is not None and entry.expires_ts <= now:
                 raise ExpiredAPIKey
+        if entry.record.account_disabled:
+            raise AccountDisabled
         return entry
 
     async def _load(self, digest: bytes) -> CachedKey:

@@ -154,6 +154,31 @@ def cmd_users_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_users_reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    show_mail_log()  # Without THOTBOT_SMTP_URL the link goes to the log: show it on stderr.
+    account = services.account_recovery.operator_reset(args.email)
+    _say(f"mailed a password reset link to {account.email}; it works once, for 1 hour")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    account, ended, key_ids = services.account_recovery.disable(args.email)
+    _say(
+        f"disabled {account.email}: {ended} session(s) ended; its {len(key_ids)} key(s) and its "
+        "sign-ins are refused (running servers refuse the keys within a second)"
+    )
+    return 0
+
+
+def cmd_users_enable(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    account, changed = services.account_recovery.enable(args.email)
+    _say(f"enabled {account.email}" if changed else f"{account.email} was not disabled")
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     name = args.name.strip()
     if not name or len(name) > 100 or not name.isprintable():
@@ -295,6 +320,15 @@ def _parser() -> argparse.ArgumentParser:
     create_user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     create_user.add_argument("--admin", action="store_true")
     create_user.set_defaults(func=cmd_users_create)
+    reset = users.add_parser("reset-password", help="mail the account a password reset link")
+    reset.add_argument("email")
+    reset.set_defaults(func=cmd_users_reset_password)
+    disable = users.add_parser("disable", help="end every session; refuse the account's keys and sign-ins")
+    disable.add_argument("email")
+    disable.set_defaults(func=cmd_users_disable)
+    enable = users.add_parser("enable", help="undo disable: the account may sign in and use its keys again")
+    enable.add_argument("email")
+    enable.set_defaults(func=cmd_users_enable)
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(metavar="COMMAND", required=True)
     create_key = keys.add_parser("create", help="create a key and print it once on stdout")

@@ -11,7 +11,7 @@ from starlette.staticfiles import StaticFiles
 from thotbot.dashboard import sudo
 from thotbot.dashboard.errors import exception_handlers as _exception_handlers
 from thotbot.dashboard.middleware import SecurityHeaders
-from thotbot.dashboard.views import account, accounts, keys, passkeys, security
+from thotbot.dashboard.views import account, accounts, keys, passkeys, recovery, security
 from thotbot.services import Services
 
 __all__ = ["exception_handlers", "middleware", "routes"]
@@ -53,6 +53,13 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/dashboard/security/sessions/{session_id}/end", security.end_session, methods=_POST),
         Route("/verify-email", account.verify_email_form, methods=_GET),
         Route("/verify-email", account.verify_email_confirm, methods=_POST),
+        Route("/verify-account", recovery.verify_account_form, methods=_GET),
+        Route("/verify-account", recovery.verify_account_confirm, methods=_POST),
+        Route("/verify-account/resend", recovery.resend_verification, methods=_POST),
+        Route("/forgot-password", recovery.forgot_password_form, methods=_GET),
+        Route("/forgot-password", recovery.forgot_password_submit, methods=_POST),
+        Route("/reset-password", recovery.reset_password_form, methods=_GET),
+        Route("/reset-password", recovery.reset_password_submit, methods=_POST),
         Mount("/static", StaticFiles(packages=[("thotbot.dashboard", "static")]), name="static"),
     ]
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from thotbot.accounts import check_new_password, normalize_email
+from thotbot.accounts import MAX_PASSWORD_LENGTH, check_new_password, normalize_email
 from thotbot.errors import ValidationFailed
 
 __all__ = [
@@ -19,7 +19,9 @@ __all__ = [
     "SignIn",
     "SignUp",
     "parse_email_change",
+    "parse_forgot_password",
     "parse_new_key",
+    "parse_new_password",
     "parse_passkey_name",
     "parse_password_change",
     "parse_rename",
@@ -130,6 +132,23 @@ def parse_sign_in(form: Mapping[str, object]) -> SignIn:
     if errors:
         raise FormInvalid(errors, {"email": _text(form, "email")[:MAX_EMAIL_FIELD]})
     return SignIn(email=email, password=password[:1024])
+
+
+def parse_forgot_password(form: Mapping[str, object]) -> str:
+    """The address to mail a reset link to, normalised."""
+    errors: dict[str, str] = {}
+    email = _email(form, errors)
+    if errors:
+        raise FormInvalid(errors, {"email": _text(form, "email")[:MAX_EMAIL_FIELD]})
+    return email
+
+
+def parse_new_password(form: Mapping[str, object]) -> str:
+    """The password typed on the reset page, present; its rules are account_recovery's to apply."""
+    password = _text(form, "password")
+    if not password:
+        raise FormInvalid({"password": "Enter a new password."})
+    return password[: MAX_PASSWORD_LENGTH + 1]
 
 
 def parse_email_change(form: Mapping[str, object]) -> str:

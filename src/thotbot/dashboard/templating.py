@@ -44,6 +44,12 @@ ACTION_LABELS = {
     "email.change_requested": "Email change requested",
     "email.change_refused": "Email change refused",
     "email.changed": "Email address changed",
+    "account.verified": "Email address confirmed",
+    "account.verification_sent": "Confirmation link sent",
+    "account.disabled": "Account disabled",
+    "account.enabled": "Account enabled",
+    "password.reset_requested": "Password reset link sent",
+    "password.reset": "Password reset",
 }
 
 _UNITS = (("minute", 60, 60), ("hour", 3600, 24), ("day", 86400, 100), ("month", 2_629_746, 12))

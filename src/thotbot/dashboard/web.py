@@ -140,6 +140,8 @@ async def load_visit(request: Request) -> Visit:
         )
     if session is not None and session.account_id is not None:
         account = await run(lambda: services.users.find(session.account_id or ""))
+        if account is not None and account.disabled:
+            account = None  # its sessions were ended when it was disabled; this one is stale
     visit = Visit(services, session, account, ip_address, user_agent)
     csrf_cookie = request.cookies.get(cookie_name(CSRF_COOKIE, secure))
     visit.csrf_cookie = csrf_cookie if plausible_cookie_value(csrf_cookie) else None

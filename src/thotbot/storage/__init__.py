@@ -16,6 +16,18 @@ class AccountRecord:
     email: str
     is_admin: bool
     created_at: datetime
+    #: None until the address is proven by a mailed link (accounts made by the operator are verified).
+    email_verified_at: datetime | None = None
+    #: Set by the operator (``thotbot users disable``): no sign-in, no key works.
+    disabled_at: datetime | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +45,8 @@ class KeyRecord:
     revoked_at: datetime | None
     last_used_at: datetime | None
     last_user_agent: str | None
+    #: The owning account is disabled: the key is refused (read with the key, so no extra query).
+    account_disabled: bool = False
 
     def state(self, now: datetime) -> str:
         if self.revoked_at is not None and self.revoked_at <= now:

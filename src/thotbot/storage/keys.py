@@ -13,7 +13,7 @@ from thotbot import keys
 from thotbot.errors import NotFound
 from thotbot.storage import KeyRecord, KeyUsage
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import APIKey, KeyEvent, utcnow
+from thotbot.storage.models import Account, APIKey, KeyEvent, utcnow
 
 __all__ = ["SQLKeyStore", "new_key_id", "to_record"]
 
@@ -22,7 +22,7 @@ def new_key_id() -> str:
     return "key_" + secrets.token_hex(8)
 
 
-def to_record(row: APIKey) -> KeyRecord:
+def to_record(row: APIKey, *, account_disabled: bool = False) -> KeyRecord:
     return KeyRecord(
         id=row.id,
         account_id=row.account_id,
@@ -35,6 +35,7 @@ def to_record(row: APIKey) -> KeyRecord:
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
         last_user_agent=row.last_user_agent,
+        account_disabled=account_disabled,
     )
 
 
@@ -96,9 +97,27 @@ class SQLKeyStore:
         return raw, record
 
     def find_by_hash(self, digest: bytes) -> KeyRecord | None:
+        """The key and whether its account is disabled, in one query (the guard's cache miss)."""
         with self._sessions() as session:
-            row = session.scalars(select(APIKey).where(APIKey.key_hash == digest)).one_or_none()
-            return to_record(row) if row else None
+            found = session.execute(
+                select(APIKey, Account.disabled_at)
+                .join(Account, Account.id == APIKey.account_id)
+                .where(APIKey.key_hash == digest)
+            ).one_or_none()
+            if found is None:
+                return None
+            row, disabled_at = found
+            return to_record(row, account_disabled=disabled_at is not None)
+
+    def announce_account_change(self, account_id: str) -> list[str]:
+        """Write a key change for every key of the account, so every server drops them from its
+        cache and reads them again (with the account's new state) within a second."""
+        with self._sessions.begin() as session:
+            _serialize_changes(session)
+            key_ids = list(session.scalars(select(APIKey.id).where(APIKey.account_id == account_id)))
+            session.add_all(KeyEvent(key_id=key_id) for key_id in key_ids)
+        self._changed(key_ids)
+        return key_ids
 
     def find(self, key_id: str) -> KeyRecord | None:
         if not _may_be_id(key_id):

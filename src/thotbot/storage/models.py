@@ -24,10 +24,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "APIKey",
     "Account",
+    "AccountToken",
     "Base",
     "EmailChange",
     "KeyEvent",
     "Passkey",
+    "QuotaCount",
     "SecurityEvent",
     "SignInThrottle",
     "UTCDateTime",
@@ -88,6 +90,8 @@ class Account(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255), comment="argon2id")
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    email_verified_at: Mapped[datetime | None] = mapped_column(comment="null until its link is followed")
+    disabled_at: Mapped[datetime | None] = mapped_column(comment="set by the operator: no sign-in, no key")
 
 
 class APIKey(Base):
@@ -232,3 +236,25 @@ class WebSecret(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True, comment="what the key signs")
     secret: Mapped[bytes] = mapped_column(LargeBinary(32), comment="never shown or logged")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountToken(Base):
+    """A single-use link's token (sign-up verification, password reset): only its SHA-256 is stored."""
+
+    __tablename__ = "account_tokens"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True, comment="SHA-256 of a token")
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16), comment="verify_email or reset_password")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class QuotaCount(Base):
+    """Actions counted per bucket (a hashed client address or email) in fixed windows."""
+
+    __tablename__ = "quota_counts"
+
+    bucket: Mapped[str] = mapped_column(String(80), primary_key=True, comment="kind:sha256-hex")
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(index=True)

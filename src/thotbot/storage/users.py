@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from thotbot.accounts import normalize_email
@@ -21,21 +22,34 @@ def new_account_id() -> str:
 
 
 def _record(row: Account) -> AccountRecord:
-    return AccountRecord(id=row.id, email=row.email, is_admin=row.is_admin, created_at=row.created_at)
+    return AccountRecord(
+        id=row.id,
+        email=row.email,
+        is_admin=row.is_admin,
+        created_at=row.created_at,
+        email_verified_at=row.email_verified_at,
+        disabled_at=row.disabled_at,
+    )
 
 
 class SQLUserStore:
     def __init__(self, sessions: SessionFactory) -> None:
         self._sessions = sessions
 
-    def create(self, email: str, password_hash: str | None, *, is_admin: bool = False) -> AccountRecord:
+    def create(
+        self, email: str, password_hash: str | None, *, is_admin: bool = False, verified: bool = True
+    ) -> AccountRecord:
+        """Create an account. The sign-up form passes ``verified=False``: its address is unproven
+        until the mailed link is followed. The operator's accounts are verified."""
         email = normalize_email(email)
+        now = utcnow()
         row = Account(
             id=new_account_id(),
             email=email,
             password_hash=password_hash,
             is_admin=is_admin,
-            created_at=utcnow(),
+            created_at=now,
+            email_verified_at=now if verified else None,
         )
         try:
             with self._sessions.begin() as session:
@@ -74,6 +88,37 @@ class SQLUserStore:
             if row is None:
                 raise NotFound(f"No account with id {account_id!r}.")
             row.password_hash = password_hash
+
+    def mark_verified(self, account_id: str, *, now: datetime | None = None) -> bool:
+        """Record that the account's address is proven; False when it already was."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Account)
+                .where(Account.id == account_id, Account.email_verified_at.is_(None))
+                .values(email_verified_at=now or utcnow())
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def set_disabled(self, account_id: str, disabled: bool, *, now: datetime | None = None) -> bool:
+        """Disable or enable the account; False when it was so already."""
+        state = Account.disabled_at.is_(None) if disabled else Account.disabled_at.is_not(None)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Account)
+                .where(Account.id == account_id, state)
+                .values(disabled_at=(now or utcnow()) if disabled else None)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def delete_unverified(self, created_before: datetime) -> int:
+        """Delete the accounts never verified and made before ``created_before`` (with all they hold)."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                delete(Account).where(
+                    Account.email_verified_at.is_(None), Account.created_at < created_before
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     def count(self) -> int:
         with self._sessions() as session:

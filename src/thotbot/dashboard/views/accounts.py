@@ -24,6 +24,7 @@ from thotbot.storage import AccountRecord
 from thotbot.storage.throttle import Attempt
 
 __all__ = [
+    "ACCOUNT_DISABLED",
     "home",
     "login_form",
     "login_submit",
@@ -42,6 +43,8 @@ PAUSED_MESSAGE = (
     "Too many wrong passwords were tried for this account, so signing in with its password is "
     "paused for {minutes} min. You can still sign in with a passkey."
 )
+# Told only after a correct password: the account's owner needs to know, and nobody else learns it.
+ACCOUNT_DISABLED = "This account is disabled. Contact the operator to have it enabled again."
 
 
 async def home(request: Request) -> Response:
@@ -69,9 +72,12 @@ async def signup_submit(request: Request) -> Response:
     if wait:
         context = {"errors": {"email": _too_many(wait)}, "values": values}
         return await render(request, visit, "signup.html", context, 429)
+    wait = await run(lambda: visit.services.account_recovery.sign_up_wait(ip))
+    if wait:
+        return await _too_many_sign_ups(request, visit, values, wait)
     password_hash = await run(lambda: hash_password(signup.password))
     try:
-        account = await run(lambda: visit.services.users.create(signup.email, password_hash))
+        account = await run(lambda: visit.services.users.create(signup.email, password_hash, verified=False))
     except Conflict:
         # Said plainly, because people need to know; nothing else about the account is told. It
         # counts against the address like a failed sign-in, so nobody can probe many emails here.
@@ -83,12 +89,27 @@ async def signup_submit(request: Request) -> Response:
     return redirect(visit, "/dashboard")
 
 
+async def _too_many_sign_ups(request: Request, visit: Visit, values: dict[str, str], wait: int) -> Response:
+    minutes = -(-wait // 60)
+    message = (
+        "Too many accounts were created from your network in the last hour. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
+    context = {"errors": {"email": message}, "values": values}
+    response = await render(request, visit, "signup.html", context, 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
 def _after_sign_up(visit: Visit, account: AccountRecord) -> None:
-    visit.log("account.created", detail="signed up on the dashboard")
+    visit.log("account.created", detail="signed up on the dashboard; email address not verified yet")
     visit.log("session.signed_in", detail="password, right after sign-up")
     assert visit.session is not None
+    visit.services.account_recovery.send_verification(account, visit.as_actor())
     visit.services.web_sessions.set_flash(
-        visit.session.id, "Welcome to Thotbot. Create your first API key to start calling the API."
+        visit.session.id,
+        f"Welcome to Thotbot. We sent a link to {account.email}: follow it to confirm your address, "
+        "then create your first API key.",
     )
 
 
@@ -121,6 +142,9 @@ async def login_submit(request: Request) -> Response:
         wait = attempt.wait_if_wrong
         errors = _throttled(wait, paused=attempt.pauses_account) if wait else {"password": BAD_CREDENTIALS}
         return await render(request, visit, "login.html", {**context, "errors": errors}, 429 if wait else 400)
+    if account.disabled:
+        errors = {"password": ACCOUNT_DISABLED}
+        return await render(request, visit, "login.html", {**context, "errors": errors}, 403)
     await start_session(visit, account)
     await run(lambda: _after_sign_in(visit, signin.email))
     return redirect(visit, next_path or "/dashboard")

@@ -74,14 +74,28 @@ def _new_key_context(values: dict[str, str], errors: dict[str, str] | None = Non
     }
 
 
+async def _verify_first(request: Request, visit: Visit) -> Response:
+    """Create New Key on an account whose address is not proven yet: say so, offer a new link."""
+    assert visit.account is not None
+    account_id = visit.account.id
+    pending = await run(lambda: visit.services.account_recovery.verification_pending(account_id))
+    return await render(request, visit, "verify_first.html", {"pending": pending}, 403)
+
+
 async def new_key_form(request: Request) -> Response:
     visit = await require_account(request)
+    assert visit.account is not None
+    if not visit.account.verified:
+        return await _verify_first(request, visit)
     return await render(request, visit, "key_new.html", _new_key_context(dict(_FORM_DEFAULTS)))
 
 
 async def create_key(request: Request) -> Response:
     visit, form = await read_form(request)
     visit = await require_account(request)
+    assert visit.account is not None
+    if not visit.account.verified:
+        return await _verify_first(request, visit)
     try:
         wanted = parse_new_key(form, utcnow())
     except FormInvalid as exc:
@@ -163,6 +177,9 @@ async def roll_key(request: Request) -> Response:
     visit, form = await read_form(request)
     visit = await require_account(request)
     record = await _own_key(request, visit)
+    assert visit.account is not None
+    if not visit.account.verified:
+        return await _verify_first(request, visit)  # a roll creates a key too
     if record.state(utcnow()) != "active":
         raise Conflict("Only an active key can be rolled. Create a new key instead.")
     try:

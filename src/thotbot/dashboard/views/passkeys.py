@@ -28,7 +28,7 @@ from thotbot.dashboard.web import (
     signed_in_account,
     start_session,
 )
-from thotbot.errors import NotFound, ThotbotError, ValidationFailed
+from thotbot.errors import AccountDisabled, NotFound, ThotbotError, ValidationFailed
 from thotbot.passkeys import PasskeyRefused
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
@@ -104,6 +104,8 @@ def _authenticate(services: Services, body: dict[str, Any]) -> tuple[PasskeyReco
     account = services.users.find(passkey.account_id)
     if account is None:
         raise PasskeyRefused(UNKNOWN_PASSKEY, field="credential")
+    if account.disabled:
+        raise AccountDisabled("This account is disabled. Contact the operator to have it enabled again.")
     return passkey, account
 
 
