@@ -57,7 +57,7 @@ class SessionRevoker(Protocol):
 
 
 class ThrottleReset(Protocol):
-    def record_success(self, email: str, ip_address: str | None) -> None: ...
+    def forget_account(self, email: str) -> None: ...
 
 
 class AccountRecovery:
@@ -200,8 +200,7 @@ class AccountRecovery:
             raise LinkInvalid("This password reset link was used already. Ask for a new one.")
         self._users.set_password_hash(account.id, password_hash)
         ended = self._sessions.delete_for_account(account.id)
-        # No address: the reset clears the account's own counts, not any client address's.
-        self._throttle.record_success(account.email, None)
+        self._throttle.forget_account(account.email)
         self._users.mark_verified(account.id)
         self._log.record(
             account.id,

@@ -115,6 +115,22 @@ class TestSQLSignInThrottle:
         assert _failures(services, bucket_for("address", "192.0.2.1")) == 4
         assert throttle.reserve(EMAIL, "192.0.2.1", now=now).allowed
 
+    def test_forget_account_clears_it_from_every_address_but_not_the_addresses(
+        self, throttle: SQLSignInThrottle, services: Services
+    ) -> None:
+        now = utcnow()
+        _fail_times(throttle, 3, EMAIL, "192.0.2.1", now=now)
+        _fail_times(throttle, 3, EMAIL, "192.0.2.2", now=now)
+        _fail_times(throttle, 1, "other@example.com", "192.0.2.1", now=now)
+        assert not throttle.reserve(EMAIL, "192.0.2.2", now=now).allowed
+
+        throttle.forget_account(EMAIL)
+
+        assert throttle.reserve(EMAIL, "192.0.2.2", now=now).allowed
+        assert _failures(services, bucket_for("address", "192.0.2.2")) == 4
+        # The address's own count spans other accounts: it is kept.
+        assert _failures(services, bucket_for("address", "192.0.2.1")) == 4
+
     def test_failures_are_forgotten_after_a_quiet_hour(self, throttle: SQLSignInThrottle) -> None:
         start = utcnow()
         _fail_times(throttle, 3, EMAIL, None, now=start)

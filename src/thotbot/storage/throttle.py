@@ -76,6 +76,17 @@ def bucket_for(kind: str, value: str) -> str:
     return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
 
 
+def pair_bucket(email: str, address: str) -> str:
+    """One account from one client address: the account's part first, so that every pair bucket
+    of an account can be found (and forgotten) without knowing the addresses (80 characters)."""
+    pair = hashlib.sha256(f"{email}\n{address}".encode()).hexdigest()[:40]
+    return _pair_prefix(email) + pair
+
+
+def _pair_prefix(email: str) -> str:
+    return f"{_PAIR}:{hashlib.sha256(email.encode()).hexdigest()[:32]}:"
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """A password attempt as the throttle took it, before the password is checked."""
@@ -163,6 +174,17 @@ class SQLSignInThrottle:
                 )
             )
 
+    def forget_account(self, email: str) -> None:
+        """Clear every count of the account, from anywhere and from each address (a password reset
+        proved the mailbox); the addresses' own counts stay, since they span other accounts."""
+        with self._sessions.begin() as session:
+            session.execute(
+                delete(SignInThrottle).where(
+                    (SignInThrottle.bucket == bucket_for(_ACCOUNT, email))
+                    | SignInThrottle.bucket.startswith(_pair_prefix(email), autoescape=True)
+                )
+            )
+
     def address_retry_after(self, ip_address: str | None, *, now: datetime | None = None) -> int:
         """Seconds this client address must wait, whatever the email (0: go ahead)."""
         if not ip_address:
@@ -202,7 +224,7 @@ class SQLSignInThrottle:
     def _rules(self, email: str, ip_address: str | None) -> dict[str, ThrottleRule]:
         address = _address(ip_address)
         return {
-            bucket_for(_PAIR, f"{email}\n{address}"): self.pair_rule,
+            pair_bucket(email, address): self.pair_rule,
             bucket_for(_ADDRESS, address): self.address_rule,
             bucket_for(_ACCOUNT, email): self.account_rule,
         }
