@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = None
     log_format: Literal["text", "json"] = "text"
     usage_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Over a year, so last year's events are still there when someone looks back at them.
+    security_log_retention_days: int = Field(default=400, ge=30, le=3650)
     # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
     usage_recording: Literal["on", "off"] = "on"
 

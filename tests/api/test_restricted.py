@@ -59,7 +59,7 @@ def test_a_plain_key_is_refused_and_the_call_logged(
     assert event.action == "restricted.refused"
     assert event.key_id == record.id
     assert event.actor == f"api_key:{record.id}"
-    assert event.detail == f"{method} {path}"
+    assert event.detail == f"{method} {path} refused: restricted_endpoint"
 
 
 @pytest.mark.parametrize(("method", "path", "body"), RESTRICTED, ids=IDS)

@@ -42,6 +42,7 @@ ACTION_LABELS = {
     "password.change_refused": "Password change refused",
     "email.change_requested": "Email change requested",
     "email.change_refused": "Email change refused",
+    "email.change_cancelled": "Email change cancelled",
     "email.changed": "Email address changed",
 }
 
