@@ -31,6 +31,7 @@ def test_defaults() -> None:
     assert settings.anon_rate_limit
     assert settings.secure_cookies is False
     assert settings.rp_id == "localhost"
+    assert settings.security_log_retention_days == 400
 
 
 def test_every_contract_variable_is_a_setting() -> None:
@@ -61,6 +62,7 @@ def test_every_contract_variable_is_a_setting() -> None:
         ("THOTBOT_RATE_LIMIT", "10/second", "rate_limit", "10/second"),
         ("THOTBOT_ANON_RATE_LIMIT", "5 per minute", "anon_rate_limit", "5 per minute"),
         ("THOTBOT_LOG_FORMAT", "json", "log_format", "json"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "30", "security_log_retention_days", 30),
         ("THOTBOT_REDIS_URL", "", "redis_url", None),
         ("THOTBOT_SMTP_URL", "", "smtp_url", None),
     ],
@@ -125,6 +127,10 @@ def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("THOTBOT_SMTP_URL", "smtp://mailer:smtppass77@mail:port"),
         ("THOTBOT_LOG_FORMAT", "xml"),
         ("THOTBOT_LOG_FORMAT", "JSON"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "forever"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "0"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "29"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "3651"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

@@ -31,7 +31,7 @@ THOTBOT = str(Path(sys.executable).parent / "thotbot")
 PASSWORD = "a long enough password"
 OWNER = "owner@example.com"
 OTHER = "other@example.com"
-_ROW = re.compile(r'<tr class="log-entry" data-event-id="\d+">(.*?)</tr>', re.S)
+_ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S)
 _CELL = re.compile(r'<td data-label="(\w+)">(.*?)</td>', re.S)
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 _NOTICE = re.compile(r'<div class="notice" role="status">(.*?)</div>', re.S)
@@ -141,7 +141,9 @@ def _text(fragment: str) -> str:
 
 def _log(page: str) -> list[dict[str, str]]:
     """The Security page's log rows, each cell's text by its label (When, What, Details, By, From)."""
-    return [{label: _text(cell) for label, cell in _CELL.findall(row)} for row in _ROW.findall(page)]
+    table = page.split('<table class="log">')[1].split("</table>")[0] if '<table class="log">' in page else ""
+    rows = [{label: _text(cell) for label, cell in _CELL.findall(row)} for row in _ROW.findall(table)]
+    return [row for row in rows if row]
 
 
 def _notice(page: str) -> str:
@@ -259,13 +261,11 @@ def test_the_sixth_email_change_in_an_hour_is_refused_on_every_instance(
 
 
 def test_a_flood_of_refusals_is_one_row_and_paging_reaches_the_oldest(site: Site, browser: Browser) -> None:
-    # Sixty earlier sign-ins (from yesterday on): more than a page of ordinary events before the flood.
+    # Sixty earlier sign-ins: more than a page of ordinary events before the flood.
     account = site.services.users.find_by_email(OWNER)
     assert account is not None
-    start = utcnow() - timedelta(days=1)
-    for n in range(60):
-        at = start + timedelta(minutes=n)
-        site.services.security_log.record(account.id, "session.signed_in", actor="anonymous", now=at)
+    for _ in range(60):
+        site.services.security_log.record(account.id, "session.signed_in", actor="anonymous")
     raw, _ = site.create_key("plain")
 
     with httpx.Client(base_url=site.url, timeout=30) as attacker:
