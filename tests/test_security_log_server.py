@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.factories import make_user
+from tests.factories import make_api_key, make_user
 from tests.live import LiveServer, start_server
 from tests.smtp import Inbox, Received
 from thotbot import keys
@@ -340,6 +340,28 @@ def test_takeover_attempts_refused_by_the_guard_are_logged(site: Site, browser: 
     assert "times between" not in by_key[revoked_id]["Details"]
     assert "127.0.0.1" in by_key[read_only_id]["From"]
     assert "thot_ak_" not in site.servers[0].log_text()
+
+
+def test_refusals_past_the_rate_limit_write_nothing(tmp_path: Path, inbox: Inbox) -> None:
+    settings = {**_settings(tmp_path, inbox), "THOTBOT_ANON_RATE_LIMIT": "5/minute"}
+    server = start_server(tmp_path, settings)
+    services = build_services(load_settings(database_url=settings["THOTBOT_DATABASE_URL"]))
+    try:
+        account = make_user(services, OWNER, password=PASSWORD)
+        raw, _ = make_api_key(services, account, name="reader", read_only=True)
+        with httpx.Client(base_url=server.url, timeout=30) as attacker:
+            headers = {"Authorization": f"Bearer {raw}"}
+            body = {"email": "x@example.com"}
+            codes = [
+                attacker.put("/v1/account/email", json=body, headers=headers).json()["code"] for _ in range(8)
+            ]
+
+        assert codes == ["insufficient_scope"] * 5 + ["rate_limited"] * 3
+        [event] = services.security_log.list_for_account(account.id)
+        assert (event.action, event.count) == ("restricted.refused", 5)
+    finally:
+        server.stop()
+        services.engine.dispose()
 
 
 def test_the_owner_cancels_a_pending_change_and_its_link_dies(

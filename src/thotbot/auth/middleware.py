@@ -128,7 +128,10 @@ class APIKeyGuard:
             passed = True
             await self.app(scope, receive, send_no_store)
         except ThotbotError as exc:
-            if entry is not None and not passed and is_restricted(method, path):
+            # A 429 is not written: it changes nothing, and a flood past the limit must not cost
+            # a database write per request. What came before the limit was logged (folded).
+            refused = entry is not None and not passed and not isinstance(exc, RateLimited)
+            if refused and entry is not None and is_restricted(method, path):
                 await self._log_refusal(entry, method, path, exc.code, address, user_agent)
             await send_problem(send_no_store, exc, path)
         finally:

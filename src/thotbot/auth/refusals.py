@@ -1,7 +1,7 @@
 """Refused calls to restricted endpoints, written to the account's security log, folded.
 
-Whichever check refused the call (the guard: read-only key, revoked or expired key, rate limit;
-the route: no ``account:security`` grant), one line is written per attempt, and repeats of the
+Whichever check refused the call (the guard: read-only key, revoked or expired key; the route:
+no ``account:security`` grant), one line is written per attempt, and repeats of the
 same refusal by the same key fold into one row with a count, so a flood cannot bury other events.
 Only refusals write: the allowed path of ordinary calls gains no database write.
 """
