@@ -19,6 +19,7 @@ from thotbot.keys import hash_key
 from thotbot.notifications import Actor
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
+from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.models import Account, utcnow
 
 NEW_PASSWORD = "lamp orbit walrus tea"
@@ -180,3 +181,14 @@ def test_the_operator_needs_a_real_account(services: Services) -> None:
         services.account_recovery.disable("ghost@example.com")
     with pytest.raises(NotFound):
         services.account_recovery.operator_reset("ghost@example.com")
+
+
+def test_a_reset_cancels_a_pending_email_change(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "thief@example.com", VISITOR)
+    token = _reset_token(services, inbox, account)
+
+    services.account_recovery.reset_password(token, NEW_PASSWORD, VISITOR)
+
+    assert SQLEmailChangeStore(services.sessions).find_pending(account.id) is None
+    assert "email.change_cancelled" in _actions(services, account)

@@ -220,15 +220,77 @@ def test_unknown_tokens_are_refused(services: Services, token: str) -> None:
 
 
 def test_an_address_of_another_account_gets_a_notice_not_a_link(services: Services, inbox: Inbox) -> None:
-    account, other = make_user(services), make_user(services)
+    account, other, free = make_user(services), make_user(services), make_user(services)
 
-    assert services.account_security.request_email_change(account.id, other.email.upper(), BROWSER) is None
+    taken = services.account_security.request_email_change(account.id, other.email.upper(), BROWSER)
+    available = services.account_security.request_email_change(free.id, "free@example.com", BROWSER)
 
     (notice,) = _mail(services, inbox, other.email)
     assert notice.message["Subject"] == "[Thotbot] Email change not possible"
     assert "verify-email" not in notice.body
+    assert "nothing was changed" in notice.body
+    # The requester sees exactly what a free address gives: a pending change, the same log line.
+    assert taken.new_email == other.email
+    assert services.account_security.pending_email_change(account.id) == taken
+    [taken_event] = services.security_log.list_for_account(account.id)
+    [free_event] = services.security_log.list_for_account(free.id)
+    assert (taken_event.action, taken_event.detail.replace(other.email, "X")) == (
+        free_event.action,
+        free_event.detail.replace(available.new_email, "X"),
+    )
+    assert taken_event.action == "email.change_requested"
+
+
+def test_the_sixth_email_change_in_an_hour_is_refused(services: Services, inbox: Inbox) -> None:
+    account, other = make_user(services), make_user(services)
+    start = utcnow()
+    for n in range(5):
+        services.account_security.request_email_change(
+            account.id, f"try{n}@example.com", BROWSER, now=start + timedelta(minutes=n)
+        )
+
+    with pytest.raises(RateLimited) as exc_info:  # taken or free: the same count
+        services.account_security.request_email_change(
+            account.id, other.email, BROWSER, now=start + timedelta(minutes=10)
+        )
+
+    assert 49 * 60 <= exc_info.value.retry_after <= 50 * 60 + 1  # when the first leaves the hour
+    assert "at most 5 an hour" in exc_info.value.detail
+    assert services.account_security.pending_email_change(account.id).new_email == "try4@example.com"  # type: ignore[union-attr]
+    assert _mail(services, inbox, other.email) == []
+    assert _actions(services, account)[0] == "email.change_refused"
+    later = start + timedelta(minutes=61)
+    assert services.account_security.request_email_change(account.id, "late@example.com", BROWSER, now=later)
+
+
+def test_cancel_email_changes_kills_the_link_and_logs_it(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
+    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+
+    assert services.account_security.cancel_email_changes(account.id, "cancelled by the owner", BROWSER) == 1
+
     assert services.account_security.pending_email_change(account.id) is None
-    assert _actions(services, account) == ["email.change_refused"]
+    with pytest.raises(EmailChangeTokenInvalid):
+        services.account_security.confirm_email_change(token, BROWSER)
+    [event] = [
+        e for e in services.security_log.list_for_account(account.id) if e.action == "email.change_cancelled"
+    ]
+    assert event.detail == "pending change to new@example.com cancelled: cancelled by the owner"
+    assert services.account_security.cancel_email_changes(account.id, "again", BROWSER) == 0
+    assert _actions(services, account).count("email.change_cancelled") == 1
+
+
+def test_a_password_change_cancels_a_pending_email_change(services: Services, inbox: Inbox) -> None:
+    account = make_user(services)
+    services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
+    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+
+    services.account_security.change_password(account.id, PASSWORD, NEW_PASSWORD, BROWSER)
+
+    with pytest.raises(EmailChangeTokenInvalid):
+        services.account_security.confirm_email_change(token, BROWSER)
+    assert "email.change_cancelled" in _actions(services, account)
 
 
 def test_an_address_taken_before_the_link_is_followed(services: Services, inbox: Inbox) -> None:

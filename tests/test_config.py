@@ -33,6 +33,7 @@ def test_defaults() -> None:
     assert settings.anon_rate_limit
     assert settings.secure_cookies is False
     assert settings.rp_id == "localhost"
+    assert settings.security_log_retention_days == 400
 
 
 def test_every_contract_variable_is_a_setting() -> None:
@@ -63,6 +64,7 @@ def test_every_contract_variable_is_a_setting() -> None:
         ("THOTBOT_RATE_LIMIT", "10/second", "rate_limit", "10/second"),
         ("THOTBOT_ANON_RATE_LIMIT", "5 per minute", "anon_rate_limit", "5 per minute"),
         ("THOTBOT_LOG_FORMAT", "json", "log_format", "json"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "30", "security_log_retention_days", 30),
         ("THOTBOT_REDIS_URL", "", "redis_url", None),
         ("THOTBOT_SMTP_URL", "", "smtp_url", None),
         ("THOTBOT_HEADER_TIMEOUT", "30", "header_timeout", 30),
@@ -147,6 +149,10 @@ def test_the_environment_wins_over_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_p
         ("THOTBOT_TRUSTED_PROXIES", "nginx"),
         ("THOTBOT_TRUSTED_PROXIES", "127.0.0.1 10.0.0.1"),
         ("THOTBOT_TRUSTED_PROXIES", "10.0.0.0/99"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "forever"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "0"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "29"),
+        ("THOTBOT_SECURITY_LOG_RETENTION_DAYS", "3651"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(

@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from thotbot.identity import GRANTABLE, PERMISSION_AUTH_METHODS, AuthMethod, Identity, Permission, permits
+from thotbot.identity import (
+    GRANTABLE,
+    PERMISSION_AUTH_METHODS,
+    AuthMethod,
+    Identity,
+    Permission,
+    is_restricted,
+    permits,
+)
 
 KEY = Identity(account_id="acct_1", method=AuthMethod.API_KEY, key_id="key_1")
 READ_ONLY_KEY = Identity(account_id="acct_1", method=AuthMethod.API_KEY, key_id="key_2", read_only=True)
@@ -60,3 +68,24 @@ def test_grantable() -> None:
 def test_identity_is_frozen() -> None:
     with pytest.raises(AttributeError):
         KEY.account_id = "acct_2"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("PUT", "/v1/account/email", True),
+        ("PUT", "/v1/account/password", True),
+        ("GET", "/v1/account/passkeys", True),
+        ("DELETE", "/v1/account/passkeys/pk_1", True),
+        ("PATCH", "/v1/account", True),  # a probe at a method no route has is an attempt all the same
+        ("POST", "/v1/keys", True),
+        ("POST", "/v1/keys/", True),
+        ("GET", "/v1/keys", False),
+        ("DELETE", "/v1/keys/key_1", False),
+        ("POST", "/v1/keys/revoke-leaked", False),
+        ("GET", "/v1/me", False),
+        ("GET", "/v1/accounts", False),
+    ],
+)
+def test_is_restricted(method: str, path: str, expected: bool) -> None:
+    assert is_restricted(method, path) is expected

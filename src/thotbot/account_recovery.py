@@ -60,6 +60,12 @@ class ThrottleReset(Protocol):
     def forget_account(self, email: str) -> None: ...
 
 
+class EmailChangeCanceller(Protocol):
+    """What a reset needs of AccountSecurity: a pending email change dies with the old password."""
+
+    def cancel_email_changes(self, account_id: str, reason: str, actor: Actor) -> int: ...
+
+
 class AccountRecovery:
     def __init__(
         self,
@@ -72,6 +78,7 @@ class AccountRecovery:
         notifier: Notifier,
         sessions: SessionRevoker,
         throttle: ThrottleReset,
+        email_changes: EmailChangeCanceller,
         public_url: str,
     ) -> None:
         self._users = users
@@ -82,6 +89,7 @@ class AccountRecovery:
         self._notifier = notifier
         self._sessions = sessions
         self._throttle = throttle
+        self._email_changes = email_changes
         self._public_url = public_url.rstrip("/")
 
     # Sign-up
@@ -201,6 +209,7 @@ class AccountRecovery:
         self._users.set_password_hash(account.id, password_hash)
         ended = self._sessions.delete_for_account(account.id)
         self._throttle.forget_account(account.email)
+        self._email_changes.cancel_email_changes(account.id, "the password was reset", actor)
         self._users.mark_verified(account.id)
         self._log.record(
             account.id,

@@ -8,6 +8,7 @@ check to make before calling these; the API's own gate is the operator's ``accou
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -24,6 +25,7 @@ from thotbot.storage.throttle import Attempt
 from thotbot.storage.users import SQLUserStore
 
 __all__ = [
+    "EMAIL_CHANGES_PER_HOUR",
     "EMAIL_CHANGE_LIFETIME",
     "AccountSecurity",
     "Actor",
@@ -32,6 +34,10 @@ __all__ = [
 ]
 
 EMAIL_CHANGE_LIFETIME = timedelta(hours=24)
+EMAIL_CHANGE_REQUESTED = "email.change_requested"
+#: Requests per account per window: enough for typos, too few to probe addresses or flood one.
+EMAIL_CHANGES_PER_HOUR = 5
+EMAIL_CHANGE_WINDOW = timedelta(hours=1)
 MAX_PASSKEY_NAME = 100
 
 
@@ -113,6 +119,7 @@ class AccountSecurity:
             detail=f"password changed; {ended} other session(s) ended",
             **actor.log_fields(),
         )
+        self.cancel_email_changes(account.id, "the password was changed", actor)
         self._notifier.password_changed(account.id, actor, sessions_ended=ended)
         return ended
 
@@ -132,36 +139,75 @@ class AccountSecurity:
 
     def request_email_change(
         self, account_id: str, new_email: str, actor: Actor, *, now: datetime | None = None
-    ) -> PendingEmailChange | None:
+    ) -> PendingEmailChange:
         """Mail a verification link to the new address; nothing changes until it is followed.
 
-        When the address belongs to another account, that address is told instead and None is
-        returned; callers answer as for a sent link, so the requester learns nothing about it.
+        The requester gets the same answer, the same pending change and the same log line whether
+        or not the address has an account, so this cannot be used to find out which have one.
+        When it has, its owner is told instead (someone asked to move another account there;
+        nothing changes), and no link exists: the pending change's token is never sent anywhere.
+        At most EMAIL_CHANGES_PER_HOUR requests per account, counted in the security log (the
+        database: every instance shares it); more raise RateLimited (429).
         """
+        now = now or utcnow()
         account = self._account(account_id)
         email = normalize_email(new_email)  # refuses NUL, which PostgreSQL would refuse with an error
         if email == account.email:
             raise ValidationFailed("This is the account's email address already.", field="email")
-        if self._users.find_by_email(email) is not None:
-            self._log.record(
-                account.id,
-                "email.change_refused",
-                detail=f"{email} belongs to another account",
-                **actor.log_fields(),
-            )
-            self._notifier.email_in_use(email, actor)
-            return None
+        self._check_email_change_rate(account.id, actor, now)
+        taken = self._users.find_by_email(email) is not None
         token, pending = self._email_changes.create(
             account.id, email, lifetime=EMAIL_CHANGE_LIFETIME, now=now
         )
         self._log.record(
             account.id,
-            "email.change_requested",
-            detail=f"verification link sent to {email}; it expires in 24 hours",
+            EMAIL_CHANGE_REQUESTED,
+            detail=f"asked to change the email address to {email}; that address was mailed",
+            now=now,
             **actor.log_fields(),
         )
-        self._notifier.email_verification(email, self.verification_link(token), pending.expires_at, actor)
+        if taken:
+            self._notifier.email_in_use(email, actor)
+        else:
+            self._notifier.email_verification(email, self.verification_link(token), pending.expires_at, actor)
         return pending
+
+    def cancel_email_changes(self, account_id: str, reason: str, actor: Actor) -> int:
+        """Cancel the account's pending email change, so its link stops working; logs it if any.
+
+        Called by the owner (the Security page's Cancel button) and by every password change or
+        reset: whoever knew the old password must not keep a way into the account after it.
+        Returns how many pending changes were cancelled (0 or 1).
+        """
+        cancelled = self._email_changes.cancel(account_id)
+        for new_email in cancelled:
+            self._log.record(
+                account_id,
+                "email.change_cancelled",
+                detail=f"pending change to {new_email} cancelled: {reason}",
+                **actor.log_fields(),
+            )
+        return len(cancelled)
+
+    def _check_email_change_rate(self, account_id: str, actor: Actor, now: datetime) -> None:
+        since = now - EMAIL_CHANGE_WINDOW
+        count, first = self._log.count_since(account_id, EMAIL_CHANGE_REQUESTED, since)
+        if count < EMAIL_CHANGES_PER_HOUR or first is None:
+            return
+        self._log.record(
+            account_id,
+            "email.change_refused",
+            detail=f"more than {EMAIL_CHANGES_PER_HOUR} email change requests in an hour",
+            fold=True,
+            now=now,
+            **actor.log_fields(),
+        )
+        wait = max(1, math.ceil((first + EMAIL_CHANGE_WINDOW - now).total_seconds()))
+        raise RateLimited(
+            wait,
+            f"Too many email change requests: at most {EMAIL_CHANGES_PER_HOUR} an hour. "
+            f"Try again in {_minutes(wait)}.",
+        )
 
     def verification_link(self, token: str) -> str:
         return f"{self._public_url}/verify-email?token={token}"
@@ -251,6 +297,11 @@ class AccountSecurity:
         if not attempt.allowed:
             raise RateLimited(attempt.retry_after, "Too many wrong passwords; wait before trying again.")
         return attempt
+
+
+def _minutes(seconds: int) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def _passkey_name(value: object, *, default: str | None = None) -> str:

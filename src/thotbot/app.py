@@ -26,6 +26,7 @@ from thotbot.accesslog import AccessLog, write_stderr
 from thotbot.api.problems import http_exception_handler, server_error_handler, thotbot_error_handler
 from thotbot.api.routes import routes as api_routes
 from thotbot.auth.middleware import APIKeyGuard
+from thotbot.auth.refusals import RefusalLog
 from thotbot.config import Settings, load_settings
 from thotbot.errors import ThotbotError
 from thotbot.hsts import StrictTransportSecurity
@@ -40,6 +41,7 @@ log = logging.getLogger("thotbot")
 POLL_INTERVAL = 0.5  # revocations by other processes are honoured within a second
 FLUSH_INTERVAL = 2.0
 ACCESS_LOG_INTERVAL = 0.5
+PRUNE_INTERVAL = 3600.0  # as usage retention: an hour late is nothing against 400 days
 MAX_BODY = 1024 * 1024
 
 
@@ -138,6 +140,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
                 last_used=services.last_used,
                 limiter=services.rate_limiter,
                 access_log=services.access_log,
+                refusals=RefusalLog(services.security_log),
             ),
             Middleware(_BodyLimit, max_body_size=MAX_BODY),
         ],
@@ -199,6 +202,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             asyncio.create_task(_poll_key_changes(services, stop), name="thotbot-key-poller"),
             asyncio.create_task(_flush_periodically(services, stop), name="thotbot-usage-flusher"),
             asyncio.create_task(_write_access_log(services, stop), name="thotbot-access-log"),
+            asyncio.create_task(_prune_security_log(services, stop), name="thotbot-security-log-pruner"),
             asyncio.create_task(
                 services.key_changes.listen(_evict(services), stop), name="thotbot-key-changes"
             ),
@@ -275,3 +279,20 @@ async def _write_access_log(services: Services, stop: asyncio.Event) -> None:
             services.access_log.flush()
         except Exception:  # The edge of a background task: a full disk must not stop the loop.
             log.warning("could not write the access log", exc_info=True)
+
+
+async def _prune_security_log(services: Services, stop: asyncio.Event) -> None:
+    """Delete security events past THOTBOT_SECURITY_LOG_RETENTION_DAYS, at start-up and hourly.
+
+    Every instance does it; a second DELETE of the same rows finds nothing, so none coordinate.
+    """
+    days = services.settings.security_log_retention_days
+    while not stop.is_set():
+        try:
+            deleted = await anyio.to_thread.run_sync(lambda: services.security_log.prune(days))
+            if deleted:
+                log.info("pruned %d security log events older than %d days", deleted, days)
+        except SQLAlchemyError:
+            # The edge of a background task: the next hour tries again.
+            log.warning("could not prune the security log", exc_info=True)
+        await _sleep_unless_stopped(stop, PRUNE_INTERVAL)

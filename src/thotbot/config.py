@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     header_timeout: int = Field(default=10, ge=1, le=300)
     keepalive_timeout: int = Field(default=5, ge=1, le=300)
     max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
+    # Over a year, so last year's events are still there when someone looks back at them.
+    security_log_retention_days: int = Field(default=400, ge=30, le=3650)
     # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
     usage_recording: Literal["on", "off"] = "on"
 

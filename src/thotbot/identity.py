@@ -12,6 +12,7 @@ __all__ = [
     "AuthMethod",
     "Identity",
     "Permission",
+    "is_restricted",
     "permits",
 ]
 
@@ -55,3 +56,12 @@ def permits(identity: Identity, permission: Permission) -> bool:
     if identity.method not in PERMISSION_AUTH_METHODS.get(permission, frozenset({AuthMethod.SESSION})):
         return False
     return not (permission is Permission.WRITE and identity.read_only)
+
+
+def is_restricted(method: str, path: str) -> bool:
+    """Whether a /v1 call is to a restricted endpoint (section 5 of the contract): minting keys and
+    anything under /v1/account, whatever the method, since a probe there is a takeover attempt too.
+    """
+    if method == "POST" and path.rstrip("/") == "/v1/keys":
+        return True
+    return path == "/v1/account" or path.startswith("/v1/account/")

@@ -94,6 +94,7 @@ class Services:
             notifier=self.notifier,
             sessions=self.web_sessions,
             throttle=self.sign_in_throttle,
+            email_changes=self.account_security,
             public_url=self.settings.public_url,
         )
 

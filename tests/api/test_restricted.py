@@ -6,12 +6,15 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.api.test_auth import assert_problem, server_log
 from tests.factories import PASSWORD, bearer, make_api_key, make_user
 from thotbot import keys
 from thotbot.accounts import verify_password
+from thotbot.api.routes import routes as api_routes
+from thotbot.identity import is_restricted
 from thotbot.services import Services
 from thotbot.storage import KeyRecord
 
@@ -59,7 +62,7 @@ def test_a_plain_key_is_refused_and_the_call_logged(
     assert event.action == "restricted.refused"
     assert event.key_id == record.id
     assert event.actor == f"api_key:{record.id}"
-    assert event.detail == f"{method} {path}"
+    assert event.detail == f"{method} {path} refused: restricted_endpoint"
 
 
 @pytest.mark.parametrize(("method", "path", "body"), RESTRICTED, ids=IDS)
@@ -175,3 +178,13 @@ def test_the_password_stays_when_refused(client: TestClient, services: Services)
     )
 
     assert verify_password(services.users.password_hash(account.id), PASSWORD)
+
+
+def test_every_restricted_route_is_known_to_the_guard() -> None:
+    """The guard logs its refusals of restricted calls by identity.is_restricted: it must know them all."""
+    wrapped = [r for r in api_routes if isinstance(r, Route) and r.endpoint.__name__ == "guarded"]
+
+    assert len(wrapped) == len(RESTRICTED)
+    for route in wrapped:
+        path = route.path.replace("{passkey_id}", "pk_1")
+        assert all(is_restricted(method, path) for method in route.methods or ())

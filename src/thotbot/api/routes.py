@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -14,6 +15,7 @@ from thotbot import __version__, keys
 from thotbot.api import account
 from thotbot.api.bodies import read_json_object, required_str
 from thotbot.api.serializers import account_json, key_json
+from thotbot.auth.refusals import RefusalLog
 from thotbot.dates import parse_expiry
 from thotbot.errors import EmailNotVerified, MalformedAPIKey, NotFound, RestrictedEndpoint, ValidationFailed
 from thotbot.identity import Identity, Permission, permits
@@ -38,7 +40,12 @@ def _identity(request: Request) -> Identity:
     return identity
 
 
-def _client_meta(request: Request) -> dict[str, str | None]:
+class _ClientMeta(TypedDict):
+    ip_address: str | None
+    user_agent: str | None
+
+
+def _client_meta(request: Request) -> _ClientMeta:
     return {
         "ip_address": request.client.host if request.client else None,
         "user_agent": request.headers.get("user-agent"),
@@ -131,20 +138,31 @@ def restricted(
 
     async def guarded(request: Request) -> Response:
         services, identity = _services(request), _identity(request)
-        allowed = permits(identity, Permission.ACCOUNT_SECURITY)
+        meta = _client_meta(request)
+        if not permits(identity, Permission.ACCOUNT_SECURITY):
+            refusals = RefusalLog(services.security_log)
+            await anyio.to_thread.run_sync(
+                lambda: refusals.record(
+                    identity.account_id,
+                    identity.key_id,
+                    request.method,
+                    request.url.path,
+                    RestrictedEndpoint.code,
+                    **meta,
+                )
+            )
+            raise RestrictedEndpoint
         await anyio.to_thread.run_sync(
             lambda: services.security_log.record(
                 identity.account_id,
-                "restricted.allowed" if allowed else "restricted.refused",
+                "restricted.allowed",
                 actor=f"api_key:{identity.key_id}",
                 key_id=identity.key_id,
                 # The path is percent-decoded: a NUL in it would make PostgreSQL refuse the row.
                 detail=f"{request.method} {request.url.path}".replace("\x00", "\\x00"),
-                **_client_meta(request),
+                **meta,
             )
         )
-        if not allowed:
-            raise RestrictedEndpoint
         return await handler(request)
 
     return guarded

@@ -18,6 +18,7 @@ from thotbot import keys
 from thotbot.accesslog import AccessLog
 from thotbot.api.problems import NO_STORE, send_problem
 from thotbot.auth.cache import CachedKey, KeyCache
+from thotbot.auth.refusals import RefusalLog
 from thotbot.cookies import SESSION_COOKIE, SESSION_COOKIE_NAMES
 from thotbot.errors import (
     AccountDisabled,
@@ -35,7 +36,7 @@ from thotbot.errors import (
     ThotbotError,
     UnsupportedAuthScheme,
 )
-from thotbot.identity import READ_METHODS
+from thotbot.identity import READ_METHODS, is_restricted
 from thotbot.ratelimit import RateLimiter
 from thotbot.storage import KeyStore
 from thotbot.usage import UsageRecorder, user_agent_notice
@@ -56,8 +57,10 @@ class APIKeyGuard:
         last_used: UsageRecorder,
         limiter: RateLimiter,
         access_log: AccessLog,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.app = app
+        self.refusals = refusals
         self.store = store
         self.cache = cache
         self.last_used = last_used
@@ -89,6 +92,10 @@ class APIKeyGuard:
             # Never echoed in a problem's instance nor written to the access log.
             path = "/v1/[redacted]"
         address = _client(scope)
+        #: The key presented, once known: a refused call to a restricted endpoint is logged for it.
+        entry: CachedKey | None = None
+        user_agent: str | None = None
+        passed = False
         try:
             try:
                 if key_in_path:
@@ -100,6 +107,7 @@ class APIKeyGuard:
                 else:
                     entry, user_agent = await self._authenticate(scope, address)
                     key_id = entry.record.id
+                    _check_state(entry)
                     if entry.record.read_only and method not in READ_METHODS:
                         raise InsufficientScope
                     scope.setdefault("state", {})["identity"] = entry.identity
@@ -118,8 +126,14 @@ class APIKeyGuard:
             extra_headers.extend(decision.headers())
             if not decision.allowed:
                 raise RateLimited(decision.reset_after)
+            passed = True
             await self.app(scope, receive, send_no_store)
         except ThotbotError as exc:
+            # A 429 is not written: it changes nothing, and a flood past the limit must not cost
+            # a database write per request. What came before the limit was logged (folded).
+            refused = entry is not None and not passed and not isinstance(exc, RateLimited)
+            if refused and entry is not None and is_restricted(method, path):
+                await self._log_refusal(entry, method, path, exc.code, address, user_agent)
             await send_problem(send_no_store, exc, path)
         finally:
             if self.access_log.enabled:
@@ -151,15 +165,31 @@ class APIKeyGuard:
                 # This address keeps failing: answer 429 before spending a database lookup on it.
                 raise RateLimited(60, "Too many failed requests from this address; retry later.")
             entry = await self._load(digest)
-        if entry.revoked_ts is not None or entry.expires_ts is not None:
-            now = time.time()
-            if entry.revoked_ts is not None and entry.revoked_ts <= now:
-                raise RevokedAPIKey
-            if entry.expires_ts is not None and entry.expires_ts <= now:
-                raise ExpiredAPIKey
-        if entry.record.account_disabled:
-            raise AccountDisabled
         return entry
+
+    async def _log_refusal(
+        self, entry: CachedKey, method: str, path: str, code: str, address: str, user_agent: str | None
+    ) -> None:
+        """Write a refused restricted call to the account's security log, on refusals only."""
+        if self.refusals is None:
+            return
+        refusals, record = self.refusals, entry.record
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: refusals.record(
+                    record.account_id,
+                    record.id,
+                    method,
+                    path,
+                    code,
+                    ip_address=None if address == "-" else address,
+                    user_agent=user_agent,
+                )
+            )
+        except SQLAlchemyError:
+            # The refusal stands whatever happens to its log line.
+            log = logging.getLogger("thotbot.auth")
+            log.warning("could not log a refused restricted call", exc_info=True)
 
     async def _load(self, digest: bytes) -> CachedKey:
         generation = self.cache.generation
@@ -173,6 +203,17 @@ class APIKeyGuard:
         if record is None:
             raise InvalidAPIKey
         return self.cache.put(digest, record, generation)
+
+
+def _check_state(entry: CachedKey) -> None:
+    if entry.revoked_ts is not None or entry.expires_ts is not None:
+        now = time.time()
+        if entry.revoked_ts is not None and entry.revoked_ts <= now:
+            raise RevokedAPIKey
+        if entry.expires_ts is not None and entry.expires_ts <= now:
+            raise ExpiredAPIKey
+    if entry.record.account_disabled:
+        raise AccountDisabled
 
 
 def _bearer_token(authorization: bytes | None, cookie: bytes) -> str:

@@ -41,6 +41,7 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key, methods=_POST),
         Route("/dashboard/security", security.security, methods=_GET),
         Route("/dashboard/security/email", account.change_email, methods=_POST),
+        Route("/dashboard/security/email/cancel", account.cancel_email_change, methods=_POST),
         Route("/dashboard/security/password", account.change_password, methods=_POST),
         Route("/dashboard/security/passkeys/new", passkeys.new_passkey, methods=_POST),
         Route("/dashboard/security/passkeys/options", passkeys.registration_options, methods=_POST),

@@ -43,6 +43,7 @@ ACTION_LABELS = {
     "password.sign_in_paused": "Password sign-in paused",
     "email.change_requested": "Email change requested",
     "email.change_refused": "Email change refused",
+    "email.change_cancelled": "Email change cancelled",
     "email.changed": "Email address changed",
     "account.verified": "Email address confirmed",
     "account.verification_sent": "Confirmation link sent",

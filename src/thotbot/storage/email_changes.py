@@ -94,10 +94,17 @@ class SQLEmailChangeStore:
             ).one_or_none()
             return PendingEmailChange(row.account_id, row.new_email, row.expires_at) if row else None
 
-    def cancel(self, account_id: str) -> int:
+    def cancel(self, account_id: str, *, now: datetime | None = None) -> list[str]:
+        """Delete the account's pending changes (their links stop working); the live ones' new
+        addresses are returned, expired ones go silently."""
+        now = now or utcnow()
         with self._sessions.begin() as session:
-            result = session.execute(delete(EmailChange).where(EmailChange.account_id == account_id))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            rows = session.execute(
+                delete(EmailChange)
+                .where(EmailChange.account_id == account_id)
+                .returning(EmailChange.new_email, EmailChange.expires_at)
+            ).all()
+        return [row.new_email for row in rows if row.expires_at > now]
 
     def apply(
         self,

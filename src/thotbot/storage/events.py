@@ -1,17 +1,31 @@
-"""The security log: who did what to an account, when, from where."""
+"""The security log: who did what to an account, when, from where; folded, paged and pruned."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy.orm import Session
 
 from thotbot import keys
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import SecurityEvent, utcnow
 
-__all__ = ["SQLSecurityLog", "SecurityEventRecord"]
+__all__ = [
+    "FOLD_WINDOW",
+    "PAGE_SIZE",
+    "Cursor",
+    "LogPage",
+    "SQLSecurityLog",
+    "SecurityEventRecord",
+    "parse_cursor",
+]
+
+#: Repeats of one refusal within this long of its first are one row (a count and the last time).
+FOLD_WINDOW = timedelta(hours=1)
+PAGE_SIZE = 50
+_MAX_CURSOR = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +39,45 @@ class SecurityEventRecord:
     ip_address: str | None
     user_agent: str | None
     created_at: datetime
+    #: More than 1 for a folded refusal, whose first time is ``created_at`` and last ``last_at``.
+    count: int = 1
+    last_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A place in an account's log: rows sort by (created_at, id), newest first."""
+
+    created_at: datetime
+    id: int
+
+    def __str__(self) -> str:
+        micros = int((self.created_at - _EPOCH) / timedelta(microseconds=1))
+        return f"{micros}.{self.id}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_cursor(value: str) -> Cursor | None:
+    """The cursor a page link carries, or None when it is not one (the caller says so)."""
+    if not value or len(value) > _MAX_CURSOR or not value.isascii():
+        return None
+    micros, _, ident = value.partition(".")
+    if not micros.isdigit() or not ident.isdigit():
+        return None
+    try:
+        return Cursor(_EPOCH + timedelta(microseconds=int(micros)), int(ident))
+    except OverflowError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    events: list[SecurityEventRecord]
+    #: The cursors for the newer and older pages; None where there is nothing more that way.
+    newer: Cursor | None
+    older: Cursor | None
 
 
 class SQLSecurityLog:
@@ -41,40 +94,151 @@ class SQLSecurityLog:
         detail: str = "",
         ip_address: str | None = None,
         user_agent: str | None = None,
+        fold: bool = False,
+        now: datetime | None = None,
     ) -> None:
+        """Write one event. With ``fold``, a repeat of the same event within FOLD_WINDOW of its
+        first only counts on that row (and moves its last time, address and User-Agent), so a
+        flood of refusals is one row per hour, however long, and cannot push other events away.
+        """
+        event = SecurityEvent(
+            account_id=account_id,
+            action=action,
+            actor=actor,
+            key_id=key_id,
+            detail=detail,
+            ip_address=ip_address,
+            user_agent=keys.redact(user_agent[:512]) if user_agent else None,
+            created_at=now or utcnow(),
+            count=1,
+        )
         with self._sessions.begin() as session:
-            session.add(
-                SecurityEvent(
-                    account_id=account_id,
-                    action=action,
-                    actor=actor,
-                    key_id=key_id,
-                    detail=detail,
-                    ip_address=ip_address,
-                    user_agent=keys.redact(user_agent[:512]) if user_agent else None,
-                    created_at=utcnow(),
+            if fold and account_id is not None and _fold(session, event):
+                return
+            session.add(event)
+
+    def count_since(self, account_id: str, action: str, since: datetime) -> tuple[int, datetime | None]:
+        """How many ``action`` events the account has had since then, and when the first was."""
+        with self._sessions() as session:
+            times = session.scalars(
+                select(SecurityEvent.created_at)
+                .where(
+                    SecurityEvent.account_id == account_id,
+                    SecurityEvent.action == action,
+                    SecurityEvent.created_at > since,
                 )
-            )
+                .order_by(SecurityEvent.created_at)
+            ).all()
+        return len(times), (times[0] if times else None)
 
     def list_for_account(self, account_id: str, limit: int = 100) -> list[SecurityEventRecord]:
+        return self.page(account_id, limit=limit).events
+
+    def page(
+        self,
+        account_id: str,
+        *,
+        before: Cursor | None = None,
+        after: Cursor | None = None,
+        limit: int = PAGE_SIZE,
+    ) -> LogPage:
+        """One page of the account's log, newest first: the newest, older than ``before`` or
+        newer than ``after`` (keyset paging: stable while new events arrive)."""
+        key = (SecurityEvent.created_at, SecurityEvent.id)
+        query = select(SecurityEvent).where(SecurityEvent.account_id == account_id)
+        if after is not None:
+            query = query.where(_after(after)).order_by(*key)
+        else:
+            if before is not None:
+                query = query.where(_before(before))
+            query = query.order_by(*(column.desc() for column in key))
         with self._sessions() as session:
-            rows = session.scalars(
-                select(SecurityEvent)
-                .where(SecurityEvent.account_id == account_id)
-                .order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc())
-                .limit(limit)
-            )
-            return [
-                SecurityEventRecord(
-                    id=r.id,
-                    account_id=r.account_id,
-                    action=r.action,
-                    actor=r.actor,
-                    key_id=r.key_id,
-                    detail=r.detail,
-                    ip_address=r.ip_address,
-                    user_agent=r.user_agent,
-                    created_at=r.created_at,
+            rows = [_record(r) for r in session.scalars(query.limit(limit + 1))]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if after is not None:
+            rows.reverse()
+            newer_more, older_more = more, True
+        else:
+            newer_more, older_more = before is not None, more
+        first = _cursor(rows[0]) if rows and newer_more else None
+        last = _cursor(rows[-1]) if rows and older_more else None
+        return LogPage(rows, newer=first, older=last)
+
+    def prune(self, keep_days: int, *, now: datetime | None = None) -> int:
+        """Delete events older than ``keep_days`` days (by their last time); returns how many."""
+        cutoff = (now or utcnow()) - timedelta(days=keep_days)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                delete(SecurityEvent).where(
+                    SecurityEvent.created_at < cutoff,
+                    or_(SecurityEvent.last_at.is_(None), SecurityEvent.last_at < cutoff),
                 )
-                for r in rows
-            ]
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _fold(session: Session, event: SecurityEvent) -> bool:
+    """Count ``event`` on the row of its first occurrence within FOLD_WINDOW, if there is one."""
+    # One UPDATE, no read first: two instances folding at once both count. Two that both find
+    # nothing insert two rows, which stays bounded (and rare).
+    target = (
+        select(SecurityEvent.id)
+        .where(
+            SecurityEvent.account_id == event.account_id,
+            SecurityEvent.action == event.action,
+            SecurityEvent.actor == event.actor,
+            SecurityEvent.key_id.is_(None) if event.key_id is None else SecurityEvent.key_id == event.key_id,
+            SecurityEvent.detail == event.detail,
+            SecurityEvent.created_at > event.created_at - FOLD_WINDOW,
+        )
+        .order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        update(SecurityEvent)
+        .where(SecurityEvent.id == target)
+        .values(
+            count=SecurityEvent.count + 1,
+            last_at=event.created_at,
+            ip_address=event.ip_address,
+            user_agent=event.user_agent,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _before(cursor: Cursor) -> ColumnElement[bool]:
+    return or_(
+        SecurityEvent.created_at < cursor.created_at,
+        and_(SecurityEvent.created_at == cursor.created_at, SecurityEvent.id < cursor.id),
+    )
+
+
+def _after(cursor: Cursor) -> ColumnElement[bool]:
+    return or_(
+        SecurityEvent.created_at > cursor.created_at,
+        and_(SecurityEvent.created_at == cursor.created_at, SecurityEvent.id > cursor.id),
+    )
+
+
+def _cursor(record: SecurityEventRecord) -> Cursor:
+    return Cursor(record.created_at, record.id)
+
+
+def _record(r: SecurityEvent) -> SecurityEventRecord:
+    return SecurityEventRecord(
+        id=r.id,
+        account_id=r.account_id,
+        action=r.action,
+        actor=r.actor,
+        key_id=r.key_id,
+        detail=r.detail,
+        ip_address=r.ip_address,
+        user_agent=r.user_agent,
+        created_at=r.created_at,
+        count=r.count,
+        last_at=r.last_at,
+    )

@@ -135,6 +135,13 @@ class SecurityEvent(Base):
     ip_address: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    count: Mapped[int] = mapped_column(
+        Integer,
+        default=1,
+        server_default="1",
+        comment="how many times it happened; more than 1 for folded refusals",
+    )
+    last_at: Mapped[datetime | None] = mapped_column(comment="the last of a folded row; null if once")
 
 
 class WebSession(Base):

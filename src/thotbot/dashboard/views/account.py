@@ -13,7 +13,13 @@ from thotbot.dashboard.web import ensure_session, flash, read_form, redirect, re
 from thotbot.errors import Conflict, RateLimited, ValidationFailed
 from thotbot.storage.email_changes import EmailChangeTokenInvalid
 
-__all__ = ["change_email", "change_password", "verify_email_confirm", "verify_email_form"]
+__all__ = [
+    "cancel_email_change",
+    "change_email",
+    "change_password",
+    "verify_email_confirm",
+    "verify_email_form",
+]
 
 MAX_TOKEN = 128
 
@@ -42,9 +48,38 @@ async def change_email(request: Request) -> Response:
 
     try:
         await run(request_change)
+    except RateLimited as exc:
+        errors = {"email": exc.detail}
+        response = await security_page(request, visit, errors=errors, values={"email": email}, status=429)
+        response.headers["retry-after"] = str(exc.retry_after)
+        return response
     except ValidationFailed as exc:
         errors = {"email": exc.detail}
         return await security_page(request, visit, errors=errors, values={"email": email}, status=400)
+    return redirect(visit, "/dashboard/security#email-address")
+
+
+async def cancel_email_change(request: Request) -> Response:
+    """The owner cancels the pending change: its link stops working. No fresh sign-in is asked:
+    cancelling only takes a way into the account away."""
+    visit, _ = await read_form(request)
+    visit = await require_account(request)
+    assert visit.account is not None
+    assert visit.session is not None
+    account_id, session_id, actor = visit.account.id, visit.session.id, visit.as_actor()
+    services = visit.services
+
+    def cancel() -> None:
+        security = services.account_security
+        cancelled = security.cancel_email_changes(account_id, "cancelled by the owner", actor)
+        message = (
+            "Email change cancelled: the link we sent no longer works."
+            if cancelled
+            else "There was no pending email change to cancel."
+        )
+        services.web_sessions.set_flash(session_id, message)
+
+    await run(cancel)
     return redirect(visit, "/dashboard/security#email-address")
 
 

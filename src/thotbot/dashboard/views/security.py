@@ -8,11 +8,13 @@ from starlette.responses import Response
 from thotbot.dashboard.sudo import is_fresh
 from thotbot.dashboard.templating import describe_user_agent
 from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
+from thotbot.storage.events import PAGE_SIZE, Cursor, parse_cursor
 from thotbot.storage.models import utcnow
 
 __all__ = ["end_other_sessions", "end_session", "overview", "security", "security_page"]
 
-LOG_ROWS = 100
+#: Entries per page of the security log; older ones are a link away ("Older"), never dropped.
+LOG_ROWS = PAGE_SIZE
 
 
 async def overview(request: Request) -> Response:
@@ -50,15 +52,23 @@ async def security_page(
     assert visit.account is not None
     account_id, services = visit.account.id, visit.services
 
+    before, after, bad_cursor = _cursors(request)
+
     def load() -> dict[str, object]:
+        page = services.security_log.page(account_id, before=before, after=after, limit=LOG_ROWS)
         return {
             "passkeys": services.account_security.list_passkeys(account_id),
             "pending_email": services.account_security.pending_email_change(account_id),
             "sessions": services.web_sessions.list_for_account(account_id),
-            "events": services.security_log.list_for_account(account_id, limit=LOG_ROWS),
+            "events": page.events,
+            "log_page": page,
         }
 
     context = await run(load)
+    if bad_cursor:
+        message = "That page of the log does not exist: here are the newest entries."
+        errors = {"log": message, **(errors or {})}
+        status = 400 if status == 200 else status
     context.update(
         errors=errors or {},
         values={"passkey_name": _suggested_name(visit.user_agent), **(values or {})},
@@ -107,6 +117,18 @@ async def end_other_sessions(request: Request) -> Response:
 
     await run(end)
     return redirect(visit, "/dashboard/security#sessions")
+
+
+def _cursors(request: Request) -> tuple[Cursor | None, Cursor | None, bool]:
+    """The log page asked for: (before, after, whether a cursor given was not one)."""
+    before_text = request.query_params.get("before")
+    after_text = request.query_params.get("after")
+    before = parse_cursor(before_text) if before_text is not None else None
+    after = parse_cursor(after_text) if after_text is not None and before_text is None else None
+    bad = (before_text is not None and before is None) or (
+        before_text is None and after_text is not None and after is None
+    )
+    return before, after, bad
 
 
 def _suggested_name(user_agent: str | None) -> str:

@@ -1,7 +1,7 @@
 """The web app's signing keys, shared by every instance (signed double-submit CSRF, flashes).
 
 Revision ID: 0008_web_secret
-Revises: 0006_account_recovery
+Revises: 0007_security_log
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_web_secret"
-down_revision = "0006_account_recovery"
+down_revision = "0007_security_log"
 branch_labels = None
 depends_on = None
 
