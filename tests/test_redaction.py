@@ -1,4 +1,4 @@
-"""A client that puts its key where it does not belong (a User-Agent) never gets it stored."""
+"""Key material in any encoding, in any text: found and replaced; a key in a User-Agent stored nowhere."""
 
 from __future__ import annotations
 
@@ -8,9 +8,14 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from tests.factories import make_api_key
+from tests.redaction_corpus import encodings, leaks
 from thotbot import keys
+from thotbot.redaction import BARE_MARK, KEY_MARK, holds_key, redact
 from thotbot.services import Services
 from thotbot.useragents import clean
+
+RAW = keys.PREFIX + "0123456789abcdef" * 6  # built at run time: no key-shaped literal in the source
+CORPUS = encodings(RAW)
 
 
 @pytest.mark.parametrize(
@@ -19,11 +24,55 @@ from thotbot.useragents import clean
         ("acme/1.0", "acme/1.0"),
         ("acme/1.0 thot_ak_0123abcd", "acme/1.0 thot_ak_[redacted]"),
         ("THOT_AK_ABCDEF x", "thot_ak_[redacted] x"),
-        ("thot_ak_", "thot_ak_[redacted]"),
+        # The prefix alone is no secret: help texts say "Bearer thot_ak_...".
+        ("thot_ak_", "thot_ak_"),
+        ("Bearer thot_ak_...", "Bearer thot_ak_..."),
+        ("'ci' (thot_ak_abcd…ef01)", "'ci' (thot_ak_abcd…ef01)"),  # a hint is shown on purpose
+        ("thot_ak_abcde…ef01", "thot_ak_[redacted]…ef01"),
+        ("/v1/keys/key_0123456789abcdef", "/v1/keys/key_0123456789abcdef"),
+        ("/v1/a%20b?c=d&e=%zz&f=&nbsp;&#x110000;\\u12", "/v1/a%20b?c=d&e=%zz&f=&nbsp;&#x110000;\\u12"),
+        ("sha256 " + "ab" * 32, "sha256 " + "ab" * 32),  # 64 hex digits: not a key's secret
+        ("sha384 " + "a1" * 48, "sha384 [redacted]"),  # 96: it might be one, so it goes
+        ("pad " + "a" * 100 + " " + "0" * 100, "pad " + "a" * 100 + " " + "0" * 100),  # no random run
     ],
 )
 def test_redact(raw: str, expected: str) -> None:
-    assert keys.redact(raw) == expected
+    assert redact(raw) == expected
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_every_encoding_is_redacted_in_place(name: str) -> None:
+    encoded = CORPUS[name]
+    mark = BARE_MARK if name.startswith("bare") else KEY_MARK
+
+    redacted = redact(f"before {encoded} after")
+
+    assert redacted == f"before {mark} after"
+    assert leaks(RAW, redacted) == []
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_holds_key_sees_every_prefixed_encoding(name: str) -> None:
+    assert holds_key("q=" + CORPUS[name]) is not name.startswith("bare")
+
+
+def test_two_keys_in_one_text_are_both_redacted() -> None:
+    other = keys.generate()
+
+    redacted = redact(f"{CORPUS['%255F twice']} and {other[len(keys.PREFIX) :]}.")
+
+    assert redacted == f"{KEY_MARK} and {BARE_MARK}."
+
+
+def test_a_cut_key_is_redacted_too() -> None:
+    assert redact("token=" + RAW[:20] + "&x=1") == "token=" + KEY_MARK + "&x=1"
+
+
+def test_the_corpus_leaks_are_seen() -> None:
+    # The check the end-to-end tests rely on finds each encoding when it is there.
+    for name, encoded in CORPUS.items():
+        assert leaks(RAW, f"x {encoded} y"), name
+    assert leaks(RAW, "nothing here") == []
 
 
 def test_clean_redacts_a_whole_key() -> None:
@@ -32,6 +81,14 @@ def test_clean_redacts_a_whole_key() -> None:
     cleaned = clean(f"my-app/1.0 ({raw})")
 
     assert cleaned == "my-app/1.0 (thot_ak_[redacted])"
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_clean_redacts_every_encoding(name: str) -> None:
+    cleaned = clean(f"my-app/1.0 ({CORPUS[name]})")
+
+    assert cleaned is not None
+    assert leaks(RAW, cleaned) == []
 
 
 def test_key_in_user_agent_is_stored_nowhere(client: TestClient, services: Services) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from thotbot import keys
+from thotbot.redaction import redact
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import SecurityEvent, utcnow
 
@@ -47,11 +47,12 @@ class SQLSecurityLog:
                 SecurityEvent(
                     account_id=account_id,
                     action=action,
-                    actor=actor,
+                    # Every text a client could have put key material in, in any encoding.
+                    actor=redact(actor),
                     key_id=key_id,
-                    detail=detail,
+                    detail=redact(detail),
                     ip_address=ip_address,
-                    user_agent=keys.redact(user_agent[:512]) if user_agent else None,
+                    user_agent=redact(user_agent[:512]) if user_agent else None,
                     created_at=utcnow(),
                 )
             )
