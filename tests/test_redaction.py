@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+from pathlib import Path
+from urllib.parse import quote
+
 import anyio
+import httpx
 import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from tests.factories import make_api_key
+from tests.livecli import deploy
 from tests.redaction_corpus import encodings, leaks
+from tests.smtp import Inbox
 from thotbot import keys
 from thotbot.redaction import BARE_MARK, KEY_MARK, holds_key, redact
 from thotbot.services import Services
@@ -118,3 +125,53 @@ def test_key_in_user_agent_is_stored_nowhere(client: TestClient, services: Servi
     assert "leaky/1.0" in dump  # the User-Agent itself was recorded...
     assert raw not in dump  # ...but never the key in it
     assert raw[len(keys.PREFIX) :][:16] not in dump
+
+
+def test_a_key_in_any_encoding_reaches_no_sink_of_a_real_server(tmp_path: Path, inbox: Inbox) -> None:
+    # The JSON log format is the same sink with other framing: tests/test_logsafe.py runs it.
+    deployment = deploy(tmp_path, {"THOTBOT_SMTP_URL": inbox.url})
+    server = deployment.server
+    try:
+        secret = deployment.create_key("the secret")
+        owner = deployment.create_key("owner")
+        owner_id = httpx.get(server.url + "/v1/me", headers={"Authorization": f"Bearer {owner}"}).json()[
+            "key"
+        ]["id"]
+        assert deployment.cli("keys", "grant", owner_id, "account:security").returncode == 0
+        bodies: list[str] = []
+        statuses: list[list[int]] = []
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            auth = {"Authorization": f"Bearer {owner}"}
+            for encoded in encodings(secret).values():
+                in_url = quote(encoded, safe="%&;=:@!$'()*+,")  # the server decodes it back to `encoded`
+                as_json = '"' + encoded + '"'  # as sent: \u escapes are JSON's own
+                agent = {"User-Agent": f"leaky/1.0 ({encoded})"}
+                responses = [
+                    http.get(f"/v1/{in_url}", headers=auth),
+                    http.delete(f"/v1/keys/{in_url}", headers=auth),
+                    http.get(f"/v1/version?q={in_url}", headers=auth),
+                    http.get(f"/v1/version?{in_url}", headers=auth),
+                    http.get("/v1/me", headers={**auth, **agent}),
+                    http.post("/v1/keys/revoke-leaked", headers=agent, content='{"keys": [' + as_json + "]}"),
+                    http.post("/v1/keys", headers={**auth, **agent}, content='{"name": ' + as_json + "}"),
+                    http.post("/v1/keys", headers={**auth, **agent}, json={"name": "from the API"}),
+                ]
+                statuses.append([r.status_code for r in responses][-4:])
+                bodies += [r.text for r in responses]
+        # A notice for each key created (two by the CLI), and one for the secret, revoked when its
+        # literal form came.
+        expected = 2 + len(encodings(secret)) + 1
+        mails = inbox.wait_for(expected, timeout=60)
+    finally:
+        assert server.stop() in (0, -signal.SIGTERM)
+
+    texts = [m.message.as_string() + m.body for m in mails]
+    sinks = {"log": server.log_text(), "database": deployment.stored(), "problems": "\n".join(bodies)}
+    sinks.update({f"mail {n}": t for n, t in enumerate(texts)})
+    assert "/v1/[redacted]" in sinks["log"]
+    assert "leaky/1.0 (thot_ak_[redacted])" in sinks["database"]
+    assert {name: leaks(secret, text) for name, text in sinks.items() if leaks(secret, text)} == {}
+    assert any("User-Agent 'leaky/1.0 (thot_ak_[redacted])'" in t for t in texts)  # the agent was quoted
+    assert len(mails) == expected
+    # The me, the revoke-leaked, a name holding a key refused, a plain name accepted.
+    assert statuses == [[200, 202, 422, 201]] * len(encodings(secret))
