@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -175,3 +177,15 @@ def test_a_key_in_any_encoding_reaches_no_sink_of_a_real_server(tmp_path: Path, 
     assert len(mails) == expected
     # The me, the revoke-leaked, a name holding a key refused, a plain name accepted.
     assert statuses == [[200, 202, 422, 201]] * len(encodings(secret))
+
+
+@pytest.mark.parametrize(
+    "hostile", ["'\\\\' * 100_000", "'%25' * 30_000 + '%'", "'&#x' + '0' * 100_000", "'a1' * 50_000"]
+)
+def test_hostile_text_is_not_a_denial_of_service(hostile: str) -> None:
+    # Backtracking made such text take minutes; a generous bound only proves "not hung". In another
+    # process: a regular expression holds the GIL, so a thread could not be given up on.
+    script = f"from thotbot.redaction import redact; redact({hostile})"
+    done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False, capture_output=True)
+
+    assert done.returncode == 0, done.stderr

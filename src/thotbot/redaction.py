@@ -32,10 +32,12 @@ BARE_MARK = "[redacted]"
 
 # A hint (``thot_ak_0123…cdef``: 4 of the 96 digits, shown on purpose) is no finding.
 _KEY = re.compile(rf"{PREFIX}(?![0-9a-f]{{4}}…)\w+|[0-9a-f]{{{HEX_DIGITS},}}", re.IGNORECASE)
+# Every repetition is bounded or cannot fail after it: a long run of backslashes or zeros costs
+# linear time (an unbounded \\+ before [uU] made 20 000 backslashes take seconds).
 _ESCAPE = re.compile(
     r"%(?:25)*(?P<pct>[0-9A-Fa-f]{2})"  # %74, %2574, %252574...
-    r"|\\+[uU](?P<uni>[0-9A-Fa-f]{4})"  # JSON \u0074, and \\u0074 from JSON inside JSON
-    r"|\\+x(?P<byte>[0-9A-Fa-f]{2})"  # \x74, as Python and C write it
+    r"|\\{1,8}[uU](?P<uni>[0-9A-Fa-f]{4})"  # JSON \u0074, and \\u0074 from JSON inside JSON
+    r"|\\{1,8}x(?P<byte>[0-9A-Fa-f]{2})"  # \x74, as Python and C write it
     r"|&#[xX]0*(?P<hexref>[0-9A-Fa-f]{1,6});?"  # &#x74;
     r"|&#0*(?P<decref>[0-9]{1,7});?"  # &#116;
     r"|&(?P<named>[A-Za-z]{2,8});"  # &lowbar; &amp;
