@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -136,14 +137,17 @@ def test_a_key_in_any_encoding_reaches_no_sink_of_a_real_server(tmp_path: Path, 
     try:
         secret = deployment.create_key("the secret")
         owner = deployment.create_key("owner")
-        owner_id = httpx.get(server.url + "/v1/me", headers={"Authorization": f"Bearer {owner}"}).json()[
-            "key"
-        ]["id"]
-        assert deployment.cli("keys", "grant", owner_id, "account:security").returncode == 0
         bodies: list[str] = []
         statuses: list[list[int]] = []
         with httpx.Client(base_url=server.url, timeout=30) as http:
             auth = {"Authorization": f"Bearer {owner}"}
+            owner_id = http.get("/v1/me", headers=auth).json()["key"]["id"]
+            assert deployment.cli("keys", "grant", owner_id, "account:security").returncode == 0
+            # The server honours a grant within a second: an empty body is 422 once it does (403 before).
+            deadline = time.monotonic() + 30
+            while http.post("/v1/keys", headers=auth, json={}).status_code == 403:
+                assert time.monotonic() < deadline, "the grant was not honoured"
+                time.sleep(0.1)
             for encoded in encodings(secret).values():
                 in_url = quote(encoded, safe="%&;=:@!$'()*+,")  # the server decodes it back to `encoded`
                 as_json = '"' + encoded + '"'  # as sent: \u escapes are JSON's own
