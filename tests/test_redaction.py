@@ -20,7 +20,7 @@ from tests.livecli import deploy
 from tests.redaction_corpus import encodings, leaks
 from tests.smtp import Inbox
 from thotbot import keys
-from thotbot.redaction import BARE_MARK, KEY_MARK, holds_key, redact
+from thotbot.redaction import BARE_MARK, KEY_MARK, holds_key, redact, redact_cut
 from thotbot.services import Services
 from thotbot.useragents import clean
 
@@ -193,3 +193,14 @@ def test_hostile_text_is_not_a_denial_of_service(hostile: str) -> None:
     done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False, capture_output=True)
 
     assert done.returncode == 0, done.stderr
+
+
+def test_a_secret_across_the_cut_is_redacted_whole_not_halved() -> None:
+    secret = keys.generate()[len(keys.PREFIX) :]
+    agent = "a" * 480 + " " + secret + " tail"  # the secret spans the 512th character
+
+    cleaned = clean(agent)
+
+    assert cleaned == "a" * 480 + " " + BARE_MARK + " tail"
+    assert redact_cut(agent, 490) == "a" * 480 + " " + BARE_MARK[:9]
+    assert secret[:16] not in redact_cut(agent, 490)

@@ -15,6 +15,7 @@ from typing import TypedDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot.mail import Mailer
+from thotbot.redaction import redact_cut
 from thotbot.storage import KeyRecord, UserStore
 from thotbot.storage.models import utcnow
 
@@ -200,6 +201,6 @@ class Notifier:
 
 def _origin(actor: Actor) -> str:
     # repr() quotes the User-Agent and escapes any control character in it; it is the sender's text.
-    agent = actor.user_agent and f"User-Agent {actor.user_agent[:200]!r}"
+    agent = actor.user_agent and f"User-Agent {redact_cut(actor.user_agent, 200)!r}"
     parts = [p for p in (actor.ip_address, agent) if p]
     return ", from " + ", ".join(parts) if parts else ""

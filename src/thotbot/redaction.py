@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import re
 
-from thotbot.keys import HEX_DIGITS, PREFIX
+from thotbot.keys import HEX_DIGITS, KEY_LENGTH, PREFIX
 
-__all__ = ["BARE_MARK", "KEY_MARK", "holds_key", "redact"]
+__all__ = ["BARE_MARK", "KEY_MARK", "holds_key", "redact", "redact_cut"]
 
 KEY_MARK = PREFIX + "[redacted]"
 BARE_MARK = "[redacted]"
@@ -61,6 +61,14 @@ def redact(text: str) -> str:
         position = end
     parts.append(text[position:])
     return "".join(parts)
+
+
+def redact_cut(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, redacted before the cut.
+
+    Cut first, a 96-hex secret across the limit would keep its first digits, too few to be found.
+    """
+    return redact(text[: limit + KEY_LENGTH])[:limit]
 
 
 def holds_key(text: str) -> bool:

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 import ua_parser
 
-from thotbot.redaction import redact as redact_keys
+from thotbot.redaction import redact_cut
 
 __all__ = [
     "MAX_LENGTH",
@@ -133,7 +133,7 @@ def clean(user_agent: str | None) -> str | None:
     """Cut a User-Agent to MAX_LENGTH, redact anything key-shaped, replace control characters."""
     if user_agent is None:
         return None
-    text = redact_keys(user_agent[:MAX_LENGTH].strip())
+    text = redact_cut(user_agent.strip(), MAX_LENGTH)
     if not text.isprintable():  # a quick test first: almost every User-Agent is
         text = _CONTROL.sub("\ufffd", text)
     return text or None

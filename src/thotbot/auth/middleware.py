@@ -43,7 +43,8 @@ __all__ = ["PUBLIC_ENDPOINTS", "SESSION_COOKIE", "APIKeyGuard"]
 SESSION_COOKIE = "thotbot_session"
 #: (method, path) pairs under /v1 that need no key.
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
-_MAX_UA = 512
+# Longer than the 512 characters kept: a key across that limit is redacted whole before the cut.
+_MAX_UA = 512 + keys.KEY_LENGTH
 
 
 class APIKeyGuard:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from thotbot.redaction import redact
+from thotbot.redaction import redact, redact_cut
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import SecurityEvent, utcnow
 
@@ -52,7 +52,7 @@ class SQLSecurityLog:
                     key_id=key_id,
                     detail=redact(detail),
                     ip_address=ip_address,
-                    user_agent=redact(user_agent[:512]) if user_agent else None,
+                    user_agent=redact_cut(user_agent, 512) if user_agent else None,
                     created_at=utcnow(),
                 )
             )
