@@ -7,8 +7,10 @@ import logging
 import anyio
 import pytest
 
+from tests.redaction_corpus import leaks
 from tests.services import free_port
 from tests.smtp import Inbox
+from thotbot import keys
 from thotbot.mail import Mailer, from_address
 
 PUBLIC_URL = "https://thotbot.example"
@@ -164,3 +166,22 @@ def test_repr_never_shows_the_smtp_password() -> None:
 
     assert "s3cret-pass" not in repr(mailer)
     assert "127.0.0.1" in repr(mailer)
+
+
+def test_key_material_is_redacted_from_subject_and_body_sent_or_logged(
+    inbox: Inbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = keys.generate()
+    body = f"From User-Agent 'x/1.0 ({raw})', or thot%255Fak_{raw[len(keys.PREFIX) :]}.\n"
+    caplog.set_level(logging.INFO, logger="thotbot.mail")
+
+    sender = _mailer(inbox.url)
+    sender.send("someone@example.com", f"[Thotbot] {raw}", body)
+    assert sender.flush(30)
+    _mailer(None).send("someone@example.com", f"[Thotbot] {raw}", body)
+
+    [received] = inbox.wait_for(1)
+    logged = caplog.records[-1].getMessage()
+    for text in (received.message.as_string() + received.body, logged):
+        assert "x/1.0 (thot_ak_[redacted])', or thot_ak_[redacted]." in text
+        assert leaks(raw, text) == []

@@ -7,17 +7,21 @@ second and at shutdown. `thotbot serve` writes straight to stderr (``write=write
 AccessLog without ``write`` hands each line to the ``thotbot.access`` logger instead, for embedding
 and tests. Lines keep the format of the other logs (THOTBOT_LOG_FORMAT) and the
 logger name ``thotbot.access``. A query string is never recorded: it is where a misplaced key
-would be.
+would be. Every client-controlled field is redacted (``redaction.redact``: key material in any
+encoding) and, in the text format, escaped (``logsafe.field``), so one request is one line; that
+work happens here, in the batch, not on the request path.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+from thotbot.logsafe import field, json_line
+from thotbot.redaction import redact
 
 __all__ = ["AccessLog", "write_stderr"]
 
@@ -73,9 +77,9 @@ class AccessLog:
         if not self._json:
             return self._line(at, "INFO", _message(entry), {})
         fields = {
-            "client": address,
-            "method": method,
-            "path": path,
+            "client": redact(address),
+            "method": redact(method),
+            "path": redact(path),
             "status": status,
             "key_id": None if key_id == "-" else key_id,
             "duration_ms": round(duration * 1000, 1),
@@ -91,13 +95,13 @@ class AccessLog:
                 "message": message,
                 **fields,
             }
-            return json.dumps(entry, ensure_ascii=False) + "\n"
+            return json_line(entry) + "\n"
         return f"{_asctime(at)} {level} {LOGGER}: {message}\n"
 
 
 def _message(entry: _Entry) -> str:
     _, address, method, path, status, key_id, duration = entry
-    return f'{address} "{method} {path}" {status} {key_id} {duration * 1000:.1f}ms'
+    return f'{field(address)} "{field(method)} {field(path)}" {status} {key_id} {duration * 1000:.1f}ms'
 
 
 def write_stderr(text: str) -> None:

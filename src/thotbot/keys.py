@@ -21,7 +21,6 @@ __all__ = [
     "hint",
     "looks_like_key",
     "parse",
-    "redact",
     "verify_hash",
 ]
 
@@ -29,7 +28,6 @@ PREFIX = "thot_ak_"
 HEX_DIGITS = 96  # 384 bits
 KEY_LENGTH = len(PREFIX) + HEX_DIGITS
 _KEY_RE = re.compile(r"thot_ak_[0-9a-f]{96}")
-_KEYISH_RE = re.compile(r"thot_ak_\w*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +73,6 @@ def hint(raw: str) -> str:
     return f"{PREFIX}{body[:4]}…{body[-4:]}"
 
 
-def redact(text: str) -> str:
-    """Replace anything key-shaped in free text (a User-Agent, say) before it is stored or shown."""
-    if PREFIX not in text.lower():
-        return text
-    return _KEYISH_RE.sub(PREFIX + "[redacted]", text)
-
-
 def looks_like_key(value: str) -> bool:
-    """True for anything that starts like a key, in any case: it must not travel in a URL."""
+    """True for anything that starts like a key, in any case; ``redaction.holds_key`` also decodes."""
     return PREFIX in value.lower()

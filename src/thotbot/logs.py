@@ -1,13 +1,30 @@
-"""Logging set-up: one line a record, as text or JSON (THOTBOT_LOG_FORMAT)."""
+"""Logging set-up: one record a line (or a first line and indented ones), as text or JSON.
+
+Whatever a record holds, both formatters write it through ``logsafe``: key material in any
+encoding is redacted and control characters are escaped, so neither a misplaced key nor a forged
+line reaches the log through a message, its arguments or a traceback.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["JSONFormatter", "configure_logging"]
+from thotbot.logsafe import json_line, record_text
+from thotbot.redaction import redact
+
+__all__ = ["TEXT_FORMAT", "JSONFormatter", "TextFormatter", "configure_logging"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, fmt: str = TEXT_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return record_text(super().format(record))
 
 
 class JSONFormatter(logging.Formatter):
@@ -16,19 +33,16 @@ class JSONFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json_line(entry)
 
 
 def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JSONFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JSONFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

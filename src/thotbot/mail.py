@@ -4,7 +4,8 @@
 to one background thread that delivers them with smtplib and retries failures (after 2 s, 10 s,
 then 60 s); a message still undelivered after the last try, or at process exit, is logged in
 full at ERROR. Without one, each message is logged in full at INFO on the ``thotbot.mail``
-logger. Either way nothing is lost silently.
+logger. Either way nothing is lost silently. Subject and body are redacted first
+(``redaction.redact``), and the log's formatters escape control characters.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from email.utils import formatdate, make_msgid
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from thotbot.config import Settings
+from thotbot.logs import TextFormatter
+from thotbot.redaction import redact
 
 __all__ = ["RETRY_DELAYS", "Mailer", "from_address", "show_mail_log"]
 
@@ -56,7 +59,7 @@ def show_mail_log() -> None:
     if logging.getLogger().handlers or log.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(TextFormatter("%(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
 
@@ -109,6 +112,9 @@ class Mailer:
 
     def send(self, to: str, subject: str, body: str) -> None:
         """Queue one plain-text message; returns at once and never raises for a delivery problem."""
+        # A notice quotes what a client sent (a key's name, a User-Agent): key material in it is
+        # redacted here, so neither the mail nor its copy in the log carries it.
+        subject, body = redact(subject), redact(body)
         try:
             message = self._compose(to, subject, body)
         except (ValueError, TypeError) as exc:

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 import ua_parser
 
-from thotbot import keys
+from thotbot.redaction import redact_cut
 
 __all__ = [
     "MAX_LENGTH",
@@ -103,8 +103,9 @@ _EMAIL = re.compile(r"[\w.+%-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*", re.A
 _URL = re.compile(r"https?://[^\s;,()<>\"']+", re.ASCII | re.IGNORECASE)
 _VERSION_ONLY = re.compile(r"[vV]?\d[\w.+-]*")
 _LETTER = re.compile(r"[A-Za-z]")
-# Control characters, and lone surrogates (which no database encoding accepts).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+# Control characters (C0, DEL, C1: a raw header byte 0x85 or 0x9b arrives as one), and lone
+# surrogates (which no database encoding accepts).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _TRIM = ";,:'\"-"
 #: What a description shown to people (in a mail) may hold of the sender's text: no markup, no quotes.
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9 ._+-]")
@@ -136,7 +137,7 @@ def clean(user_agent: str | None) -> str | None:
     """Cut a User-Agent to MAX_LENGTH, redact anything key-shaped, replace control characters."""
     if user_agent is None:
         return None
-    text = keys.redact(user_agent[:MAX_LENGTH].strip())
+    text = redact_cut(user_agent.strip(), MAX_LENGTH)
     if not text.isprintable():  # a quick test first: almost every User-Agent is
         text = _CONTROL.sub("\ufffd", text)
     return text or None

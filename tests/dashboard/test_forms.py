@@ -88,6 +88,15 @@ class TestNewKey:
 
         assert list(exc_info.value.errors) == ["name"]
 
+    @pytest.mark.parametrize("name", ["ci thot_ak_0123abcd", "ci " + "0123456789abcdef" * 6, "thot%255Fak_1"])
+    def test_a_name_holding_a_key_is_refused_without_echoing_it(self, name: str) -> None:
+        # A name travels in mail and logs; a key pasted into it, in any encoding, must not.
+        with pytest.raises(FormInvalid) as exc_info:
+            parse_new_key({"name": name, "expiry": "30"}, NOW)
+
+        assert "API key" in exc_info.value.errors["name"]
+        assert name not in exc_info.value.errors["name"]
+
     def test_fields_that_are_files_count_as_missing(self) -> None:
         with pytest.raises(FormInvalid) as exc_info:
             parse_new_key({"name": object(), "expiry": "30", "access": "full"}, NOW)

@@ -18,6 +18,7 @@ from thotbot.errors import (
     ThotbotError,
     ValidationFailed,
 )
+from thotbot.redaction import redact
 
 __all__ = [
     "NO_STORE",
@@ -51,15 +52,17 @@ class _ContentTooLarge(ThotbotError):
 
 
 def problem_parts(exc: ThotbotError, instance: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    # The instance is the request path and a detail may quote the request (a key id from the
+    # path): whatever a client sent, key material in it never comes back in a problem.
     body: dict[str, object] = {
         "type": exc.type_uri,
         "title": exc.title,
         "status": exc.status,
-        "detail": exc.detail,
+        "detail": redact(exc.detail),
         "code": exc.code,
-        "instance": instance,
+        "instance": redact(instance),
     }
-    body.update({k: v for k, v in exc.extra.items() if k not in body})
+    body.update({k: redact(v) if isinstance(v, str) else v for k, v in exc.extra.items() if k not in body})
     headers = [(b"content-type", _PROBLEM_TYPE)]
     if isinstance(exc, AuthenticationError):
         challenge = f'{REALM}, error="{exc.bearer_error}", error_description="{exc.title}"'

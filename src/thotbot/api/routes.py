@@ -20,6 +20,7 @@ from thotbot.dates import parse_expiry
 from thotbot.errors import EmailNotVerified, MalformedAPIKey, NotFound, RestrictedEndpoint, ValidationFailed
 from thotbot.identity import Identity, Permission, permits
 from thotbot.notifications import Actor
+from thotbot.redaction import holds_key, redact
 from thotbot.services import Services
 from thotbot.storage.models import utcnow
 
@@ -175,6 +176,9 @@ async def create_key(request: Request) -> Response:
     name = required_str(body, "name", max_length=100)
     if not name.isprintable():
         raise ValidationFailed("'name' must not contain control characters.", field="name")
+    if holds_key(name) or redact(name) != name:
+        # It would travel in mail and logs; the detail does not echo it.
+        raise ValidationFailed("'name' must not contain an API key.", field="name")
     now = utcnow()
     expires_at = parse_expiry(body.get("expires_at"), now)
     read_only = body.get("read_only", False)

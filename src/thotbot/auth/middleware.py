@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from urllib.parse import unquote_plus
 
 import anyio.to_thread
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +37,7 @@ from thotbot.errors import (
 )
 from thotbot.identity import READ_METHODS, is_restricted
 from thotbot.ratelimit import RateLimiter
+from thotbot.redaction import holds_key
 from thotbot.storage import KeyStore
 from thotbot.usage import UsageRecorder, user_agent_notice
 
@@ -45,7 +45,8 @@ __all__ = ["PUBLIC_ENDPOINTS", "SESSION_COOKIE", "APIKeyGuard"]
 
 #: (method, path) pairs under /v1 that need no key.
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
-_MAX_UA = 512
+# Longer than the 512 characters kept: a key across that limit is redacted whole before the cut.
+_MAX_UA = 512 + keys.KEY_LENGTH
 
 
 class APIKeyGuard:
@@ -87,7 +88,8 @@ class APIKeyGuard:
 
         path: str = scope["path"]
         method: str = scope["method"]
-        key_in_path = keys.looks_like_key(path)
+        # Cheap unless the path holds %, & or a backslash: then every encoding is decoded.
+        key_in_path = holds_key(path)
         if key_in_path:
             # Never echoed in a problem's instance nor written to the access log.
             path = "/v1/[redacted]"
@@ -242,7 +244,8 @@ def _has_session_cookie(cookie: bytes) -> bool:
 
 
 def _refuse_key_in_query(query_string: bytes) -> None:
-    if query_string and keys.looks_like_key(unquote_plus(query_string.decode("latin-1"))):
+    # The raw query: holds_key decodes percent-encoding at every depth, and other escapes.
+    if query_string and holds_key(query_string.decode("latin-1")):
         raise APIKeyInURL
 
 

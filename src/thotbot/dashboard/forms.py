@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from thotbot.accounts import MAX_PASSWORD_LENGTH, check_new_password, normalize_email
 from thotbot.errors import ValidationFailed
+from thotbot.redaction import holds_key, redact
 
 __all__ = [
     "EXPIRY_CHOICES",
@@ -198,6 +199,8 @@ def _name(form: Mapping[str, object], errors: dict[str, str]) -> str:
         errors["name"] = f"Use at most {MAX_NAME} characters."
     elif _CONTROL.search(name):
         errors["name"] = "The name cannot hold control characters."
+    elif holds_key(name) or redact(name) != name:
+        errors["name"] = "The name cannot hold an API key: it is shown in mail and logs."
     return name
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from thotbot.errors import Conflict, ValidationFailed
+from thotbot.redaction import redact_cut
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import Account, EmailChange, SecurityEvent, utcnow
 
@@ -161,7 +162,7 @@ class SQLEmailChangeStore:
                     actor=actor,
                     detail=f"email changed from {applied.old_email} to {applied.new_email}",
                     ip_address=ip_address,
-                    user_agent=user_agent[:512] if user_agent else None,
+                    user_agent=redact_cut(user_agent, 512) if user_agent else None,
                     created_at=now,
                 )
             )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from thotbot import keys
+from thotbot.redaction import redact, redact_cut
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import SecurityEvent, utcnow
 
@@ -104,11 +104,12 @@ class SQLSecurityLog:
         event = SecurityEvent(
             account_id=account_id,
             action=action,
-            actor=actor,
+            # Every text a client could have put key material in, in any encoding.
+            actor=redact(actor),
             key_id=key_id,
-            detail=detail,
+            detail=redact(detail),
             ip_address=ip_address,
-            user_agent=keys.redact(user_agent[:512]) if user_agent else None,
+            user_agent=redact_cut(user_agent, 512) if user_agent else None,
             created_at=now or utcnow(),
             count=1,
         )

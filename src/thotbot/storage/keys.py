@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from thotbot import keys
 from thotbot.errors import NotFound
+from thotbot.redaction import redact
 from thotbot.storage import KeyRecord, KeyUsage
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import Account, APIKey, KeyEvent, utcnow
@@ -82,7 +83,8 @@ class SQLKeyStore:
         row = APIKey(
             id=new_key_id(),
             account_id=account_id,
-            name=name,
+            # The API and the dashboard refuse such a name; this keeps every other caller honest.
+            name=redact(name),
             key_hash=keys.hash_key(raw),
             hint=keys.hint(raw),
             read_only=read_only,
@@ -196,7 +198,7 @@ class SQLKeyStore:
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
-            row.name = name
+            row.name = redact(name)
             session.add(KeyEvent(key_id=key_id))
             record = to_record(row)
         self._changed([key_id])

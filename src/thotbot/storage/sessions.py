@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from thotbot import keys
+from thotbot.redaction import redact_cut
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import UsedFormToken, WebSession, utcnow
 
@@ -116,7 +116,7 @@ class SQLSessionStore:
             idle_expires_at=now + min(idle, absolute),
             expires_at=now + absolute,
             ip_address=ip_address,
-            user_agent=keys.redact(user_agent[:_MAX_UA]) if user_agent else None,
+            user_agent=redact_cut(user_agent, _MAX_UA) if user_agent else None,
             flash=flash,
             passkey_id=passkey_id,
         )
@@ -149,7 +149,7 @@ class SQLSessionStore:
             if row.idle_expires_at <= now or row.expires_at <= now:
                 session.delete(row)
                 return None
-            ua = keys.redact(user_agent[:_MAX_UA]) if user_agent else None
+            ua = redact_cut(user_agent, _MAX_UA) if user_agent else None
             if now - row.last_seen_at >= self.policy.touch_every or (row.ip_address, row.user_agent) != (
                 ip_address,
                 ua,

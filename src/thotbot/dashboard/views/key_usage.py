@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 from markupsafe import Markup
 
-from thotbot import keys
+from thotbot import redaction
 from thotbot.dashboard.web import Visit, run
 from thotbot.storage import KeyRecord
 from thotbot.storage.models import utcnow
@@ -37,7 +37,7 @@ _CLASS_HINTS = {
 def redact(text: str | None) -> str | None:
     # Stored User-Agents are redacted already (useragents.clean); rows written before that was so
     # are redacted here, so a client that put its key in its User-Agent never sees it on a page.
-    return keys.redact(text) if text else text
+    return redaction.redact(text) if text else text
 
 
 def _plural(count: int, noun: str) -> str:
