@@ -130,7 +130,7 @@ def test_a_real_server_writes_one_line_a_request_and_no_control_character(
         # serve's start-up banner is plain text; every record, and every client's text, is JSON.
         records = [json.loads(line) for line in lines if line.startswith("{")]
         assert [line for line in lines if "forge" in line and not line.startswith("{")] == []
-        assert any("forger/1.0" in r["message"] for r in records)
+        assert any("using forger 1.0" in r["message"] for r in records)  # the mail log, described
     else:
         record = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+: ")
         # A client's text is only ever inside a record's line or a continuation of it, never at
