@@ -298,6 +298,8 @@ async def render(
         "flash": notice,
         "now": utcnow(),
         "public_url": visit.services.settings.public_url,
+        # Without THOTBOT_SMTP_URL mail is written to the server's log: pages that promise a mail say so.
+        "mail_to_log": visit.services.settings.smtp_url is None,
         "errors": {},
         "values": {},
     }
