@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,28 @@ def _postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated once per run; each test gets a copy instead of migrating anew."""
+    path = tmp_path_factory.mktemp("template") / "thotbot.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        # Everything into the main file, so that copying the file alone copies the database.
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database: a fresh SQLite file, or the run's PostgreSQL database emptied."""
+    """A migrated, empty database: a copy of the migrated SQLite template, or the run's PostgreSQL
+    database (migrated once per run) emptied after the test."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'var' / 'thotbot.db'}"
+        target = tmp_path / "var" / "thotbot.db"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), target)
+        yield f"sqlite:///{target}"
         return
     url: str = request.getfixturevalue("_postgres_url")
     yield url
@@ -73,8 +91,8 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
+    # database_url is migrated already: a copy of the template, or the run's PostgreSQL database.
     services = build_services(settings)
-    upgrade(services.engine)
     yield services
     services.engine.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from datetime import datetime
 
@@ -15,7 +16,14 @@ _counter = itertools.count(1)
 
 def make_user(services: Services, email: str | None = None, *, password: str = PASSWORD) -> AccountRecord:
     email = email or f"user{next(_counter)}@example.com"
-    return services.users.create(email, hash_password(password))
+    return services.users.create(email, _password_hash(password))
+
+
+@functools.cache
+def _password_hash(password: str) -> str:
+    # Argon2 takes a tenth of a second on purpose; one hash (its salt included) serves every account
+    # a test makes with the same password, and verifies like any other.
+    return hash_password(password)
 
 
 def make_api_key(

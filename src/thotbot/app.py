@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -164,10 +165,18 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
     return ThotbotApp(api, web, services, settings.proxies)
 
 
+@functools.cache
+def _openapi_documents() -> tuple[str, str]:
+    """The description as YAML and JSON, rendered once a process: PyYAML takes about half a second."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    text_ = files("thotbot").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    spec = yaml.load(text_, Loader=loader)  # noqa: S506 - a safe loader, C or pure Python
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(spec, Dumper=dumper, sort_keys=False, allow_unicode=True), json.dumps(spec)
+
+
 def _service_routes(services: Services) -> list[BaseRoute]:
-    spec = yaml.safe_load(files("thotbot").joinpath("openapi.yaml").read_text(encoding="utf-8"))
-    spec_yaml = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True)
-    spec_json = json.dumps(spec)
+    spec_yaml, spec_json = _openapi_documents()
 
     async def healthz(request: Request) -> Response:
         try:
