@@ -64,15 +64,21 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def sqlite_url(_sqlite_template: Path, tmp_path: Path) -> str:
+    """A migrated, empty SQLite database of this test's own: a copy of the template."""
+    target = tmp_path / "var" / "thotbot.db"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database: a copy of the migrated SQLite template, or the run's PostgreSQL
     database (migrated once per run) emptied after the test."""
     if request.param == "sqlite":
-        target = tmp_path / "var" / "thotbot.db"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(request.getfixturevalue("_sqlite_template"), target)
-        yield f"sqlite:///{target}"
+        yield request.getfixturevalue("sqlite_url")
         return
     url: str = request.getfixturevalue("_postgres_url")
     yield url

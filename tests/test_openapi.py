@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -162,9 +161,9 @@ def test_an_oversized_body_gets_the_documented_413(client: TestClient, chunked: 
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(sqlite_url: str) -> Settings:
     return load_settings(
-        database_url=f"sqlite:///{tmp_path / 'var' / 'thotbot.db'}",
+        database_url=sqlite_url,
         rate_limit="100000/minute",
         anon_rate_limit="100000/minute",
     )
