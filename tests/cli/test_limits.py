@@ -10,11 +10,12 @@ from thotbot.cli._limits import HEAD_BYTES, LINE_BYTES, ConnectionLimits, defaul
 @pytest.mark.parametrize(
     ("soft_limit", "expected"),
     [
-        (256, 192),  # `ulimit -n 256`: 64 descriptors stay free
+        (256, 128),  # `ulimit -n 256`: 128 descriptors stay free
         (1024, 768),  # the common default: a quarter stays free
         (20_000, 10_000),  # capped
         (resource.RLIM_INFINITY, 10_000),
         (40, 16),  # absurdly low: still a few
+        (600, 450),  # a quarter, once it is more than 128
     ],
 )
 def test_default_max_connections_leaves_room_for_other_files(soft_limit: int, expected: int) -> None:

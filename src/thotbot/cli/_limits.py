@@ -14,8 +14,10 @@ LINE_BYTES = 16 * 1024
 
 # File descriptors a worker needs besides its clients: the database and Redis pools, log files,
 # SQLite's journal, the event loop, the listening socket, the thread pool's work. Generous, because
-# running out makes accept() fail and every new client wait, which is what the bound is there to stop.
-_RESERVED_FDS = 64
+# running out makes accept() fail and every new client wait, which is what the bound is there to stop;
+# worse, libuv then accepts and at once closes a waiting connection (its EMFILE trick), so a client
+# is reset. 64 proved too few under load: SQLite alone holds two or three per pooled connection.
+_RESERVED_FDS = 128
 _MAX_CONNECTIONS = 10_000
 
 
