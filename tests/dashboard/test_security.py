@@ -101,6 +101,14 @@ def _json(client: TestClient, path: str, body: dict[str, object] | None = None, 
     return client.post(path, json=body or {}, headers={"X-CSRF-Token": token})
 
 
+def _sign_in_with_passkey(browser: TestClient, authenticator: SoftAuthenticator) -> Any:
+    """The sign-in page's passkey button: a ceremony, answered by this authenticator."""
+    login = browser.get("/login").text
+    ceremony = _json(browser, "/login/passkey/options", page=login).json()
+    body = {"challenge_id": ceremony["challenge_id"], "credential": authenticator.get(ceremony["options"])}
+    return _json(browser, "/login/passkey", body, page=login)
+
+
 def _add_passkey(client: TestClient, authenticator: SoftAuthenticator, name: str = "Laptop") -> Any:
     options = _json(client, "/dashboard/security/passkeys/options")
     assert options.status_code == 200, options.text
@@ -438,14 +446,7 @@ def test_sign_in_with_a_passkey_alone(client_factory: ClientFactory, services: S
         [passkey_id] = _passkey_ids(page)
         _post(browser, f"/dashboard/security/passkeys/{passkey_id}/remove")
     with client_factory() as browser:
-        login = browser.get("/login").text
-        ceremony = _json(browser, "/login/passkey/options", page=login).json()
-        refused = _json(
-            browser,
-            "/login/passkey",
-            {"challenge_id": ceremony["challenge_id"], "credential": authenticator.get(ceremony["options"])},
-            page=login,
-        )
+        refused = _sign_in_with_passkey(browser, authenticator)
 
         assert refused.status_code == 422
         assert refused.json()["code"] == "validation_error"
@@ -463,14 +464,7 @@ def test_a_disabled_account_cannot_sign_in_with_its_passkey(
     services.account_recovery.disable("gone@example.com")
 
     with client_factory() as browser:
-        login = browser.get("/login").text
-        ceremony = _json(browser, "/login/passkey/options", page=login).json()
-        refused = _json(
-            browser,
-            "/login/passkey",
-            {"challenge_id": ceremony["challenge_id"], "credential": authenticator.get(ceremony["options"])},
-            page=login,
-        )
+        refused = _sign_in_with_passkey(browser, authenticator)
 
         assert refused.status_code == 403
         assert refused.json()["code"] == "account_disabled"

@@ -40,8 +40,10 @@ __all__ = [
     "flash",
     "json_error",
     "json_response",
+    "link_confirm_page",
     "load_visit",
     "login_url",
+    "plausible_token",
     "read_form",
     "read_json",
     "redirect",
@@ -324,6 +326,28 @@ def redirect(visit: Visit | None, url: str) -> Response:
     if visit is not None:
         _apply_cookie(response, visit)
     return response
+
+
+#: Longer than any token a mailed link carries (43 characters); anything longer is not ours.
+MAX_TOKEN = 128
+
+
+def plausible_token(token: object) -> bool:
+    """Whether a mailed link's token is worth a database lookup: short, printable ASCII."""
+    return isinstance(token, str) and 0 < len(token) <= MAX_TOKEN and token.isascii() and token.isprintable()
+
+
+async def link_confirm_page(request: Request, template: str) -> Response:
+    """The page a mailed single-use link opens: a Confirm button that posts the token.
+
+    Mail scanners and link previews fetch links on their own; a GET that applied the change would
+    spend the link before its owner clicked it.
+    """
+    visit = await ensure_session(request)
+    token = request.query_params.get("token", "")
+    if not plausible_token(token):
+        return await render(request, visit, template, {"state": "invalid", "token": ""}, 400)
+    return await render(request, visit, template, {"state": "confirm", "token": token})
 
 
 def login_url(next_path: str | None) -> str:

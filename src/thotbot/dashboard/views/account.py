@@ -9,7 +9,16 @@ from thotbot.account_security import WrongPassword
 from thotbot.dashboard.forms import FormInvalid, parse_email_change, parse_password_change
 from thotbot.dashboard.sudo import require_fresh
 from thotbot.dashboard.views.security import security_page
-from thotbot.dashboard.web import ensure_session, flash, read_form, redirect, render, require_account, run
+from thotbot.dashboard.web import (
+    flash,
+    link_confirm_page,
+    plausible_token,
+    read_form,
+    redirect,
+    render,
+    require_account,
+    run,
+)
 from thotbot.errors import Conflict, RateLimited, ValidationFailed
 from thotbot.storage.email_changes import EmailChangeTokenInvalid
 
@@ -20,8 +29,6 @@ __all__ = [
     "verify_email_confirm",
     "verify_email_form",
 ]
-
-MAX_TOKEN = 128
 
 
 async def change_email(request: Request) -> Response:
@@ -126,22 +133,14 @@ async def _password_error(request: Request, field: str, message: str, status: in
 
 
 async def verify_email_form(request: Request) -> Response:
-    """The link in the mail opens this page; only its button changes anything.
-
-    Mail scanners and link previews fetch links on their own; a GET that applied the change would
-    spend the link before its owner clicked it.
-    """
-    visit = await ensure_session(request)
-    token = request.query_params.get("token", "")
-    if not _plausible(token):
-        return await render(request, visit, "verify_email.html", {"state": "invalid", "token": ""}, 400)
-    return await render(request, visit, "verify_email.html", {"state": "confirm", "token": token})
+    """The link in the mail opens this page; only its button changes anything."""
+    return await link_confirm_page(request, "verify_email.html")
 
 
 async def verify_email_confirm(request: Request) -> Response:
     visit, form = await read_form(request)
     token = form.get("token")
-    if not isinstance(token, str) or not _plausible(token):
+    if not isinstance(token, str) or not plausible_token(token):
         return await render(request, visit, "verify_email.html", {"state": "invalid", "token": ""}, 400)
     actor = visit.as_actor()
     security = visit.services.account_security
@@ -163,7 +162,3 @@ async def verify_email_confirm(request: Request) -> Response:
         target = "/dashboard"
     await flash(visit, message)
     return redirect(visit, target)
-
-
-def _plausible(token: str) -> bool:
-    return 0 < len(token) <= MAX_TOKEN and token.isascii() and token.isprintable()

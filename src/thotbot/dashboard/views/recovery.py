@@ -15,6 +15,8 @@ from thotbot.dashboard.web import (
     Visit,
     ensure_session,
     flash,
+    link_confirm_page,
+    plausible_token,
     read_form,
     redirect,
     render,
@@ -39,11 +41,6 @@ __all__ = [
 #: (and so any Referer, history entry or screenshot of the page) at once.
 RESET_COOKIE = "thotbot_reset"
 RESET_PATH = "/reset-password"
-MAX_TOKEN = 128
-
-
-def _plausible(token: object) -> bool:
-    return isinstance(token, str) and 0 < len(token) <= MAX_TOKEN and token.isascii() and token.isprintable()
 
 
 def _actor(visit: Visit) -> Actor:
@@ -57,17 +54,13 @@ def _actor(visit: Visit) -> Actor:
 
 
 async def verify_account_form(request: Request) -> Response:
-    visit = await ensure_session(request)
-    token = request.query_params.get("token", "")
-    if not _plausible(token):
-        return await render(request, visit, "verify_account.html", {"state": "invalid", "token": ""}, 400)
-    return await render(request, visit, "verify_account.html", {"state": "confirm", "token": token})
+    return await link_confirm_page(request, "verify_account.html")
 
 
 async def verify_account_confirm(request: Request) -> Response:
     visit, form = await read_form(request)
     token = form.get("token")
-    if not isinstance(token, str) or not _plausible(token):
+    if not isinstance(token, str) or not plausible_token(token):
         return await render(request, visit, "verify_account.html", {"state": "invalid", "token": ""}, 400)
     recovery, actor = visit.services.account_recovery, _actor(visit)
     try:
@@ -138,7 +131,7 @@ async def reset_password_form(request: Request) -> Response:
     visit = await ensure_session(request)
     token = request.query_params.get("token")
     if token is not None:
-        if not _plausible(token):
+        if not plausible_token(token):
             return await _reset_invalid(request, visit)
         # Move the token out of the address bar: into a cookie only this page receives.
         response = redirect(visit, RESET_PATH)
@@ -153,7 +146,7 @@ async def reset_password_form(request: Request) -> Response:
 async def reset_password_submit(request: Request) -> Response:
     visit, form = await read_form(request)
     token = request.cookies.get(RESET_COOKIE, "")
-    if not _plausible(token):
+    if not plausible_token(token):
         return await _reset_invalid(request, visit)
     recovery, actor = visit.services.account_recovery, _actor(visit)
     try:
@@ -180,7 +173,7 @@ async def reset_password_submit(request: Request) -> Response:
 
 async def _reset_account(request: Request, visit: Visit) -> str | None:
     token = request.cookies.get(RESET_COOKIE, "")
-    if not _plausible(token):
+    if not plausible_token(token):
         return None
     return await run(lambda: _email_for(visit, token))
 
