@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -332,7 +332,7 @@ def redirect(visit: Visit | None, url: str) -> Response:
 MAX_TOKEN = 128
 
 
-def plausible_token(token: object) -> bool:
+def plausible_token(token: object) -> TypeGuard[str]:
     """Whether a mailed link's token is worth a database lookup: short, printable ASCII."""
     return isinstance(token, str) and 0 < len(token) <= MAX_TOKEN and token.isascii() and token.isprintable()
 

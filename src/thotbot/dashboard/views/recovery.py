@@ -60,7 +60,7 @@ async def verify_account_form(request: Request) -> Response:
 async def verify_account_confirm(request: Request) -> Response:
     visit, form = await read_form(request)
     token = form.get("token")
-    if not isinstance(token, str) or not plausible_token(token):
+    if not plausible_token(token):
         return await render(request, visit, "verify_account.html", {"state": "invalid", "token": ""}, 400)
     recovery, actor = visit.services.account_recovery, _actor(visit)
     try:
