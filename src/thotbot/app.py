@@ -207,8 +207,11 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
+        # Where the key changes stand, read before the first request: then nothing is cached before
+        # the poller knows its place, and it has no cause to empty the cache under a live request.
+        start = await _latest_change(services)
         tasks = [
-            asyncio.create_task(_poll_key_changes(services, stop), name="thotbot-key-poller"),
+            asyncio.create_task(_poll_key_changes(services, stop, start), name="thotbot-key-poller"),
             asyncio.create_task(_flush_periodically(services, stop), name="thotbot-usage-flusher"),
             asyncio.create_task(_write_access_log(services, stop), name="thotbot-access-log"),
             asyncio.create_task(_prune_security_log(services, stop), name="thotbot-security-log-pruner"),
@@ -240,9 +243,19 @@ async def _sleep_unless_stopped(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _poll_key_changes(services: Services, stop: asyncio.Event) -> None:
+async def _latest_change(services: Services) -> int | None:
+    try:
+        latest: int = await anyio.to_thread.run_sync(services.keys.latest_change)
+    except Exception:
+        # The edge of start-up: with the database down the server still starts, and the poller
+        # finds its place (emptying the cache then) once the database answers.
+        log.warning("cannot read the key changes at start; the poller will retry", exc_info=True)
+        return None
+    return latest
+
+
+async def _poll_key_changes(services: Services, stop: asyncio.Event, seq: int | None = None) -> None:
     """Evict keys that any process changed (revoked, granted, expired) from this process's cache."""
-    seq: int | None = None
     failing = False
     while not stop.is_set():
         try:
