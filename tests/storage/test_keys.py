@@ -21,14 +21,10 @@ from thotbot.storage.models import Account, KeyEvent
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def _sqlite_only(services: Services) -> None:
-    if services.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite pragmas")
-
-
 class TestEngine:
+    @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # SQLite pragmas
     def test_sqlite_is_in_wal_mode_with_foreign_keys(self, services: Services) -> None:
-        _sqlite_only(services)
+        assert services.engine.dialect.name == "sqlite"
         make_api_key(services)
 
         with services.engine.connect() as connection:

@@ -204,9 +204,12 @@ def test_sqlite_locked_for_20_seconds_under_traffic(
 
 @pytest.mark.postgres
 def test_postgres_unreachable_for_20_seconds_under_traffic(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    postgres_template: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with postgres_database() as url:
+    with postgres_database(template=postgres_template) as url:  # migrated: a copy of the template
         monkeypatch.setenv("THOTBOT_DATABASE_URL", url)
         name = url.rsplit("/", 1)[1]
 
