@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.live import LiveServer, start_server
 from thotbot import keys
 
-__all__ = ["EMAIL", "Deployment", "deploy"]
+__all__ = ["EMAIL", "PASSWORD", "Deployment", "deploy"]
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
 EMAIL = "ops@example.com"
@@ -20,30 +20,36 @@ PASSWORD = "a long enough password"
 
 
 @dataclass
-class Deployment:
-    server: LiveServer
-    data: Path
+class Deployment(LiveServer):
+    #: Where its SQLite database is.
+    data: Path = Path()
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the CLI in another process, against the same database."""
         return subprocess.run(
             [THOTBOT, *args],
             input=stdin,
-            env=self.server.env,
+            env=self.env,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
 
-    def create_key(self, name: str) -> str:
-        done = self.cli("keys", "create", "--user", EMAIL, "--name", name)
+    def create_key(self, name: str, *extra: str) -> str:
+        done = self.cli("keys", "create", "--user", EMAIL, "--name", name, *extra)
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
     def key_id(self, raw: str) -> str:
-        listed = json.loads(self.cli("keys", "list", "--user", EMAIL, "--json").stdout)["keys"]
-        [item] = [k for k in listed if k["hint"] == keys.hint(raw)]
-        return str(item["id"])
+        """The key's id, read from the database (a CLI process would take a second or two to start)."""
+        database = sqlite3.connect(f"file:{self.data / 'thotbot.db'}?mode=ro", uri=True)
+        try:
+            query = "SELECT id FROM api_keys WHERE key_hash = ?"
+            [(key_id,)] = database.execute(query, (keys.hash_key(raw),))
+        finally:
+            database.close()
+        return str(key_id)
 
     def stored(self) -> str:
         """Every file of the SQLite database (the -wal and -shm too), as text."""
@@ -63,7 +69,9 @@ def deploy(workdir: Path, settings: Mapping[str, str]) -> Deployment:
             **settings,
         },
     )
-    deployment = Deployment(server, data)
+    deployment = Deployment(server.process, server.port, server.log, server.env, data)
     created = deployment.cli("users", "create", EMAIL, "--password-stdin", stdin=PASSWORD)
+    if created.returncode != 0:
+        deployment.stop()
     assert created.returncode == 0, created.stderr
     return deployment

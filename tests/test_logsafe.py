@@ -90,10 +90,9 @@ def test_a_real_server_writes_one_line_a_request_and_no_control_character(
     tmp_path: Path, log_format: str
 ) -> None:
     # No THOTBOT_SMTP_URL: the leaked-key notice, which quotes the User-Agent, goes to the log too.
-    deployment = deploy(tmp_path, {"THOTBOT_LOG_FORMAT": log_format})
-    server = deployment.server
+    server = deploy(tmp_path, {"THOTBOT_LOG_FORMAT": log_format})
     try:
-        victim = deployment.create_key("victim")
+        victim = server.create_key("victim")
         hidden = keys.generate()  # a key the client misplaced, double-encoded in the path
         for n, payload in enumerate(PAYLOADS):
             path = f"/v1/forge-{n}" + quote(payload + FORGED, safe="/")

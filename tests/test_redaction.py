@@ -132,17 +132,16 @@ def test_key_in_user_agent_is_stored_nowhere(client: TestClient, services: Servi
 
 def test_a_key_in_any_encoding_reaches_no_sink_of_a_real_server(tmp_path: Path, inbox: Inbox) -> None:
     # The JSON log format is the same sink with other framing: tests/test_logsafe.py runs it.
-    deployment = deploy(tmp_path, {"THOTBOT_SMTP_URL": inbox.url})
-    server = deployment.server
+    server = deploy(tmp_path, {"THOTBOT_SMTP_URL": inbox.url})
     try:
-        secret = deployment.create_key("the secret")
-        owner = deployment.create_key("owner")
+        secret = server.create_key("the secret")
+        owner = server.create_key("owner")
         bodies: list[str] = []
         statuses: list[list[int]] = []
         with httpx.Client(base_url=server.url, timeout=30) as http:
             auth = {"Authorization": f"Bearer {owner}"}
             owner_id = http.get("/v1/me", headers=auth).json()["key"]["id"]
-            assert deployment.cli("keys", "grant", owner_id, "account:security").returncode == 0
+            assert server.cli("keys", "grant", owner_id, "account:security").returncode == 0
             # The server honours a grant within a second: an empty body is 422 once it does (403 before).
             deadline = time.monotonic() + 30
             while http.post("/v1/keys", headers=auth, json={}).status_code == 403:
@@ -172,7 +171,7 @@ def test_a_key_in_any_encoding_reaches_no_sink_of_a_real_server(tmp_path: Path, 
         assert server.stop() in (0, -signal.SIGTERM)
 
     texts = [m.message.as_string() + m.body for m in mails]
-    sinks = {"log": server.log_text(), "database": deployment.stored(), "problems": "\n".join(bodies)}
+    sinks = {"log": server.log_text(), "database": server.stored(), "problems": "\n".join(bodies)}
     sinks.update({f"mail {n}": t for n, t in enumerate(texts)})
     assert "/v1/[redacted]" in sinks["log"]
     assert "leaky/1.0 (thot_ak_[redacted])" in sinks["database"]
