@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 T ?= tests
+# pytest's worker processes (pytest-xdist); each test file runs whole in one of them. JOBS=0: none.
+JOBS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint check fmt cov bench clean
@@ -30,7 +32,7 @@ test: $(VENV)/.dev-installed ## lint, type-check and run the tests (T=tests/path
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest $(T)
+	$(VENV)/bin/pytest -n $(JOBS) --dist loadfile $(T)
 
 lint: $(VENV)/.dev-installed ## fix what ruff can fix, format, then type-check with mypy
 	$(VENV)/bin/ruff check --fix src tests bench

@@ -32,7 +32,10 @@ def browser(playwright: Playwright, pytestconfig: pytest.Config) -> Iterator[Bro
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    path = config.stash.get(SCREENSHOTS_WRITTEN, None)
+    # Under pytest-xdist the browsers ran in the workers: their tests' reports say so here.
+    reports = [r for outcome in ("passed", "failed") for r in terminalreporter.stats.get(outcome, [])]
+    ran = any("browser" in getattr(r, "keywords", {}) and r.when == "call" for r in reports)
+    path = config.stash.get(SCREENSHOTS_WRITTEN, SCREENSHOTS if ran else None)
     if path is not None:
         terminalreporter.write_sep("-", "dashboard screenshots")
         terminalreporter.write_line(f"dashboard screenshots: {path}")
