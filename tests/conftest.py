@@ -59,6 +59,19 @@ def inbox() -> Iterator[Inbox]:
         yield inbox
 
 
+@pytest.fixture
+def mail_settings(database_url: str, inbox: Inbox) -> Settings:
+    """Settings that mail through the test's own SMTP server, with links under https://thotbot.example."""
+    return load_settings(database_url=database_url, smtp_url=inbox.url, public_url="https://thotbot.example")
+
+
+@pytest.fixture
+def mailing(services: Services, inbox: Inbox) -> Iterator[Inbox]:
+    """The test's inbox; every mail its services queued is delivered before the test ends."""
+    yield inbox
+    assert services.mailer.flush(10)
+
+
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """A PostgreSQL database migrated once per run (per pytest-xdist worker), which nothing else

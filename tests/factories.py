@@ -26,6 +26,11 @@ def _password_hash(password: str) -> str:
     return hash_password(password)
 
 
+def security_actions(services: Services, account: AccountRecord) -> list[str]:
+    """The account's security log, newest first, as its actions."""
+    return [e.action for e in services.security_log.list_for_account(account.id)]
+
+
 def make_api_key(
     services: Services,
     account: AccountRecord | None = None,

@@ -9,13 +9,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.controller import Controller
 
 from tests.services import free_port
 
-__all__ = ["Inbox", "Received", "smtp_server"]
+if TYPE_CHECKING:
+    from thotbot.services import Services
+
+__all__ = ["Inbox", "Received", "mail_to", "smtp_server"]
 
 
 @dataclass
@@ -78,3 +81,9 @@ def smtp_server() -> Iterator[Inbox]:
         yield inbox
     finally:
         controller.stop()
+
+
+def mail_to(services: Services, inbox: Inbox, to: str) -> list[Received]:
+    """What reached ``to``, once the services' mailer has sent all it queued."""
+    assert services.mailer.flush(10)
+    return inbox.to(to)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import update
 
-from tests.factories import PASSWORD, make_api_key, make_user
-from tests.smtp import Inbox, Received
+from tests.factories import PASSWORD, make_api_key, make_user, security_actions
+from tests.smtp import Inbox, Received, mail_to
 from thotbot.account_recovery import RESETS_PER_EMAIL, SIGN_UPS_PER_ADDRESS, LinkInvalid
 from thotbot.accounts import verify_password
-from thotbot.config import Settings, load_settings
+from thotbot.config import Settings
 from thotbot.errors import NotFound, RateLimited, ValidationFailed
 from thotbot.keys import hash_key
 from thotbot.notifications import Actor
@@ -26,20 +25,12 @@ NEW_PASSWORD = "lamp orbit walrus tea"
 VISITOR = Actor.anonymous("203.0.113.9", "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")
 
 
+pytestmark = pytest.mark.usefixtures("mailing")  # every mail a test sends is delivered
+
+
 @pytest.fixture
-def settings(database_url: str, inbox: Inbox) -> Settings:
-    return load_settings(database_url=database_url, smtp_url=inbox.url, public_url="https://thotbot.example")
-
-
-@pytest.fixture(autouse=True)
-def _deliver_everything(services: Services, inbox: Inbox) -> Iterator[None]:
-    yield
-    assert services.mailer.flush(10)
-
-
-def _mail(services: Services, inbox: Inbox, to: str) -> list[Received]:
-    assert services.mailer.flush(10)
-    return inbox.to(to)
+def settings(mail_settings: Settings) -> Settings:
+    return mail_settings
 
 
 def _token(mail: Received, path: str) -> str:
@@ -48,13 +39,9 @@ def _token(mail: Received, path: str) -> str:
     return parse_qs(urlsplit(link).query)["token"][0]
 
 
-def _actions(services: Services, account: AccountRecord) -> list[str]:
-    return [e.action for e in services.security_log.list_for_account(account.id)]
-
-
 def _reset_token(services: Services, inbox: Inbox, account: AccountRecord) -> str:
     services.account_recovery.request_password_reset(account.email, VISITOR)
-    *_, mail = _mail(services, inbox, account.email)
+    *_, mail = mail_to(services, inbox, account.email)
     assert mail.message["subject"] == "[Thotbot] Set a new password"
     return _token(mail, "reset-password")
 
@@ -88,8 +75,8 @@ def test_reset_password_does_everything_once(services: Services, inbox: Inbox) -
     refreshed = services.users.find(account.id)
     assert refreshed is not None
     assert refreshed.verified  # the link reached the mailbox
-    assert _actions(services, account)[:2] == ["password.reset", "password.reset_requested"]
-    notice = _mail(services, inbox, account.email)[-1]
+    assert security_actions(services, account)[:2] == ["password.reset", "password.reset_requested"]
+    notice = mail_to(services, inbox, account.email)[-1]
     assert notice.message["subject"] == "[Thotbot] Your password was reset"
     assert "2 signed-in session(s) were ended" in notice.body
     with pytest.raises(LinkInvalid):
@@ -109,8 +96,8 @@ def test_an_unknown_or_disabled_address_gets_no_mail_and_is_counted_alike(
     with pytest.raises(RateLimited) as refused:
         services.account_recovery.request_password_reset("Nobody@Example.com", VISITOR)
     assert 0 < refused.value.retry_after <= 3600
-    assert _mail(services, inbox, "nobody@example.com") == []
-    assert _mail(services, inbox, disabled.email) == []
+    assert mail_to(services, inbox, "nobody@example.com") == []
+    assert mail_to(services, inbox, disabled.email) == []
 
 
 def test_sign_up_quota_counts_per_address_and_prunes_stale_unverified_accounts(services: Services) -> None:
@@ -137,13 +124,13 @@ def test_sign_up_quota_counts_per_address_and_prunes_stale_unverified_accounts(s
 def test_verify_marks_the_address_once(services: Services, inbox: Inbox) -> None:
     account = services.users.create("new@example.com", None, verified=False)
     services.account_recovery.send_verification(account, VISITOR)
-    [mail] = _mail(services, inbox, account.email)
+    [mail] = mail_to(services, inbox, account.email)
     assert "using Firefox 140 on Linux" in mail.body
 
     verified = services.account_recovery.verify(_token(mail, "verify-account"), VISITOR)
 
     assert verified.verified
-    assert _actions(services, account) == ["account.verified"]
+    assert security_actions(services, account) == ["account.verified"]
     with pytest.raises(LinkInvalid):
         services.account_recovery.verify(_token(mail, "verify-account"), VISITOR)
     with pytest.raises(ValidationFailed, match="verified already"):
@@ -173,7 +160,7 @@ def test_disable_announces_every_key_and_lookups_see_it(services: Services) -> N
     found = services.keys.find_by_hash(hash_key(raw_one))
     assert found is not None
     assert not found.account_disabled
-    assert _actions(services, account)[:2] == ["account.enabled", "account.disabled"]
+    assert security_actions(services, account)[:2] == ["account.enabled", "account.disabled"]
 
 
 def test_the_operator_needs_a_real_account(services: Services) -> None:
@@ -191,4 +178,4 @@ def test_a_reset_cancels_a_pending_email_change(services: Services, inbox: Inbox
     services.account_recovery.reset_password(token, NEW_PASSWORD, VISITOR)
 
     assert SQLEmailChangeStore(services.sessions).find_pending(account.id) is None
-    assert "email.change_cancelled" in _actions(services, account)
+    assert "email.change_cancelled" in security_actions(services, account)

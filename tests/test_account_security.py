@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -11,11 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from tests.authenticator import SoftAuthenticator
-from tests.factories import PASSWORD, make_api_key, make_user
-from tests.smtp import Inbox, Received
+from tests.factories import PASSWORD, make_api_key, make_user, security_actions
+from tests.smtp import Inbox, mail_to
 from thotbot.account_security import Actor, WrongPassword
 from thotbot.accounts import verify_password
-from thotbot.config import Settings, load_settings
+from thotbot.config import Settings
 from thotbot.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
@@ -27,25 +26,12 @@ NEW_PASSWORD = "a different long passphrase"
 BROWSER = Actor.session("ses_0123456789abcdef", "203.0.113.7", "Mozilla/5.0 (X11; Linux) Firefox/140.0")
 
 
+pytestmark = pytest.mark.usefixtures("mailing")  # every mail a test sends is delivered
+
+
 @pytest.fixture
-def settings(database_url: str, inbox: Inbox) -> Settings:
-    return load_settings(database_url=database_url, smtp_url=inbox.url, public_url="https://thotbot.example")
-
-
-@pytest.fixture(autouse=True)
-def _deliver_everything(services: Services, inbox: Inbox) -> Iterator[None]:
-    """Every mail a test sends is delivered before its server stops."""
-    yield
-    assert services.mailer.flush(10)
-
-
-def _mail(services: Services, inbox: Inbox, to: str) -> list[Received]:
-    assert services.mailer.flush(10)
-    return inbox.to(to)
-
-
-def _actions(services: Services, account: AccountRecord) -> list[str]:
-    return [e.action for e in services.security_log.list_for_account(account.id)]
+def settings(mail_settings: Settings) -> Settings:
+    return mail_settings
 
 
 def _token(link: str) -> str:
@@ -74,7 +60,7 @@ def test_change_password(services: Services, inbox: Inbox) -> None:
         f"session:{mine.id}",
         "203.0.113.7",
     )
-    (mail,) = _mail(services, inbox, account.email)
+    (mail,) = mail_to(services, inbox, account.email)
     assert mail.message["Subject"] == "[Thotbot] Your password was changed"
     assert "From: 203.0.113.7, using Firefox" in mail.body
     assert "How:  on the dashboard" in mail.body
@@ -105,8 +91,8 @@ def test_a_wrong_current_password_changes_nothing(services: Services, inbox: Inb
     assert exc_info.value.extra == {"field": "current_password"}
     assert verify_password(services.users.password_hash(account.id), PASSWORD)
     assert len(services.web_sessions.list_for_account(account.id)) == 1
-    assert _actions(services, account) == ["password.change_refused"]
-    assert _mail(services, inbox, account.email) == []
+    assert security_actions(services, account) == ["password.change_refused"]
+    assert mail_to(services, inbox, account.email) == []
 
 
 @pytest.mark.parametrize("new", ["short", "x" * 2000, PASSWORD, "Password123!", "qwertyuiop2024"])
@@ -147,11 +133,11 @@ def test_request_email_change_sends_a_link_and_changes_nothing_yet(services: Ser
     assert pending.new_email == "new.me@example.com"
     assert timedelta(hours=23) < pending.expires_at - utcnow() <= timedelta(hours=24)
     assert services.users.find(account.id) == account  # unchanged
-    (mail,) = _mail(services, inbox, "new.me@example.com")
+    (mail,) = mail_to(services, inbox, "new.me@example.com")
     assert mail.message["Subject"] == "[Thotbot] Confirm your new email address"
     token = _token(mail.link())
-    assert _mail(services, inbox, account.email) == []
-    assert _actions(services, account) == ["email.change_requested"]
+    assert mail_to(services, inbox, account.email) == []
+    assert security_actions(services, account) == ["email.change_requested"]
     with services.sessions() as session:
         stored = session.scalars(select(EmailChange.token_hash)).all()
     assert stored == [hashlib.sha256(token.encode()).digest()]  # only its hash is kept
@@ -161,15 +147,15 @@ def test_request_email_change_sends_a_link_and_changes_nothing_yet(services: Ser
 def test_confirm_email_change_applies_it_and_tells_the_old_address(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
-    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+    token = _token(mail_to(services, inbox, "new@example.com")[0].link())
     follower = Actor("email-link", "192.0.2.5", "Thunderbird")
 
     updated = services.account_security.confirm_email_change(token, follower)
 
     assert updated.email == "new@example.com"
     assert services.users.find_by_email(account.email) is None
-    assert _actions(services, account)[0] == "email.changed"
-    (notice,) = _mail(services, inbox, account.email)
+    assert security_actions(services, account)[0] == "email.changed"
+    (notice,) = mail_to(services, inbox, account.email)
     assert notice.message["Subject"] == "[Thotbot] The email address of your account was changed"
     assert f"from {account.email} to new@example.com" in notice.body
     assert "192.0.2.5" in notice.body
@@ -179,7 +165,7 @@ def test_confirm_email_change_applies_it_and_tells_the_old_address(services: Ser
 def test_a_link_works_once(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
-    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+    token = _token(mail_to(services, inbox, "new@example.com")[0].link())
     services.account_security.confirm_email_change(token, BROWSER)
 
     with pytest.raises(EmailChangeTokenInvalid) as exc_info:
@@ -191,7 +177,7 @@ def test_a_link_works_once(services: Services, inbox: Inbox) -> None:
 def test_an_expired_link_is_refused(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
-    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+    token = _token(mail_to(services, inbox, "new@example.com")[0].link())
 
     with pytest.raises(EmailChangeTokenInvalid):
         services.account_security.confirm_email_change(token, BROWSER, now=utcnow() + timedelta(hours=25))
@@ -205,8 +191,8 @@ def test_only_the_newest_link_works(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     services.account_security.request_email_change(account.id, "first@example.com", BROWSER)
     services.account_security.request_email_change(account.id, "second@example.com", BROWSER)
-    first = _token(_mail(services, inbox, "first@example.com")[0].link())
-    second = _token(_mail(services, inbox, "second@example.com")[0].link())
+    first = _token(mail_to(services, inbox, "first@example.com")[0].link())
+    second = _token(mail_to(services, inbox, "second@example.com")[0].link())
 
     with pytest.raises(EmailChangeTokenInvalid):
         services.account_security.confirm_email_change(first, BROWSER)
@@ -225,7 +211,7 @@ def test_an_address_of_another_account_gets_a_notice_not_a_link(services: Servic
     taken = services.account_security.request_email_change(account.id, other.email.upper(), BROWSER)
     available = services.account_security.request_email_change(free.id, "free@example.com", BROWSER)
 
-    (notice,) = _mail(services, inbox, other.email)
+    (notice,) = mail_to(services, inbox, other.email)
     assert notice.message["Subject"] == "[Thotbot] Email change not possible"
     assert "verify-email" not in notice.body
     assert "nothing was changed" in notice.body
@@ -257,8 +243,8 @@ def test_the_sixth_email_change_in_an_hour_is_refused(services: Services, inbox:
     assert 49 * 60 <= exc_info.value.retry_after <= 50 * 60 + 1  # when the first leaves the hour
     assert "at most 5 an hour" in exc_info.value.detail
     assert services.account_security.pending_email_change(account.id).new_email == "try4@example.com"  # type: ignore[union-attr]
-    assert _mail(services, inbox, other.email) == []
-    assert _actions(services, account)[0] == "email.change_refused"
+    assert mail_to(services, inbox, other.email) == []
+    assert security_actions(services, account)[0] == "email.change_refused"
     later = start + timedelta(minutes=61)
     assert services.account_security.request_email_change(account.id, "late@example.com", BROWSER, now=later)
 
@@ -266,7 +252,7 @@ def test_the_sixth_email_change_in_an_hour_is_refused(services: Services, inbox:
 def test_cancel_email_changes_kills_the_link_and_logs_it(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
-    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+    token = _token(mail_to(services, inbox, "new@example.com")[0].link())
 
     assert services.account_security.cancel_email_changes(account.id, "cancelled by the owner", BROWSER) == 1
 
@@ -278,25 +264,25 @@ def test_cancel_email_changes_kills_the_link_and_logs_it(services: Services, inb
     ]
     assert event.detail == "pending change to new@example.com cancelled: cancelled by the owner"
     assert services.account_security.cancel_email_changes(account.id, "again", BROWSER) == 0
-    assert _actions(services, account).count("email.change_cancelled") == 1
+    assert security_actions(services, account).count("email.change_cancelled") == 1
 
 
 def test_a_password_change_cancels_a_pending_email_change(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     services.account_security.request_email_change(account.id, "new@example.com", BROWSER)
-    token = _token(_mail(services, inbox, "new@example.com")[0].link())
+    token = _token(mail_to(services, inbox, "new@example.com")[0].link())
 
     services.account_security.change_password(account.id, PASSWORD, NEW_PASSWORD, BROWSER)
 
     with pytest.raises(EmailChangeTokenInvalid):
         services.account_security.confirm_email_change(token, BROWSER)
-    assert "email.change_cancelled" in _actions(services, account)
+    assert "email.change_cancelled" in security_actions(services, account)
 
 
 def test_an_address_taken_before_the_link_is_followed(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     services.account_security.request_email_change(account.id, "wanted@example.com", BROWSER)
-    token = _token(_mail(services, inbox, "wanted@example.com")[0].link())
+    token = _token(mail_to(services, inbox, "wanted@example.com")[0].link())
     make_user(services, "wanted@example.com")
 
     with pytest.raises(Conflict):
@@ -345,7 +331,7 @@ def test_add_passkey_logs_and_tells_the_account(services: Services, inbox: Inbox
     (event,) = services.security_log.list_for_account(account.id)
     assert event.action == "passkey.added"
     assert passkey_id in event.detail
-    (mail,) = _mail(services, inbox, account.email)
+    (mail,) = mail_to(services, inbox, account.email)
     assert mail.message["Subject"] == "[Thotbot] A passkey was added to your account"
     assert "'Work laptop'" in mail.body
 
@@ -377,7 +363,7 @@ def test_rename_and_remove_passkey(services: Services, inbox: Inbox) -> None:
 
     assert renamed.name == removed.name == "Phone"
     assert services.account_security.list_passkeys(account.id) == []
-    assert _actions(services, account) == ["passkey.removed", "passkey.renamed", "passkey.added"]
+    assert security_actions(services, account) == ["passkey.removed", "passkey.renamed", "passkey.added"]
 
 
 def test_removing_a_passkey_ends_the_sessions_it_signed_in(services: Services) -> None:
@@ -436,7 +422,7 @@ def test_key_notifications_never_hold_the_key(services: Services, inbox: Inbox) 
         account.id, revoked, Actor("revoke-leaked", "192.0.2.1", "scanner/2")
     )
 
-    created, leaked = _mail(services, inbox, account.email)
+    created, leaked = mail_to(services, inbox, account.email)
     assert created.message["Subject"] == "[Thotbot] A new API key was created"
     assert f"'deploy' ({record.hint}, id {record.id})" in created.body
     assert "by the operator" in created.body

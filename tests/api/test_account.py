@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +24,9 @@ NEW_PASSWORD = "a different long passphrase"
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
 
 
+pytestmark = pytest.mark.usefixtures("mailing")  # every mail a test sends is delivered
+
+
 @pytest.fixture
 def settings(database_url: str, inbox: Inbox) -> Settings:
     return load_settings(
@@ -34,12 +36,6 @@ def settings(database_url: str, inbox: Inbox) -> Settings:
         rate_limit="100000/minute",
         anon_rate_limit="100000/minute",
     )
-
-
-@pytest.fixture(autouse=True)
-def _deliver_everything(services: Services, inbox: Inbox) -> Iterator[None]:
-    yield
-    assert services.mailer.flush(10)
 
 
 @dataclass
