@@ -120,6 +120,7 @@ def test_a_server_evicts_a_key_revoked_elsewhere_without_waiting_for_its_poll(
 
     elsewhere.key_changes.close()
     elsewhere.engine.dispose()
+    server.engine.dispose()  # else its pooled connections are closed by the garbage collector, later
     assert status == 401
 
 

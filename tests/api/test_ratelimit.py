@@ -19,6 +19,7 @@ def limited(database_url: str) -> Iterator[tuple[TestClient, Services]]:
     upgrade(services.engine)
     with TestClient(create_app(settings, services), base_url="http://localhost") as client:
         yield client, services
+    services.engine.dispose()
 
 
 def test_success_carries_ratelimit_headers(limited: tuple[TestClient, Services]) -> None:
