@@ -182,3 +182,14 @@ def client(client_factory: ClientFactory) -> Iterator[TestClient]:
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     # Browser tests are the slowest: run them last so quick failures show first.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where the browser tests left their screenshots. Here, not in tests/dashboard/conftest.py: under
+    pytest-xdist the browsers run in the workers, and only this conftest is read here too."""
+    reports = [r for outcome in ("passed", "failed") for r in terminalreporter.stats.get(outcome, [])]
+    if any(getattr(r, "when", None) == "call" and "browser" in getattr(r, "keywords", {}) for r in reports):
+        from tests.dashboard.browser import SCREENSHOTS
+
+        terminalreporter.write_sep("-", "dashboard screenshots")
+        terminalreporter.write_line(f"dashboard screenshots: {SCREENSHOTS}")
