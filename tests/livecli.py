@@ -9,8 +9,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.factories import make_user
 from tests.live import LiveServer, start_server
 from thotbot import keys
+from thotbot.config import load_settings
+from thotbot.services import build_services
 
 __all__ = ["EMAIL", "PASSWORD", "Deployment", "deploy"]
 
@@ -69,9 +72,15 @@ def deploy(workdir: Path, settings: Mapping[str, str]) -> Deployment:
             **settings,
         },
     )
-    deployment = Deployment(server.process, server.port, server.log, server.env, data)
-    created = deployment.cli("users", "create", EMAIL, "--password-stdin", stdin=PASSWORD)
-    if created.returncode != 0:
-        deployment.stop()
-    assert created.returncode == 0, created.stderr
-    return deployment
+    # The server has migrated the database: the account is made in process, through the same stores
+    # and as `thotbot users create` makes it (that has its own tests; another CLI process would take
+    # seconds to start).
+    services = build_services(load_settings(database_url=server.env["THOTBOT_DATABASE_URL"]))
+    try:
+        account = make_user(services, EMAIL, password=PASSWORD)
+        services.security_log.record(
+            account.id, "account.created", actor="operator", detail="created with the CLI"
+        )
+    finally:
+        services.engine.dispose()
+    return Deployment(server.process, server.port, server.log, server.env, data)
