@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.live import LiveServer, start_server
-from thotbot import keys
+from thotbot.core import keys
 
 __all__ = ["EMAIL", "Deployment", "deploy"]
 

@@ -14,13 +14,14 @@ from tests.authenticator import SoftAuthenticator
 from tests.factories import PASSWORD, make_api_key, make_user
 from tests.smtp import Inbox, Received
 from thotbot.account_security import Actor, WrongPassword
-from thotbot.accounts import verify_password
 from thotbot.config import Settings, load_settings
-from thotbot.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from thotbot.core.accounts import verify_password
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
 from thotbot.storage.email_changes import EmailChangeTokenInvalid
-from thotbot.storage.models import EmailChange, utcnow
+from thotbot.storage.models import EmailChange
 from thotbot.storage.throttle import ThrottleRule
 
 NEW_PASSWORD = "a different long passphrase"
@@ -152,7 +153,7 @@ def test_request_email_change_sends_a_link_and_changes_nothing_yet(services: Ser
     token = _token(mail.link())
     assert _mail(services, inbox, account.email) == []
     assert _actions(services, account) == ["email.change_requested"]
-    with services.sessions() as session:
+    with services.db() as session:
         stored = session.scalars(select(EmailChange.token_hash)).all()
     assert stored == [hashlib.sha256(token.encode()).digest()]  # only its hash is kept
     assert services.account_security.pending_email_change(account.id) == pending

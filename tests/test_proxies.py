@@ -11,8 +11,8 @@ from starlette.types import Receive, Scope, Send
 
 from thotbot.app import create_app
 from thotbot.config import load_settings
-from thotbot.errors import ConfigError
-from thotbot.keys import PREFIX
+from thotbot.core.errors import ConfigError
+from thotbot.core.keys import PREFIX
 from thotbot.proxies import (
     MAX_HOPS,
     ForwardedClientMiddleware,

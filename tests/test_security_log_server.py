@@ -21,11 +21,11 @@ import pytest
 from tests.factories import make_api_key, make_user
 from tests.live import LiveServer, start_server
 from tests.smtp import Inbox, Received
-from thotbot import keys
 from thotbot.config import load_settings
+from thotbot.core import keys
+from thotbot.core.dates import utcnow
 from thotbot.services import Services, build_services
-from thotbot.storage.events import SQLSecurityLog
-from thotbot.storage.models import utcnow
+from thotbot.storage.security_log import SQLSecurityLog
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
 PASSWORD = "a long enough password"

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from tests.live import LiveServer, start_server
-from thotbot import __version__, keys
+from thotbot import __version__
+from thotbot.core import keys
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
 PASSWORD = "a long enough password"

@@ -11,16 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from thotbot.accounts import check_new_password, hash_password, normalize_email
-from thotbot.clientaddr import address_bucket
-from thotbot.errors import NotFound, RateLimited, ValidationFailed
-from thotbot.notifications import Actor, Notifier
+from thotbot.core.accounts import check_new_password, hash_password, normalize_email
+from thotbot.core.clientaddr import address_bucket
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
+from thotbot.core.identity import Actor
+from thotbot.notifications import Notifier
 from thotbot.storage import AccountRecord
 from thotbot.storage.account_tokens import AccountLink, Purpose, SQLAccountTokenStore
-from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
-from thotbot.storage.models import utcnow
 from thotbot.storage.quotas import Quota, SQLQuotaStore
+from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.users import SQLUserStore
 
 __all__ = [

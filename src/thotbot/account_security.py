@@ -12,15 +12,16 @@ import math
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from thotbot.accounts import check_new_password, hash_password, normalize_email, verify_password
-from thotbot.errors import NotFound, RateLimited, ValidationFailed
-from thotbot.notifications import Actor, Notifier, when_text
-from thotbot.passkeys import Ceremony, PasskeyCeremonies
+from thotbot.core.accounts import check_new_password, hash_password, normalize_email, verify_password
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
+from thotbot.core.identity import Actor
+from thotbot.notifications import Notifier, when_text
+from thotbot.passkey_ceremonies import Ceremony, PasskeyCeremonies
 from thotbot.storage import AccountRecord
 from thotbot.storage.email_changes import PendingEmailChange, SQLEmailChangeStore
-from thotbot.storage.events import SQLSecurityLog
-from thotbot.storage.models import utcnow
 from thotbot.storage.passkeys import PasskeyRecord
+from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import Attempt
 from thotbot.storage.users import SQLUserStore
 
@@ -46,7 +47,7 @@ class WrongPassword(ValidationFailed):
 
 
 class SessionRevoker(Protocol):
-    """What ending sessions needs of the dashboard's session store (SQLSessionStore)."""
+    """What ending sessions needs of the dashboard's session store (SQLWebSessionStore)."""
 
     def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
 

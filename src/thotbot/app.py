@@ -29,7 +29,7 @@ from thotbot.api.routes import routes as api_routes
 from thotbot.auth.middleware import APIKeyGuard
 from thotbot.auth.refusals import RefusalLog
 from thotbot.config import Settings, load_settings
-from thotbot.errors import ThotbotError
+from thotbot.core.errors import ThotbotError
 from thotbot.hsts import StrictTransportSecurity
 from thotbot.logs import configure_logging
 from thotbot.proxies import TrustedProxies, forwarded_scope
@@ -138,7 +138,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
                 APIKeyGuard,
                 store=services.keys,
                 cache=services.key_cache,
-                last_used=services.last_used,
+                usage_recorder=services.usage_recorder,
                 limiter=services.rate_limiter,
                 access_log=services.access_log,
                 refusals=RefusalLog(services.security_log),
@@ -227,7 +227,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             # A graceful shutdown (SIGTERM) loses no usage data.
-            await services.last_used.flush()
+            await services.usage_recorder.flush()
             services.access_log.flush()
             await services.rate_limiter.close()
             services.key_changes.close()
@@ -290,7 +290,7 @@ def _evict(services: Services) -> Callable[[list[str]], None]:
 async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
-        await services.last_used.flush()
+        await services.usage_recorder.flush()
         await _sleep_unless_stopped(stop, FLUSH_INTERVAL)
 
 

@@ -14,20 +14,20 @@ from thotbot.config import Settings
 from thotbot.keychanges import KeyChangeBus
 from thotbot.mail import Mailer
 from thotbot.notifications import Notifier
-from thotbot.passkeys import PasskeyCeremonies
+from thotbot.passkey_ceremonies import PasskeyCeremonies
 from thotbot.ratelimit import RateLimiter
 from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.email_changes import SQLEmailChangeStore
-from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
-from thotbot.storage.sessions import SQLSessionStore
+from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
 from thotbot.storage.users import SQLUserStore
 from thotbot.storage.web_secrets import SharedKey, SQLWebSecretStore
+from thotbot.storage.web_sessions import SQLWebSessionStore
 from thotbot.usage import DisabledRecorder, UsageRecorder
 
 __all__ = ["Services", "build_services"]
@@ -37,33 +37,36 @@ __all__ = ["Services", "build_services"]
 class Services:
     settings: Settings
     engine: Engine
-    sessions: SessionFactory
+    #: Opens database sessions (SQLAlchemy); every SQL store is built on it.
+    db: SessionFactory
     keys: SQLKeyStore
     users: SQLUserStore
     security_log: SQLSecurityLog
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(default_factory=KeyCache)
     usage: SQLUsageStore = field(init=False)
-    last_used: UsageRecorder = field(init=False)
+    #: Counts requests and last use per key in memory; flushed in batches off the request path.
+    usage_recorder: UsageRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     access_log: AccessLog = field(init=False)
-    web_sessions: SQLSessionStore = field(init=False)
+    web_sessions: SQLWebSessionStore = field(init=False)
     #: Signs what the web app hands visitors who are not signed in (CSRF cookies, flashes).
     web_key: SharedKey = field(init=False)
     sign_in_throttle: SQLSignInThrottle = field(init=False)
     mailer: Mailer = field(init=False)
     notifier: Notifier = field(init=False)
-    passkeys: PasskeyCeremonies = field(init=False)
+    passkeys: SQLPasskeyStore = field(init=False)
+    passkey_ceremonies: PasskeyCeremonies = field(init=False)
     account_security: AccountSecurity = field(init=False)
     account_recovery: AccountRecovery = field(init=False)
 
     def __post_init__(self) -> None:
-        self.usage = SQLUsageStore(self.sessions)
+        self.usage = SQLUsageStore(self.db)
         recorder = UsageRecorder if self.settings.usage_recording == "on" else DisabledRecorder
-        self.last_used = recorder(self.usage, retention_days=self.settings.usage_retention_days)
-        self.web_sessions = SQLSessionStore(self.sessions)
-        self.web_key = SharedKey(SQLWebSecretStore(self.sessions), "web")
-        self.sign_in_throttle = SQLSignInThrottle(self.sessions)
+        self.usage_recorder = recorder(self.usage, retention_days=self.settings.usage_retention_days)
+        self.web_sessions = SQLWebSessionStore(self.db)
+        self.web_key = SharedKey(SQLWebSecretStore(self.db), "web")
+        self.sign_in_throttle = SQLSignInThrottle(self.db)
         self._build_account_security()
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
@@ -72,14 +75,15 @@ class Services:
     def _build_account_security(self) -> None:
         self.mailer = Mailer.from_settings(self.settings)
         self.notifier = Notifier(self.mailer, self.users, self.settings.public_url)
-        self.passkeys = PasskeyCeremonies.from_settings(
-            self.settings, SQLPasskeyStore(self.sessions), SQLChallengeStore(self.sessions)
+        self.passkeys = SQLPasskeyStore(self.db)
+        self.passkey_ceremonies = PasskeyCeremonies.from_settings(
+            self.settings, self.passkeys, SQLChallengeStore(self.db)
         )
         self.account_security = AccountSecurity(
             users=self.users,
             security_log=self.security_log,
-            email_changes=SQLEmailChangeStore(self.sessions),
-            passkeys=self.passkeys,
+            email_changes=SQLEmailChangeStore(self.db),
+            passkeys=self.passkey_ceremonies,
             notifier=self.notifier,
             sessions=self.web_sessions,
             throttle=self.sign_in_throttle,
@@ -88,8 +92,8 @@ class Services:
         self.account_recovery = AccountRecovery(
             users=self.users,
             keys=self.keys,
-            tokens=SQLAccountTokenStore(self.sessions),
-            quotas=SQLQuotaStore(self.sessions),
+            tokens=SQLAccountTokenStore(self.db),
+            quotas=SQLQuotaStore(self.db),
             security_log=self.security_log,
             notifier=self.notifier,
             sessions=self.web_sessions,
@@ -107,7 +111,7 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         engine=engine,
-        sessions=sessions,
+        db=sessions,
         keys=SQLKeyStore(sessions, on_change=key_changes.publish),
         users=SQLUserStore(sessions),
         security_log=SQLSecurityLog(sessions),

@@ -10,8 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.factories import bearer, make_api_key
-from thotbot import keys
 from thotbot.auth.cache import KeyCache
+from thotbot.core import keys
 from thotbot.services import Services
 from thotbot.storage import KeyRecord
 

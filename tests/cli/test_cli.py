@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.factories import make_api_key, make_user
-from thotbot import __version__, keys
-from thotbot.accounts import verify_password
+from thotbot import __version__
 from thotbot.cli import main
+from thotbot.core import keys
+from thotbot.core.accounts import verify_password
+from thotbot.core.dates import utcnow
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
-from thotbot.storage.models import utcnow
 
 PASSWORD = "a long enough password"
 

@@ -8,9 +8,10 @@ from starlette.testclient import TestClient
 
 from tests.dashboard.helpers import create_key, csrf_token, field_errors, form_token, sign_up
 from tests.factories import bearer, make_api_key
+from thotbot.core.dates import utcnow
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
-from thotbot.storage.models import Base, utcnow
+from thotbot.storage.models import Base
 
 
 @pytest.fixture

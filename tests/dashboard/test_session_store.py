@@ -5,19 +5,19 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import make_user
+from thotbot.core.dates import utcnow
 from thotbot.services import Services
-from thotbot.storage.models import utcnow
-from thotbot.storage.sessions import SessionPolicy, SQLSessionStore, hash_token
+from thotbot.storage.web_sessions import SessionPolicy, SQLWebSessionStore, hash_token
 
 
 @pytest.fixture
-def store(services: Services) -> SQLSessionStore:
+def store(services: Services) -> SQLWebSessionStore:
     return services.web_sessions
 
 
 class TestSQLSessionStore:
     def test_create_returns_the_token_once_and_stores_its_hash(
-        self, store: SQLSessionStore, services: Services
+        self, store: SQLWebSessionStore, services: Services
     ) -> None:
         account = make_user(services)
 
@@ -31,7 +31,7 @@ class TestSQLSessionStore:
             stored = connection.exec_driver_sql("SELECT token_hash FROM web_sessions").scalar_one()
         assert bytes(stored) == hash_token(token)
 
-    def test_find_by_token(self, store: SQLSessionStore) -> None:
+    def test_find_by_token(self, store: SQLWebSessionStore) -> None:
         token, record = store.create(None)
 
         found = store.find_by_token(token)
@@ -41,7 +41,7 @@ class TestSQLSessionStore:
         assert store.find_by_token(token + "x") is None
         assert store.find_by_token("") is None
 
-    def test_idle_timeout(self, store: SQLSessionStore, services: Services) -> None:
+    def test_idle_timeout(self, store: SQLWebSessionStore, services: Services) -> None:
         account = make_user(services)
         start = utcnow()
         token, _ = store.create(account.id, now=start)
@@ -54,7 +54,7 @@ class TestSQLSessionStore:
 
     def test_absolute_timeout_despite_activity(self, services: Services) -> None:
         policy = SessionPolicy(idle=timedelta(hours=1), absolute=timedelta(hours=3))
-        store = SQLSessionStore(services.sessions, policy)
+        store = SQLWebSessionStore(services.db, policy)
         account = make_user(services)
         start = utcnow()
         token, _ = store.create(account.id, now=start)
@@ -63,14 +63,14 @@ class TestSQLSessionStore:
             assert store.find_by_token(token, now=start + timedelta(minutes=minutes)) is not None
         assert store.find_by_token(token, now=start + timedelta(hours=3)) is None
 
-    def test_anonymous_sessions_are_short(self, store: SQLSessionStore) -> None:
+    def test_anonymous_sessions_are_short(self, store: SQLWebSessionStore) -> None:
         start = utcnow()
         token, record = store.create(None, now=start)
 
         assert record.expires_at - start == store.policy.anonymous_absolute
         assert store.find_by_token(token, now=start + store.policy.anonymous_idle) is None
 
-    def test_activity_is_noted_at_most_once_a_minute(self, store: SQLSessionStore) -> None:
+    def test_activity_is_noted_at_most_once_a_minute(self, store: SQLWebSessionStore) -> None:
         start = utcnow()
         token, _ = store.create(None, ip_address="192.0.2.1", user_agent="ua", now=start)
 
@@ -87,7 +87,7 @@ class TestSQLSessionStore:
         assert moved.ip_address == "192.0.2.9"
         assert moved.last_seen_at == start + timedelta(seconds=6)
 
-    def test_create_replacing_a_session(self, store: SQLSessionStore, services: Services) -> None:
+    def test_create_replacing_a_session(self, store: SQLWebSessionStore, services: Services) -> None:
         old_token, old = store.create(None)
 
         _, new = store.create(make_user(services).id, replaces=old.id)
@@ -95,7 +95,7 @@ class TestSQLSessionStore:
         assert new.id != old.id
         assert store.find_by_token(old_token) is None
 
-    def test_list_delete_and_delete_others(self, store: SQLSessionStore, services: Services) -> None:
+    def test_list_delete_and_delete_others(self, store: SQLWebSessionStore, services: Services) -> None:
         account, other = make_user(services), make_user(services)
         _, keep = store.create(account.id)
         _, second = store.create(account.id)
@@ -109,7 +109,7 @@ class TestSQLSessionStore:
         assert [s.id for s in store.list_for_account(account.id)] == [keep.id]
         assert [s.id for s in store.list_for_account(other.id)] == [foreign.id]
 
-    def test_flash_is_read_once(self, store: SQLSessionStore) -> None:
+    def test_flash_is_read_once(self, store: SQLWebSessionStore) -> None:
         token, record = store.create(None, flash="hello")
 
         assert store.pop_flash(record.id) == "hello"
@@ -119,7 +119,7 @@ class TestSQLSessionStore:
         assert found is not None
         assert found.flash == "again"
 
-    def test_form_tokens_are_spent_once_per_session(self, store: SQLSessionStore) -> None:
+    def test_form_tokens_are_spent_once_per_session(self, store: SQLWebSessionStore) -> None:
         _, one = store.create(None)
         _, two = store.create(None)
 
@@ -128,7 +128,7 @@ class TestSQLSessionStore:
         assert store.spend_form_token(two.id, "t1") is True
         assert store.spend_form_token(one.id, "") is False
 
-    def test_reauthenticate(self, store: SQLSessionStore, services: Services) -> None:
+    def test_reauthenticate(self, store: SQLWebSessionStore, services: Services) -> None:
         start = utcnow() - timedelta(hours=1)
         _, record = store.create(make_user(services).id, now=start)
 
@@ -139,7 +139,7 @@ class TestSQLSessionStore:
         assert found.authenticated_at is not None
         assert found.authenticated_at > start
 
-    def test_prune_removes_expired_sessions_and_their_tokens(self, store: SQLSessionStore) -> None:
+    def test_prune_removes_expired_sessions_and_their_tokens(self, store: SQLWebSessionStore) -> None:
         start = utcnow()
         _, stale = store.create(None, now=start - timedelta(days=2))
         _, live = store.create(None, now=start)

@@ -6,8 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from thotbot.core.dates import utcnow
 from thotbot.services import Services
-from thotbot.storage.models import SignInThrottle, utcnow
+from thotbot.storage.models import SignInThrottle
 from thotbot.storage.throttle import (
     ACCOUNT_RULE,
     Attempt,
@@ -44,7 +45,7 @@ class TestSQLSignInThrottle:
     @pytest.fixture
     def throttle(self, services: Services) -> SQLSignInThrottle:
         return SQLSignInThrottle(
-            services.sessions,
+            services.db,
             pair_rule=ThrottleRule(free_failures=2),
             address_rule=ThrottleRule(free_failures=4),
             account_rule=ThrottleRule(free_failures=6, first_delay=LONG, max_delay=4 * LONG),
@@ -174,7 +175,7 @@ class TestConcurrentReservations:
 
     def test_only_the_allowed_number_get_through(self, services: Services) -> None:
         rule = ThrottleRule(free_failures=3, first_delay=LONG)
-        throttle = SQLSignInThrottle(services.sessions, pair_rule=rule)
+        throttle = SQLSignInThrottle(services.db, pair_rule=rule)
         assert throttle.reserve(EMAIL, "192.0.2.1").allowed
 
         attempts = self._race(throttle, ["192.0.2.1"] * self.THREADS)
@@ -185,7 +186,7 @@ class TestConcurrentReservations:
 
     def test_the_account_pauses_exactly_once_under_a_distributed_burst(self, services: Services) -> None:
         throttle = SQLSignInThrottle(
-            services.sessions, account_rule=ThrottleRule(free_failures=4, first_delay=LONG)
+            services.db, account_rule=ThrottleRule(free_failures=4, first_delay=LONG)
         )
 
         attempts = self._race(throttle, [f"198.51.100.{n}" for n in range(self.THREADS)])
@@ -195,6 +196,6 @@ class TestConcurrentReservations:
 
 
 def _failures(services: Services, bucket: str) -> int | None:
-    with services.sessions() as session:
+    with services.db() as session:
         row = session.get(SignInThrottle, bucket)
         return row.failures if row else None

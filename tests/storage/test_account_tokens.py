@@ -26,12 +26,12 @@ HOUR = timedelta(hours=1)
 
 @pytest.fixture
 def tokens(services: Services) -> SQLAccountTokenStore:
-    return SQLAccountTokenStore(services.sessions)
+    return SQLAccountTokenStore(services.db)
 
 
 @pytest.fixture
 def quotas(services: Services) -> SQLQuotaStore:
-    return SQLQuotaStore(services.sessions)
+    return SQLQuotaStore(services.db)
 
 
 class TestSQLAccountTokenStore:
@@ -41,7 +41,7 @@ class TestSQLAccountTokenStore:
         token, link = tokens.create(account.id, Purpose.RESET_PASSWORD, lifetime=HOUR, now=T0)
 
         assert link.expires_at == T0 + HOUR
-        with services.sessions() as session:
+        with services.db() as session:
             [row] = session.scalars(select(AccountToken)).all()
         assert row.token_hash == hashlib.sha256(token.encode()).digest()
         assert token.encode() not in row.token_hash
@@ -134,7 +134,7 @@ class TestSQLQuotaStore:
     def test_the_table_holds_no_address(self, services: Services, quotas: SQLQuotaStore) -> None:
         quotas.hit(self.QUOTA, "person@example.com", now=T0)
 
-        with services.sessions() as session:
+        with services.db() as session:
             [row] = session.scalars(select(QuotaCount)).all()
         assert "example" not in row.bucket
         assert row.bucket.startswith("test:")

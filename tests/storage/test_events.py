@@ -6,7 +6,7 @@ import pytest
 
 from tests.factories import make_user
 from thotbot.services import Services
-from thotbot.storage.events import parse_cursor
+from thotbot.storage.security_log import parse_cursor
 
 
 class TestSQLSecurityLog:

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tests.factories import make_api_key, make_user
-from thotbot import keys
-from thotbot.errors import NotFound
+from thotbot.core import keys
+from thotbot.core.errors import NotFound
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
 from thotbot.storage.models import Account, KeyEvent
@@ -46,7 +46,7 @@ class TestEngine:
     def test_deleting_an_account_deletes_its_keys(self, services: Services) -> None:
         _, record = make_api_key(services)
 
-        with services.sessions.begin() as session:
+        with services.db.begin() as session:
             session.execute(delete(Account).where(Account.id == record.account_id))
 
         assert services.keys.find(record.id) is None

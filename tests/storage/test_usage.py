@@ -7,11 +7,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from tests.factories import make_api_key, make_user
+from thotbot.core.useragents import UAClass
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
 from thotbot.storage.models import Base
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
-from thotbot.useragents import UAClass
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DAY = date(2026, 5, 1)

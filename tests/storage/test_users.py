@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.factories import make_user
-from thotbot.accounts import hash_password, verify_password
-from thotbot.errors import Conflict, NotFound, ValidationFailed
+from thotbot.core.accounts import hash_password, verify_password
+from thotbot.core.errors import Conflict, NotFound, ValidationFailed
 from thotbot.services import Services
 
 

@@ -8,7 +8,7 @@ from thotbot.storage.web_secrets import SharedKey, SQLWebSecretStore
 
 class TestSQLWebSecretStore:
     def test_ensure_creates_once_then_returns_the_same_key(self, services: Services) -> None:
-        store = SQLWebSecretStore(services.sessions)
+        store = SQLWebSecretStore(services.db)
 
         first = store.ensure("web")
 
@@ -17,7 +17,7 @@ class TestSQLWebSecretStore:
         assert store.ensure("other") != first
 
     def test_racing_instances_agree(self, services: Services) -> None:
-        stores = [SQLWebSecretStore(services.sessions) for _ in range(4)]
+        stores = [SQLWebSecretStore(services.db) for _ in range(4)]
 
         with ThreadPoolExecutor(4) as pool:
             keys = set(pool.map(lambda store: store.ensure("race"), stores))
@@ -27,7 +27,7 @@ class TestSQLWebSecretStore:
 
 class TestSharedKey:
     def test_loads_once_and_keeps_it_in_memory(self, services: Services) -> None:
-        shared = SharedKey(SQLWebSecretStore(services.sessions), "web")
+        shared = SharedKey(SQLWebSecretStore(services.db), "web")
         assert shared.cached is None
 
         key = shared.get()
@@ -36,7 +36,7 @@ class TestSharedKey:
         assert key == services.web_key.get()  # another process-level cache, the same key
 
     def test_the_key_never_shows_in_its_repr(self, services: Services) -> None:
-        shared = SharedKey(SQLWebSecretStore(services.sessions), "web")
+        shared = SharedKey(SQLWebSecretStore(services.db), "web")
         key = shared.get()
 
         assert key.hex() not in repr(shared)

@@ -11,18 +11,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from thotbot import __version__, keys
+from thotbot import __version__
 from thotbot.api import account
 from thotbot.api.bodies import read_json_object, required_str
 from thotbot.api.serializers import account_json, key_json
 from thotbot.auth.refusals import RefusalLog
-from thotbot.dates import parse_expiry
-from thotbot.errors import EmailNotVerified, MalformedAPIKey, NotFound, RestrictedEndpoint, ValidationFailed
-from thotbot.identity import Identity, Permission, permits
-from thotbot.notifications import Actor
-from thotbot.redaction import holds_key, redact
+from thotbot.core import keys
+from thotbot.core.dates import parse_expiry, utcnow
+from thotbot.core.errors import (
+    EmailNotVerified,
+    MalformedAPIKey,
+    NotFound,
+    RestrictedEndpoint,
+    ValidationFailed,
+)
+from thotbot.core.identity import Actor, Identity, Permission, permits
+from thotbot.core.redaction import holds_key, redact
 from thotbot.services import Services
-from thotbot.storage.models import utcnow
 
 __all__ = ["routes"]
 

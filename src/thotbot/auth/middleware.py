@@ -13,13 +13,12 @@ import anyio.to_thread
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from thotbot import keys
 from thotbot.accesslog import AccessLog
-from thotbot.api.problems import NO_STORE, send_problem
 from thotbot.auth.cache import CachedKey, KeyCache
 from thotbot.auth.refusals import RefusalLog
-from thotbot.cookies import SESSION_COOKIE, SESSION_COOKIE_NAMES
-from thotbot.errors import (
+from thotbot.core import keys
+from thotbot.core.cookies import SESSION_COOKIE, SESSION_COOKIE_NAMES
+from thotbot.core.errors import (
     AccountDisabled,
     APIKeyInURL,
     AuthenticationError,
@@ -35,9 +34,10 @@ from thotbot.errors import (
     ThotbotError,
     UnsupportedAuthScheme,
 )
-from thotbot.identity import READ_METHODS, is_restricted
+from thotbot.core.identity import READ_METHODS, is_restricted
+from thotbot.core.problems import NO_STORE, send_problem
+from thotbot.core.redaction import holds_key
 from thotbot.ratelimit import RateLimiter
-from thotbot.redaction import holds_key
 from thotbot.storage import KeyStore
 from thotbot.usage import UsageRecorder, user_agent_notice
 
@@ -55,7 +55,7 @@ class APIKeyGuard:
         app: ASGIApp,
         store: KeyStore,
         cache: KeyCache,
-        last_used: UsageRecorder,
+        usage_recorder: UsageRecorder,
         limiter: RateLimiter,
         access_log: AccessLog,
         refusals: RefusalLog | None = None,
@@ -64,7 +64,7 @@ class APIKeyGuard:
         self.refusals = refusals
         self.store = store
         self.cache = cache
-        self.last_used = last_used
+        self.usage_recorder = usage_recorder
         self.limiter = limiter
         self.access_log = access_log
 
@@ -113,7 +113,7 @@ class APIKeyGuard:
                     if entry.record.read_only and method not in READ_METHODS:
                         raise InsufficientScope
                     scope.setdefault("state", {})["identity"] = entry.identity
-                    self.last_used.record(key_id, time.time(), user_agent, address)
+                    self.usage_recorder.record(key_id, time.time(), user_agent, address)
                     notice = user_agent_notice(user_agent)
                     if notice is not None:
                         extra_headers.append(notice)

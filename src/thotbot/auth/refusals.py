@@ -8,7 +8,7 @@ Only refusals write: the allowed path of ordinary calls gains no database write.
 
 from __future__ import annotations
 
-from thotbot.storage.events import SQLSecurityLog
+from thotbot.storage.security_log import SQLSecurityLog
 
 __all__ = ["REFUSED", "RefusalLog", "refusal_detail"]
 

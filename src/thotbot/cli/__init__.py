@@ -13,18 +13,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot import __version__
-from thotbot.accounts import check_new_password, hash_password
 from thotbot.api.serializers import key_json
 from thotbot.config import Settings, load_settings
-from thotbot.dates import parse_expiry
-from thotbot.errors import ThotbotError, ValidationFailed
-from thotbot.identity import GRANTABLE
+from thotbot.core.accounts import check_new_password, hash_password
+from thotbot.core.dates import parse_expiry, utcnow
+from thotbot.core.errors import ThotbotError, ValidationFailed
+from thotbot.core.identity import GRANTABLE, Actor
 from thotbot.mail import show_mail_log
-from thotbot.notifications import Actor
 from thotbot.services import Services, build_services
 from thotbot.storage.db import redacted_url
 from thotbot.storage.migrate import upgrade
-from thotbot.storage.models import utcnow
 from thotbot.usage import report
 
 __all__ = ["main"]

@@ -9,12 +9,13 @@ from datetime import datetime
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from thotbot import keys
-from thotbot.errors import NotFound
-from thotbot.redaction import redact
+from thotbot.core import keys
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import NotFound
+from thotbot.core.redaction import redact
 from thotbot.storage import KeyRecord, KeyUsage
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import Account, APIKey, KeyEvent, utcnow
+from thotbot.storage.models import Account, APIKey, KeyEvent
 
 __all__ = ["SQLKeyStore", "new_key_id", "to_record"]
 

@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from thotbot.core.dates import utcnow
+
 __all__ = [
     "APIKey",
     "Account",
@@ -37,12 +39,7 @@ __all__ = [
     "WebAuthnChallenge",
     "WebSecret",
     "WebSession",
-    "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

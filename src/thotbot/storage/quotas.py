@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from thotbot.core.dates import utcnow
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import QuotaCount, utcnow
+from thotbot.storage.models import QuotaCount
 
 __all__ = ["Quota", "SQLQuotaStore", "quota_bucket"]
 

@@ -21,9 +21,10 @@ from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from thotbot.clientaddr import address_bucket
+from thotbot.core.clientaddr import address_bucket
+from thotbot.core.dates import utcnow
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import SignInThrottle, utcnow
+from thotbot.storage.models import SignInThrottle
 
 __all__ = [
     "ACCOUNT_RULE",

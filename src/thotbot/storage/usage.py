@@ -31,11 +31,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from thotbot.core.dates import utcnow
+from thotbot.core.useragents import UAClass, clean, parse
 from thotbot.storage import KeyRecord, KeyUsage
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.keys import to_record
-from thotbot.storage.models import Account, APIKey, Base, utcnow
-from thotbot.useragents import UAClass, clean, parse
+from thotbot.storage.models import Account, APIKey, Base
 
 __all__ = [
     "AgentCount",

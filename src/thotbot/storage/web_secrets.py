@@ -12,8 +12,9 @@ import threading
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from thotbot.core.dates import utcnow
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import WebSecret, utcnow
+from thotbot.storage.models import WebSecret
 
 __all__ = ["SQLWebSecretStore", "SharedKey"]
 

@@ -8,6 +8,8 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, NotFound
 from thotbot.dashboard.forms import (
     DEFAULT_EXPIRY,
     DEFAULT_ROLL,
@@ -23,9 +25,7 @@ from thotbot.dashboard.sudo import require_fresh
 from thotbot.dashboard.templating import absolute_time
 from thotbot.dashboard.views.key_usage import KeyUsagePanel, key_usage
 from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
-from thotbot.errors import Conflict, NotFound
 from thotbot.storage import KeyRecord
-from thotbot.storage.models import utcnow
 
 __all__ = [
     "create_key",

@@ -27,7 +27,7 @@ from enum import StrEnum
 
 import ua_parser
 
-from thotbot.redaction import redact_cut
+from thotbot.core.redaction import redact_cut
 
 __all__ = [
     "MAX_LENGTH",

@@ -7,8 +7,8 @@ import re
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from thotbot.common_passwords import password_weakness
-from thotbot.errors import ValidationFailed
+from thotbot.core.common_passwords import password_weakness
+from thotbot.core.errors import ValidationFailed
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",

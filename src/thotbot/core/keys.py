@@ -8,7 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from thotbot.errors import MalformedAPIKey
+from thotbot.core.errors import MalformedAPIKey
 
 __all__ = [
     "HEX_DIGITS",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from thotbot.keys import HEX_DIGITS, KEY_LENGTH, PREFIX
+from thotbot.core.keys import HEX_DIGITS, KEY_LENGTH, PREFIX
 
 __all__ = ["BARE_MARK", "KEY_MARK", "holds_key", "redact", "redact_cut"]
 

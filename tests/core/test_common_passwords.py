@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from thotbot.common_passwords import is_common_password
+from thotbot.core.common_passwords import is_common_password
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from thotbot.account_security import WrongPassword
+from thotbot.core.errors import Conflict, RateLimited, ValidationFailed
 from thotbot.dashboard.forms import FormInvalid, parse_email_change, parse_password_change
 from thotbot.dashboard.sudo import require_fresh
 from thotbot.dashboard.views.security import security_page
@@ -19,7 +20,6 @@ from thotbot.dashboard.web import (
     require_account,
     run,
 )
-from thotbot.errors import Conflict, RateLimited, ValidationFailed
 from thotbot.storage.email_changes import EmailChangeTokenInvalid
 
 __all__ = [

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from thotbot.redaction import redact
+from thotbot.core.redaction import redact
 
 __all__ = ["CONTINUATION", "field", "json_line", "record_text"]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from thotbot.accounts import (
+from thotbot.core.accounts import (
     MIN_PASSWORD_LENGTH,
     check_new_password,
     check_password_strength,
@@ -10,7 +10,7 @@ from thotbot.accounts import (
     normalize_email,
     verify_password,
 )
-from thotbot.errors import ValidationFailed
+from thotbot.core.errors import ValidationFailed
 
 
 @pytest.mark.parametrize(

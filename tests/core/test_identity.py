@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from thotbot.identity import (
+from thotbot.core.identity import (
     GRANTABLE,
     PERMISSION_AUTH_METHODS,
     AuthMethod,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from thotbot import errors
-from thotbot.errors import (
+from thotbot.core import errors
+from thotbot.core.errors import (
     APIKeyInURL,
     AuthenticationError,
     ExpiredAPIKey,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from thotbot.useragents import (
+from thotbot.core.useragents import (
     MAX_APP,
     MAX_CONTACT,
     MAX_LENGTH,

@@ -32,9 +32,9 @@ from webauthn.helpers.structs import (
 )
 
 from thotbot.config import Settings
-from thotbot.errors import ValidationFailed
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import ValidationFailed
 from thotbot.storage import AccountRecord
-from thotbot.storage.models import utcnow
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, SQLChallengeStore, SQLPasskeyStore
 
 __all__ = [

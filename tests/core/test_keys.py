@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.factories import fake_key
-from thotbot import keys
-from thotbot.errors import AuthenticationError, MalformedAPIKey
+from thotbot.core import keys
+from thotbot.core.errors import AuthenticationError, MalformedAPIKey
 
 PREFIX = "thot" + "_ak_"
 HEX = "0123456789abcdef"

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from thotbot.redaction import redact, redact_cut
+from thotbot.core.dates import utcnow
+from thotbot.core.redaction import redact, redact_cut
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import SecurityEvent, utcnow
+from thotbot.storage.models import SecurityEvent
 
 __all__ = [
     "FOLD_WINDOW",

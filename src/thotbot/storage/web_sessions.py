@@ -1,4 +1,4 @@
-"""SQLSessionStore: server-side dashboard sessions, known by the SHA-256 of their cookie value."""
+"""SQLWebSessionStore: server-side dashboard sessions, known by the SHA-256 of their cookie value."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from thotbot.redaction import redact_cut
+from thotbot.core.dates import utcnow
+from thotbot.core.redaction import redact_cut
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import UsedFormToken, WebSession, utcnow
+from thotbot.storage.models import UsedFormToken, WebSession
 
-__all__ = ["SQLSessionStore", "SessionPolicy", "SessionRecord", "hash_token", "new_session_id"]
+__all__ = ["SQLWebSessionStore", "SessionPolicy", "SessionRecord", "hash_token", "new_session_id"]
 
 _MAX_UA = 512
 
@@ -81,7 +82,7 @@ def _record(row: WebSession) -> SessionRecord:
     )
 
 
-class SQLSessionStore:
+class SQLWebSessionStore:
     def __init__(self, sessions: SessionFactory, policy: SessionPolicy | None = None) -> None:
         self._sessions = sessions
         self.policy = policy or SessionPolicy()

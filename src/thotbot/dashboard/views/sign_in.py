@@ -5,7 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from thotbot.accounts import hash_password, verify_password
+from thotbot.core.accounts import hash_password, verify_password
+from thotbot.core.errors import Conflict
+from thotbot.core.identity import Actor
 from thotbot.dashboard.forms import FormInvalid, parse_sign_in, parse_sign_up, safe_next
 from thotbot.dashboard.web import (
     Visit,
@@ -18,8 +20,6 @@ from thotbot.dashboard.web import (
     run,
     start_session,
 )
-from thotbot.errors import Conflict
-from thotbot.notifications import Actor
 from thotbot.storage import AccountRecord
 from thotbot.storage.throttle import Attempt
 

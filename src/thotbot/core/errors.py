@@ -10,12 +10,14 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "Conflict",
+    "ContentTooLarge",
     "DatabaseUnavailable",
     "EmailNotVerified",
     "ExpiredAPIKey",
     "InsufficientScope",
     "InvalidAPIKey",
     "MalformedAPIKey",
+    "MethodNotAllowed",
     "MissingAPIKey",
     "NotFound",
     "RateLimited",
@@ -205,3 +207,17 @@ class RateLimited(ThotbotError):
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class MethodNotAllowed(ThotbotError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+    default_detail = "This endpoint does not accept that HTTP method."
+
+
+class ContentTooLarge(ThotbotError):
+    status = 413
+    code = "content_too_large"
+    title = "Content too large"
+    default_detail = "The request body is larger than the 1 MiB this API accepts."

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from thotbot.dates import parse_expiry
-from thotbot.errors import ValidationFailed
+from thotbot.core.dates import parse_expiry
+from thotbot.core.errors import ValidationFailed
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

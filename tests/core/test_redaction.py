@@ -19,10 +19,10 @@ from tests.factories import make_api_key
 from tests.livecli import deploy
 from tests.redaction_corpus import encodings, leaks
 from tests.smtp import Inbox
-from thotbot import keys
-from thotbot.redaction import BARE_MARK, KEY_MARK, holds_key, redact, redact_cut
+from thotbot.core import keys
+from thotbot.core.redaction import BARE_MARK, KEY_MARK, holds_key, redact, redact_cut
+from thotbot.core.useragents import clean
 from thotbot.services import Services
-from thotbot.useragents import clean
 
 RAW = keys.PREFIX + "0123456789abcdef" * 6  # built at run time: no key-shaped literal in the source
 CORPUS = encodings(RAW)
@@ -107,7 +107,7 @@ def test_key_in_user_agent_is_stored_nowhere(client: TestClient, services: Servi
 
     assert client.get("/v1/version", headers=headers).status_code == 200
     assert client.delete(f"/v1/keys/{record.id}", headers=headers).status_code == 204
-    anyio.run(services.last_used.flush)
+    anyio.run(services.usage_recorder.flush)
 
     with services.engine.connect() as connection:
         tables = [
@@ -189,7 +189,7 @@ def test_a_key_in_any_encoding_reaches_no_sink_of_a_real_server(tmp_path: Path, 
 def test_hostile_text_is_not_a_denial_of_service(hostile: str) -> None:
     # Backtracking made such text take minutes; a generous bound only proves "not hung". In another
     # process: a regular expression holds the GIL, so a thread could not be given up on.
-    script = f"from thotbot.redaction import redact; redact({hostile})"
+    script = f"from thotbot.core.redaction import redact; redact({hostile})"
     done = subprocess.run([sys.executable, "-c", script], timeout=60, check=False, capture_output=True)
 
     assert done.returncode == 0, done.stderr

@@ -1,12 +1,22 @@
-"""Parsing the dates people and programs give us, pure."""
+"""Dates, pure: the clock in UTC, the ISO 8601 form the API writes, and parsing the dates people give us."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from thotbot.errors import ValidationFailed
+from thotbot.core.errors import ValidationFailed
 
-__all__ = ["parse_expiry"]
+__all__ = ["iso", "parse_expiry", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware in UTC: every time the code stores or compares."""
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 with a ``Z`` for UTC, as the API and the CLI's JSON write times; None stays None."""
+    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def parse_expiry(value: object, now: datetime, *, field: str = "expires_at") -> datetime | None:

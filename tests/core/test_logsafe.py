@@ -15,10 +15,10 @@ import pytest
 
 from tests.livecli import deploy
 from tests.redaction_corpus import leaks
-from thotbot import keys
 from thotbot.accesslog import AccessLog
+from thotbot.core import keys
+from thotbot.core.logsafe import CONTINUATION, field, json_line, record_text
 from thotbot.logs import JSONFormatter, TextFormatter
-from thotbot.logsafe import CONTINUATION, field, json_line, record_text
 
 # Everything that ends a line somewhere, steers a terminal, or reorders what a reader sees.
 UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")

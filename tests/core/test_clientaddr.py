@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from thotbot.clientaddr import address_bucket
+from thotbot.core.clientaddr import address_bucket
 
 
 @pytest.mark.parametrize(
