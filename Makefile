@@ -30,6 +30,7 @@ test: $(VENV)/.dev-installed ## lint, type-check and run the tests (T=tests/path
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest $(T)
 
 lint: $(VENV)/.dev-installed ## fix what ruff can fix, format, then type-check with mypy
@@ -41,6 +42,7 @@ check: $(VENV)/.dev-installed ## ruff without fixes, and mypy
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: $(VENV)/.dev-installed ## measure /v1/version beside a bare Starlette app
 	$(PY) bench/auth_throughput.py

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from thotbot.core.errors import ConfigError
-from thotbot.proxies import TrustedProxies
+from thotbot.core.proxies import TrustedProxies
 
 __all__ = ["Settings", "load_settings"]
 

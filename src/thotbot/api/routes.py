@@ -1,4 +1,4 @@
-"""The /v1 endpoints. The guard in auth/middleware.py has authenticated the request already."""
+"""The /v1 endpoints. The guard in web/guard.py has authenticated the request already."""
 
 from __future__ import annotations
 

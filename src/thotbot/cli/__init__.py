@@ -109,7 +109,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
-        # Only THOTBOT_TRUSTED_PROXIES decides whose X-Forwarded-For counts (thotbot.proxies):
+        # Only THOTBOT_TRUSTED_PROXIES decides whose X-Forwarded-For counts (thotbot.core.proxies):
         # uvicorn's own default believes any process on 127.0.0.1.
         proxy_headers=False,
         # Bounded heads, timeouts and connections, and a problem body for what is refused there.

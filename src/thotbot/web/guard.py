@@ -1,7 +1,8 @@
-"""The /v1 guard, pure ASGI: refuses keys in URLs, authenticates the bearer key, marks no-store.
+"""The /v1 guard, pure ASGI: refuses keys in URLs, has the bearer key verified, marks no-store.
 
 It sits on the request path of every API call, so it does no database write and, when the key is
-cached, no I/O and no thread hop.
+cached, no I/O and no thread hop. Who the key is, is ``thotbot.auth.verifier``'s to say; the guard
+is the glue around it: reading the scope, rate limits, usage, the access log and the problem.
 """
 
 from __future__ import annotations
@@ -14,34 +15,25 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thotbot.accesslog import AccessLog
-from thotbot.auth.cache import CachedKey, KeyCache
+from thotbot.auth.cache import CachedKey
 from thotbot.auth.refusals import RefusalLog
+from thotbot.auth.verifier import Authorization, KeyVerifier, check_key, refuse_key_in_query
 from thotbot.core import keys
-from thotbot.core.cookies import SESSION_COOKIE, SESSION_COOKIE_NAMES
 from thotbot.core.errors import (
     AccountDisabled,
     APIKeyInURL,
     AuthenticationError,
-    DatabaseUnavailable,
-    ExpiredAPIKey,
     InsufficientScope,
-    InvalidAPIKey,
-    MalformedAPIKey,
-    MissingAPIKey,
     RateLimited,
-    RevokedAPIKey,
-    SessionCookieNotAccepted,
     ThotbotError,
-    UnsupportedAuthScheme,
 )
-from thotbot.core.identity import READ_METHODS, is_restricted
+from thotbot.core.identity import is_restricted
 from thotbot.core.problems import NO_STORE, send_problem
 from thotbot.core.redaction import holds_key
 from thotbot.ratelimit import RateLimiter
-from thotbot.storage import KeyStore
 from thotbot.usage import UsageRecorder, user_agent_notice
 
-__all__ = ["PUBLIC_ENDPOINTS", "SESSION_COOKIE", "APIKeyGuard"]
+__all__ = ["PUBLIC_ENDPOINTS", "APIKeyGuard"]
 
 #: (method, path) pairs under /v1 that need no key.
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
@@ -53,8 +45,7 @@ class APIKeyGuard:
     def __init__(
         self,
         app: ASGIApp,
-        store: KeyStore,
-        cache: KeyCache,
+        verifier: KeyVerifier,
         usage_recorder: UsageRecorder,
         limiter: RateLimiter,
         access_log: AccessLog,
@@ -62,8 +53,7 @@ class APIKeyGuard:
     ) -> None:
         self.app = app
         self.refusals = refusals
-        self.store = store
-        self.cache = cache
+        self.verifier = verifier
         self.usage_recorder = usage_recorder
         self.limiter = limiter
         self.access_log = access_log
@@ -102,16 +92,16 @@ class APIKeyGuard:
             try:
                 if key_in_path:
                     raise APIKeyInURL
-                if scope["query_string"]:
-                    _refuse_key_in_query(scope["query_string"])
                 if (method, path) in PUBLIC_ENDPOINTS:
+                    refuse_key_in_query(scope["query_string"])
                     decision = await self.limiter.hit_anon(address)
                 else:
-                    entry, user_agent = await self._authenticate(scope, address)
+                    authorization, cookie, agent = _credentials(scope["headers"])
+                    query = scope["query_string"]
+                    entry = await self.verifier.identify(authorization, cookie, query, address)
                     key_id = entry.record.id
-                    _check_state(entry)
-                    if entry.record.read_only and method not in READ_METHODS:
-                        raise InsufficientScope
+                    user_agent = agent[:_MAX_UA].decode("latin-1") if agent else None
+                    check_key(entry, method)
                     scope.setdefault("state", {})["identity"] = entry.identity
                     self.usage_recorder.record(key_id, time.time(), user_agent, address)
                     notice = user_agent_notice(user_agent)
@@ -142,33 +132,6 @@ class APIKeyGuard:
                 # The query string is never logged: it is where a misplaced key would be.
                 self.access_log.record(address, method, path, status, key_id, time.perf_counter() - started)
 
-    async def _authenticate(self, scope: Scope, address: str) -> tuple[CachedKey, str | None]:
-        authorization: bytes | None = None
-        cookie = b""
-        user_agent: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                if authorization is not None:
-                    raise MalformedAPIKey("Send exactly one Authorization header.")
-                authorization = value
-            elif name == b"user-agent":
-                user_agent = value
-            elif name == b"cookie":
-                cookie += b";" + value
-        entry = await self._verify(authorization, cookie, address)
-        ua = user_agent[:_MAX_UA].decode("latin-1") if user_agent else None
-        return entry, ua
-
-    async def _verify(self, authorization: bytes | None, cookie: bytes, address: str) -> CachedKey:
-        digest = keys.digest(_bearer_token(authorization, cookie))
-        entry = self.cache.get(digest)
-        if entry is None:
-            if await self.limiter.anon_exhausted(address):
-                # This address keeps failing: answer 429 before spending a database lookup on it.
-                raise RateLimited(60, "Too many failed requests from this address; retry later.")
-            entry = await self._load(digest)
-        return entry
-
     async def _log_refusal(
         self, entry: CachedKey, method: str, path: str, code: str, address: str, user_agent: str | None
     ) -> None:
@@ -193,60 +156,25 @@ class APIKeyGuard:
             log = logging.getLogger("thotbot.auth")
             log.warning("could not log a refused restricted call", exc_info=True)
 
-    async def _load(self, digest: bytes) -> CachedKey:
-        generation = self.cache.generation
-        try:
-            record = await anyio.to_thread.run_sync(self.store.find_by_hash, digest)
-        except SQLAlchemyError:
-            logging.getLogger("thotbot.auth").warning(
-                "key lookup failed: database unavailable", exc_info=True
-            )
-            raise DatabaseUnavailable from None
-        if record is None:
-            raise InvalidAPIKey
-        return self.cache.put(digest, record, generation)
 
-
-def _check_state(entry: CachedKey) -> None:
-    if entry.revoked_ts is not None or entry.expires_ts is not None:
-        now = time.time()
-        if entry.revoked_ts is not None and entry.revoked_ts <= now:
-            raise RevokedAPIKey
-        if entry.expires_ts is not None and entry.expires_ts <= now:
-            raise ExpiredAPIKey
-    if entry.record.account_disabled:
-        raise AccountDisabled
-
-
-def _bearer_token(authorization: bytes | None, cookie: bytes) -> str:
-    value = authorization.decode("latin-1").strip() if authorization is not None else ""
-    if not value:
-        if _has_session_cookie(cookie):
-            raise SessionCookieNotAccepted
-        raise MissingAPIKey
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer":
-        raise UnsupportedAuthScheme
-    token = token.strip()
-    if not token:
-        if _has_session_cookie(cookie):
-            raise SessionCookieNotAccepted
-        raise MissingAPIKey("The Bearer token is empty: send 'Authorization: Bearer thot_ak_...'.")
-    return token
-
-
-_SESSION_COOKIE_PREFIXES = tuple(name.encode() + b"=" for name in SESSION_COOKIE_NAMES)
-
-
-def _has_session_cookie(cookie: bytes) -> bool:
-    # Either spelling: the guard answers the same whatever THOTBOT_PUBLIC_URL says.
-    return any(part.strip().startswith(_SESSION_COOKIE_PREFIXES) for part in cookie.split(b";"))
-
-
-def _refuse_key_in_query(query_string: bytes) -> None:
-    # The raw query: holds_key decodes percent-encoding at every depth, and other escapes.
-    if query_string and holds_key(query_string.decode("latin-1")):
-        raise APIKeyInURL
+def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[Authorization, bytes, bytes | None]:
+    """In one pass: the Authorization value, every Cookie header joined, and the User-Agent."""
+    authorization: Authorization = None
+    cookie = b""
+    user_agent: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
+            else:
+                # Sent more than once: the verifier is handed every value, and refuses them.
+                earlier = authorization if isinstance(authorization, tuple) else (authorization,)
+                authorization = (*earlier, value)
+        elif name == b"user-agent":
+            user_agent = value
+        elif name == b"cookie":
+            cookie += b";" + value
+    return authorization, cookie, user_agent
 
 
 def _client(scope: Scope) -> str:
