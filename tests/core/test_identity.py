@@ -26,17 +26,9 @@ SESSION = Identity(account_id="acct_1", method=AuthMethod.SESSION)
 @pytest.mark.parametrize(
     ("identity", "permission", "expected"),
     [
-        (KEY, Permission.READ, True),
-        (KEY, Permission.WRITE, True),
         (KEY, Permission.ACCOUNT_SECURITY, False),
-        (READ_ONLY_KEY, Permission.READ, True),
-        (READ_ONLY_KEY, Permission.WRITE, False),
         (READ_ONLY_KEY, Permission.ACCOUNT_SECURITY, False),
-        (GRANTED_KEY, Permission.READ, True),
-        (GRANTED_KEY, Permission.WRITE, True),
         (GRANTED_KEY, Permission.ACCOUNT_SECURITY, True),
-        (SESSION, Permission.READ, True),
-        (SESSION, Permission.WRITE, True),
         (SESSION, Permission.ACCOUNT_SECURITY, True),
     ],
 )

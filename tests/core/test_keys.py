@@ -134,14 +134,6 @@ def test_hash_key_is_sha256_and_distinct() -> None:
     assert keys.hash_key(a) != keys.hash_key(b)
 
 
-def test_verify_hash() -> None:
-    raw = keys.generate()
-
-    assert keys.verify_hash(raw, keys.hash_key(raw))
-    assert not keys.verify_hash(raw, keys.hash_key(keys.generate()))
-    assert not keys.verify_hash(raw, b"")
-
-
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

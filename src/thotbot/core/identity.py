@@ -28,17 +28,13 @@ class AuthMethod(enum.Enum):
 
 
 class Permission(enum.Enum):
-    READ = "read"
-    WRITE = "write"
     #: Email, password, passkeys and minting keys: whatever could take over the account.
     ACCOUNT_SECURITY = "account:security"
 
 
-#: Deny by default: a permission not listed here can be had only through a session.
-PERMISSION_AUTH_METHODS: dict[Permission, frozenset[AuthMethod]] = {
-    Permission.READ: frozenset({AuthMethod.API_KEY, AuthMethod.SESSION}),
-    Permission.WRITE: frozenset({AuthMethod.API_KEY, AuthMethod.SESSION}),
-}
+#: Deny by default: a permission not listed here can be had only through a session. (What a
+#: read-only key may do is decided by the request method, READ_METHODS, where keys are verified.)
+PERMISSION_AUTH_METHODS: dict[Permission, frozenset[AuthMethod]] = {}
 
 #: Grants an operator may give one key, lifting the table above for it alone.
 GRANTABLE = frozenset({Permission.ACCOUNT_SECURITY.value})
@@ -56,9 +52,7 @@ class Identity:
 def permits(identity: Identity, permission: Permission) -> bool:
     if permission.value in identity.grants:
         return True
-    if identity.method not in PERMISSION_AUTH_METHODS.get(permission, frozenset({AuthMethod.SESSION})):
-        return False
-    return not (permission is Permission.WRITE and identity.read_only)
+    return identity.method in PERMISSION_AUTH_METHODS.get(permission, frozenset({AuthMethod.SESSION}))
 
 
 def is_restricted(method: str, path: str) -> bool:

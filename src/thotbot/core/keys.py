@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ __all__ = [
     "hint",
     "looks_like_key",
     "parse",
-    "verify_hash",
 ]
 
 PREFIX = "thot_ak_"
@@ -62,10 +60,6 @@ def digest(token: str) -> bytes:
 def hash_key(raw: str) -> bytes:
     """SHA-256 of the key: a 384-bit random secret needs no slow or salted hash (docs/SECURITY.md)."""
     return hashlib.sha256(raw.encode("ascii")).digest()
-
-
-def verify_hash(raw: str, digest: bytes) -> bool:
-    return hmac.compare_digest(hash_key(raw), digest)
 
 
 def hint(raw: str) -> str:
