@@ -18,6 +18,7 @@ from thotbot.config import Settings, load_settings
 from thotbot.core.accounts import verify_password
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from thotbot.core.revocation import RevokedReason
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
 from thotbot.storage.email_changes import EmailChangeTokenInvalid
@@ -430,7 +431,7 @@ def test_another_accounts_passkey_is_not_found(services: Services) -> None:
 def test_key_notifications_never_hold_the_key(services: Services, inbox: Inbox) -> None:
     account = make_user(services)
     raw, record = make_api_key(services, account, name="deploy")
-    revoked = services.keys.revoke(record.id, reason="leaked")
+    revoked = services.keys.revoke(record.id, reason=RevokedReason.LEAKED).record
 
     services.notifier.key_created(account.id, record, Actor.operator())
     services.notifier.key_revoked_as_leaked(

@@ -17,6 +17,7 @@ from tests.services import redis_url
 from thotbot import keychanges
 from thotbot.app import create_app
 from thotbot.config import load_settings
+from thotbot.core.revocation import RevokedReason
 from thotbot.keychanges import KeyChangeBus
 from thotbot.services import Services, build_services
 from thotbot.storage.migrate import upgrade
@@ -52,7 +53,7 @@ class TestStoreAnnouncesChanges:
         raw, record = store.create(account.id, "k")
         from thotbot.core.keys import hash_key
 
-        store.revoke_by_hashes([hash_key(raw), b"x" * 32], reason="leaked")
+        store.revoke_by_hashes([hash_key(raw), b"x" * 32], reason=RevokedReason.LEAKED)
 
         assert [list(ids) for ids in heard] == [[record.id]]
 

@@ -19,7 +19,6 @@ from thotbot.core.identity import Actor
 from thotbot.notifications import Notifier
 from thotbot.storage import AccountRecord
 from thotbot.storage.account_tokens import AccountLink, Purpose, SQLAccountTokenStore
-from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.quotas import Quota, SQLQuotaStore
 from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.users import SQLUserStore
@@ -57,6 +56,12 @@ class SessionRevoker(Protocol):
     def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
 
 
+class KeyAnnouncer(Protocol):
+    """What disabling an account needs of KeyLifecycle: its keys are read again everywhere."""
+
+    def announce_account_change(self, account_id: str) -> list[str]: ...
+
+
 class ThrottleReset(Protocol):
     def forget_account(self, email: str) -> None: ...
 
@@ -72,7 +77,7 @@ class AccountRecovery:
         self,
         *,
         users: SQLUserStore,
-        keys: SQLKeyStore,
+        keys: KeyAnnouncer,
         tokens: SQLAccountTokenStore,
         quotas: SQLQuotaStore,
         security_log: SQLSecurityLog,

@@ -11,6 +11,7 @@ from thotbot.account_recovery import AccountRecovery
 from thotbot.account_security import AccountSecurity
 from thotbot.auth.cache import KeyCache
 from thotbot.config import Settings
+from thotbot.key_lifecycle import KeyLifecycle
 from thotbot.keychanges import KeyChangeBus
 from thotbot.mail import Mailer
 from thotbot.notifications import Notifier
@@ -59,6 +60,8 @@ class Services:
     passkey_ceremonies: PasskeyCeremonies = field(init=False)
     account_security: AccountSecurity = field(init=False)
     account_recovery: AccountRecovery = field(init=False)
+    #: Every change to a key goes through it: the change, its log entry and its mail.
+    key_lifecycle: KeyLifecycle = field(init=False)
 
     def __post_init__(self) -> None:
         self.usage = SQLUsageStore(self.db)
@@ -75,6 +78,7 @@ class Services:
     def _build_account_security(self) -> None:
         self.mailer = Mailer.from_settings(self.settings)
         self.notifier = Notifier(self.mailer, self.users, self.settings.public_url)
+        self.key_lifecycle = KeyLifecycle(keys=self.keys, cache=self.key_cache, notifier=self.notifier)
         self.passkeys = SQLPasskeyStore(self.db)
         self.passkey_ceremonies = PasskeyCeremonies.from_settings(
             self.settings, self.passkeys, SQLChallengeStore(self.db)
@@ -91,7 +95,7 @@ class Services:
         )
         self.account_recovery = AccountRecovery(
             users=self.users,
-            keys=self.keys,
+            keys=self.key_lifecycle,
             tokens=SQLAccountTokenStore(self.db),
             quotas=SQLQuotaStore(self.db),
             security_log=self.security_log,

@@ -31,7 +31,7 @@ IDS = [f"{method} {path}" for method, path, _ in RESTRICTED]
 
 def _granted(services: Services) -> tuple[str, KeyRecord]:
     raw, record = make_api_key(services)
-    return raw, services.keys.grant(record.id, "account:security")
+    return raw, services.keys.grant(record.id, "account:security").record
 
 
 def _state(services: Services, record: KeyRecord) -> tuple[object, ...]:

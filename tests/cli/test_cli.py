@@ -16,6 +16,7 @@ from thotbot.core.accounts import verify_password
 from thotbot.core.dates import utcnow
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
+from thotbot.storage.usage import UsageBatch
 
 PASSWORD = "a long enough password"
 
@@ -255,7 +256,9 @@ class TestKeysList:
     ) -> None:
         account = make_user(services, "dev@example.com")
         _, record = make_api_key(services, account, name="laptop")
-        services.keys.record_usage({record.id: KeyUsage(utcnow(), "acme-sync/2.3.1 (ops@acme.example)")})
+        services.usage.write(
+            UsageBatch(last_used={record.id: KeyUsage(utcnow(), "acme-sync/2.3.1 (ops@acme.example)")})
+        )
 
         assert main(["keys", "list", "--user", "dev@example.com"]) == 0
 

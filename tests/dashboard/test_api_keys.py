@@ -12,6 +12,7 @@ from thotbot.core.dates import utcnow
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
 from thotbot.storage.models import Base
+from thotbot.storage.usage import UsageBatch
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ class TestList:
         _, record = services.keys.create(
             account_id, "billing server", expires_at=utcnow() + timedelta(days=3)
         )
-        services.keys.record_usage({record.id: KeyUsage(utcnow(), "billing/2.1")})
+        services.usage.write(UsageBatch(last_used={record.id: KeyUsage(utcnow(), "billing/2.1")}))
 
         page = signed_in.get("/dashboard/api-keys").text
 

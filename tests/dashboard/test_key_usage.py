@@ -182,7 +182,9 @@ class TestUsageSection:
 
     def test_used_before_the_retained_days(self, signed_in: TestClient, services: Services) -> None:
         key = _key(services)
-        services.keys.record_usage({key.id: KeyUsage(utcnow() - timedelta(days=200), "old/1")})
+        services.usage.write(
+            UsageBatch(last_used={key.id: KeyUsage(utcnow() - timedelta(days=200), "old/1")})
+        )
 
         page = signed_in.get(f"/dashboard/api-keys/{key.id}").text
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from thotbot.core.dates import utcnow
 from thotbot.core.redaction import redact, redact_cut
+from thotbot.storage import LogEntry
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import SecurityEvent
 
@@ -20,6 +21,7 @@ __all__ = [
     "LogPage",
     "SQLSecurityLog",
     "SecurityEventRecord",
+    "add_entry",
     "parse_cursor",
 ]
 
@@ -102,18 +104,8 @@ class SQLSecurityLog:
         first only counts on that row (and moves its last time, address and User-Agent), so a
         flood of refusals is one row per hour, however long, and cannot push other events away.
         """
-        event = SecurityEvent(
-            account_id=account_id,
-            action=action,
-            # Every text a client could have put key material in, in any encoding.
-            actor=redact(actor),
-            key_id=key_id,
-            detail=redact(detail),
-            ip_address=ip_address,
-            user_agent=redact_cut(user_agent, 512) if user_agent else None,
-            created_at=now or utcnow(),
-            count=1,
-        )
+        entry = LogEntry(account_id, action, actor, key_id, detail, ip_address, user_agent)
+        event = _event(entry, now or utcnow())
         with self._sessions.begin() as session:
             if fold and account_id is not None and _fold(session, event):
                 return
@@ -178,6 +170,26 @@ class SQLSecurityLog:
                 )
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_entry(session: Session, entry: LogEntry) -> None:
+    """Write ``entry`` in the caller's transaction: it commits, or rolls back, with the change it reports."""
+    session.add(_event(entry, utcnow()))
+
+
+def _event(entry: LogEntry, now: datetime) -> SecurityEvent:
+    return SecurityEvent(
+        account_id=entry.account_id,
+        action=entry.action,
+        # Every text a client could have put key material in, in any encoding.
+        actor=redact(entry.actor),
+        key_id=entry.key_id,
+        detail=redact(entry.detail),
+        ip_address=entry.ip_address,
+        user_agent=redact_cut(entry.user_agent, 512) if entry.user_agent else None,
+        created_at=now,
+        count=1,
+    )
 
 
 def _fold(session: Session, event: SecurityEvent) -> bool:
