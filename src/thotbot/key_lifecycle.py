@@ -96,14 +96,14 @@ class KeyLifecycle:
     ) -> KeyChange:
         self._own(account_id, key_id)
         when = _minute(expires_at) if expires_at else "never"
-        log = _entry("key.expiry_changed", actor, lambda r: f"{r.name!r} ({r.hint}) now expires {when}")
+        log = _entry("key.expiry_changed", actor, lambda r: f"{_name(r)} now expires {when}")
         return self._evicting(self._keys.set_expiry(key_id, expires_at, log=log))
 
     def grant(self, key_id: str, grant: str, actor: Actor) -> KeyChange:
         """The operator's grant: lets one key call what only a session may (identity.GRANTABLE)."""
         if grant not in GRANTABLE:
             raise ValidationFailed(f"unknown grant {grant!r}; grants: {', '.join(sorted(GRANTABLE))}")
-        log = _entry("key.granted", actor, lambda r: f"granted {grant} to {r.name!r} ({r.hint})")
+        log = _entry("key.granted", actor, lambda r: f"granted {grant} to {_name(r)}")
         return self._evicting(self._keys.grant(key_id, grant, log=log))
 
     def revoke(self, account_id: str, key_id: str, actor: Actor) -> KeyChange:
