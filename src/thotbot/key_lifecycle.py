@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from thotbot.auth.cache import KeyCache
 from thotbot.core import keys
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import Conflict, MalformedAPIKey, NotFound, ValidationFailed
@@ -23,7 +23,13 @@ from thotbot.core.revocation import RevokedReason
 from thotbot.notifications import Notifier
 from thotbot.storage import EntryFor, KeyChange, KeyRecord, KeyStore, LogEntry
 
-__all__ = ["KeyLifecycle", "Rolled"]
+__all__ = ["KeyEvictor", "KeyLifecycle", "Rolled"]
+
+
+class KeyEvictor(Protocol):
+    """What a change needs of this process's cache of verified keys (auth/cache.py)."""
+
+    def evict(self, key_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +42,7 @@ class Rolled:
 
 
 class KeyLifecycle:
-    def __init__(self, *, keys: KeyStore, cache: KeyCache, notifier: Notifier) -> None:
+    def __init__(self, *, keys: KeyStore, cache: KeyEvictor, notifier: Notifier) -> None:
         self._keys = keys
         self._cache = cache
         self._notifier = notifier
