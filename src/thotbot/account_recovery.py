@@ -17,12 +17,9 @@ from thotbot.core.dates import utcnow
 from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
 from thotbot.core.identity import Actor
 from thotbot.notifications import Notifier
-from thotbot.storage import AccountRecord
-from thotbot.storage.account_tokens import AccountLink, Purpose, SQLAccountTokenStore
-from thotbot.storage.keys import SQLKeyStore
-from thotbot.storage.quotas import Quota, SQLQuotaStore
-from thotbot.storage.security_log import SQLSecurityLog
-from thotbot.storage.users import SQLUserStore
+from thotbot.storage import AccountRecord, AccountTokenStore, KeyStore, QuotaStore, SecurityLog, UserStore
+from thotbot.storage.account_tokens import AccountLink, Purpose
+from thotbot.storage.quotas import Quota
 
 __all__ = [
     "RESET_LIFETIME",
@@ -71,11 +68,11 @@ class AccountRecovery:
     def __init__(
         self,
         *,
-        users: SQLUserStore,
-        keys: SQLKeyStore,
-        tokens: SQLAccountTokenStore,
-        quotas: SQLQuotaStore,
-        security_log: SQLSecurityLog,
+        users: UserStore,
+        keys: KeyStore,
+        tokens: AccountTokenStore,
+        quotas: QuotaStore,
+        security_log: SecurityLog,
         notifier: Notifier,
         sessions: SessionRevoker,
         throttle: ThrottleReset,

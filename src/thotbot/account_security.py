@@ -18,12 +18,10 @@ from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
 from thotbot.core.identity import Actor
 from thotbot.notifications import Notifier, when_text
 from thotbot.passkey_ceremonies import Ceremony, PasskeyCeremonies
-from thotbot.storage import AccountRecord
-from thotbot.storage.email_changes import PendingEmailChange, SQLEmailChangeStore
+from thotbot.storage import AccountRecord, EmailChangeStore, SecurityLog, UserStore
+from thotbot.storage.email_changes import PendingEmailChange
 from thotbot.storage.passkeys import PasskeyRecord
-from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import Attempt
-from thotbot.storage.users import SQLUserStore
 
 __all__ = [
     "EMAIL_CHANGES_PER_HOUR",
@@ -66,9 +64,9 @@ class AccountSecurity:
     def __init__(
         self,
         *,
-        users: SQLUserStore,
-        security_log: SQLSecurityLog,
-        email_changes: SQLEmailChangeStore,
+        users: UserStore,
+        security_log: SecurityLog,
+        email_changes: EmailChangeStore,
         passkeys: PasskeyCeremonies,
         notifier: Notifier,
         sessions: SessionRevoker,

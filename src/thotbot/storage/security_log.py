@@ -20,6 +20,7 @@ __all__ = [
     "LogPage",
     "SQLSecurityLog",
     "SecurityEventRecord",
+    "page_of",
     "parse_cursor",
 ]
 
@@ -156,16 +157,7 @@ class SQLSecurityLog:
             query = query.order_by(*(column.desc() for column in key))
         with self._sessions() as session:
             rows = [_record(r) for r in session.scalars(query.limit(limit + 1))]
-        more = len(rows) > limit
-        rows = rows[:limit]
-        if after is not None:
-            rows.reverse()
-            newer_more, older_more = more, True
-        else:
-            newer_more, older_more = before is not None, more
-        first = _cursor(rows[0]) if rows and newer_more else None
-        last = _cursor(rows[-1]) if rows and older_more else None
-        return LogPage(rows, newer=first, older=last)
+        return page_of(rows, limit=limit, before=before, after=after)
 
     def prune(self, keep_days: int, *, now: datetime | None = None) -> int:
         """Delete events older than ``keep_days`` days (by their last time); returns how many."""
@@ -178,6 +170,23 @@ class SQLSecurityLog:
                 )
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def page_of(
+    rows: list[SecurityEventRecord], *, limit: int, before: Cursor | None, after: Cursor | None
+) -> LogPage:
+    """The page made of the first ``limit + 1`` rows a page query found: oldest first when paging
+    ``after`` a cursor, newest first otherwise (the extra row only tells there is more)."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if after is not None:
+        rows.reverse()
+        newer_more, older_more = more, True
+    else:
+        newer_more, older_more = before is not None, more
+    first = _cursor(rows[0]) if rows and newer_more else None
+    last = _cursor(rows[-1]) if rows and older_more else None
+    return LogPage(rows, newer=first, older=last)
 
 
 def _fold(session: Session, event: SecurityEvent) -> bool:
