@@ -45,7 +45,7 @@ class WrongPassword(ValidationFailed):
 
 
 class SessionRevoker(Protocol):
-    """What ending sessions needs of the dashboard's session store (SQLWebSessionStore)."""
+    """What ending sessions needs of the dashboard's session store (storage.WebSessionStore)."""
 
     def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
 
@@ -53,7 +53,7 @@ class SessionRevoker(Protocol):
 
 
 class PasswordThrottle(Protocol):
-    """What slowing password guesses needs of the sign-in throttle (SQLSignInThrottle)."""
+    """What slowing password guesses needs of the sign-in throttle (storage.SignInThrottleStore)."""
 
     def reserve(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> Attempt: ...
 

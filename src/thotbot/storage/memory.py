@@ -73,14 +73,16 @@ class _EmailChange:
 
 class MemoryDatabase:
     """What a session factory is to the SQL stores: the tables the memory stores share, and one
-    lock that each operation holds from start to end, so that it is atomic as a transaction is."""
+    lock that each operation holds from start to end, so that no two interleave. An operation
+    checks before it changes anything, so one that raises has changed nothing (as a rolled-back
+    transaction), but where the SQL store, too, spends a token and then refuses."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.accounts: dict[str, AccountRecord] = {}
         self.password_hashes: dict[str, str | None] = {}
         self.security_events: dict[int, SecurityEventRecord] = {}
-        self.event_ids = itertools.count(1)
+        self._event_ids = itertools.count(1)
         self.web_sessions: dict[str, SessionRecord] = {}
         #: The SHA-256 of each session's cookie value, by session id.
         self.session_tokens: dict[str, bytes] = {}
@@ -101,7 +103,7 @@ class MemoryDatabase:
             yield self
 
     def add_event(self, record: SecurityEventRecord) -> SecurityEventRecord:
-        event = dataclasses.replace(record, id=next(self.event_ids))
+        event = dataclasses.replace(record, id=next(self._event_ids))
         self.security_events[event.id] = event
         return event
 
