@@ -124,7 +124,7 @@ class KeyStore(Protocol):
         """Revoke the key (NotFound when there is none); revoking it again changes nothing."""
 
     def revoke_by_hashes(self, digests: Sequence[bytes], *, reason: str) -> list[KeyRecord]:
-        """Revoke the live keys among these hashes; returns those it revoked."""
+        """Revoke the keys among these hashes that are not revoked yet; returns those."""
 
     def grant(self, key_id: str, grant: str) -> KeyRecord: ...
 
