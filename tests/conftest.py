@@ -122,6 +122,20 @@ def client(client_factory: ClientFactory) -> Iterator[TestClient]:
         yield client
 
 
+# The store conformance suite (tests/storage/conformance/) picks its backend per test.
+
+
+@pytest.fixture
+def postgres_url(_postgres_url: str) -> Iterator[str]:
+    """The run's PostgreSQL database (migrated once per run), emptied after the test."""
+    yield _postgres_url
+    engine = make_engine(_postgres_url)
+    with engine.begin() as connection:
+        tables = ", ".join(f'"{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     # Browser tests are the slowest: run them last so quick failures show first.
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

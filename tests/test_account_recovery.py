@@ -20,7 +20,6 @@ from thotbot.core.identity import Actor
 from thotbot.core.keys import hash_key
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
-from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.models import Account
 
 NEW_PASSWORD = "lamp orbit walrus tea"
@@ -191,5 +190,5 @@ def test_a_reset_cancels_a_pending_email_change(services: Services, inbox: Inbox
 
     services.account_recovery.reset_password(token, NEW_PASSWORD, VISITOR)
 
-    assert SQLEmailChangeStore(services.db).find_pending(account.id) is None
+    assert services.email_changes.find_pending(account.id) is None
     assert "email.change_cancelled" in _actions(services, account)

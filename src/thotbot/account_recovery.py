@@ -17,11 +17,9 @@ from thotbot.core.dates import utcnow
 from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
 from thotbot.core.identity import Actor
 from thotbot.notifications import Notifier
-from thotbot.storage import AccountRecord
-from thotbot.storage.account_tokens import AccountLink, Purpose, SQLAccountTokenStore
-from thotbot.storage.quotas import Quota, SQLQuotaStore
-from thotbot.storage.security_log import SQLSecurityLog
-from thotbot.storage.users import SQLUserStore
+from thotbot.storage import AccountRecord, AccountTokenStore, QuotaStore, SecurityLog, UserStore
+from thotbot.storage.account_tokens import AccountLink, Purpose
+from thotbot.storage.quotas import Quota
 
 __all__ = [
     "RESET_LIFETIME",
@@ -76,11 +74,11 @@ class AccountRecovery:
     def __init__(
         self,
         *,
-        users: SQLUserStore,
+        users: UserStore,
         keys: KeyAnnouncer,
-        tokens: SQLAccountTokenStore,
-        quotas: SQLQuotaStore,
-        security_log: SQLSecurityLog,
+        tokens: AccountTokenStore,
+        quotas: QuotaStore,
+        security_log: SecurityLog,
         notifier: Notifier,
         sessions: SessionRevoker,
         throttle: ThrottleReset,

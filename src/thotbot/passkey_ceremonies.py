@@ -34,8 +34,8 @@ from webauthn.helpers.structs import (
 from thotbot.config import Settings
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import ValidationFailed
-from thotbot.storage import AccountRecord
-from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, SQLChallengeStore, SQLPasskeyStore
+from thotbot.storage import AccountRecord, ChallengeStore, PasskeyStore
+from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord
 
 __all__ = [
     "AUTHENTICATION",
@@ -83,8 +83,8 @@ class PasskeyCeremonies:
         *,
         rp_id: str,
         origin: str,
-        passkeys: SQLPasskeyStore,
-        challenges: SQLChallengeStore,
+        passkeys: PasskeyStore,
+        challenges: ChallengeStore,
         lifetime: timedelta = CHALLENGE_LIFETIME,
     ) -> None:
         self.rp_id = rp_id
@@ -95,7 +95,7 @@ class PasskeyCeremonies:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, passkeys: SQLPasskeyStore, challenges: SQLChallengeStore
+        cls, settings: Settings, passkeys: PasskeyStore, challenges: ChallengeStore
     ) -> PasskeyCeremonies:
         return cls(rp_id=settings.rp_id, origin=settings.public_url, passkeys=passkeys, challenges=challenges)
 

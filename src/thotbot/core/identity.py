@@ -103,7 +103,7 @@ class Actor:
         return cls("operator")
 
     def log_fields(self) -> ActorFields:
-        """The keyword arguments SQLSecurityLog.record takes about the actor."""
+        """The keyword arguments SecurityLog.record takes about the actor."""
         return {"actor": self.who, "ip_address": self.ip_address, "user_agent": self.user_agent}
 
     def describe(self) -> str:

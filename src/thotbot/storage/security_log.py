@@ -22,6 +22,7 @@ __all__ = [
     "SQLSecurityLog",
     "SecurityEventRecord",
     "add_entry",
+    "page_of",
     "parse_cursor",
 ]
 
@@ -148,16 +149,7 @@ class SQLSecurityLog:
             query = query.order_by(*(column.desc() for column in key))
         with self._sessions() as session:
             rows = [_record(r) for r in session.scalars(query.limit(limit + 1))]
-        more = len(rows) > limit
-        rows = rows[:limit]
-        if after is not None:
-            rows.reverse()
-            newer_more, older_more = more, True
-        else:
-            newer_more, older_more = before is not None, more
-        first = _cursor(rows[0]) if rows and newer_more else None
-        last = _cursor(rows[-1]) if rows and older_more else None
-        return LogPage(rows, newer=first, older=last)
+        return page_of(rows, limit=limit, before=before, after=after)
 
     def prune(self, keep_days: int, *, now: datetime | None = None) -> int:
         """Delete events older than ``keep_days`` days (by their last time); returns how many."""
@@ -190,6 +182,23 @@ def _event(entry: LogEntry, now: datetime) -> SecurityEvent:
         created_at=now,
         count=1,
     )
+
+
+def page_of(
+    rows: list[SecurityEventRecord], *, limit: int, before: Cursor | None, after: Cursor | None
+) -> LogPage:
+    """The page made of the first ``limit + 1`` rows a page query found: oldest first when paging
+    ``after`` a cursor, newest first otherwise (the extra row only tells there is more)."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if after is not None:
+        rows.reverse()
+        newer_more, older_more = more, True
+    else:
+        newer_more, older_more = before is not None, more
+    first = _cursor(rows[0]) if rows and newer_more else None
+    last = _cursor(rows[-1]) if rows and older_more else None
+    return LogPage(rows, newer=first, older=last)
 
 
 def _fold(session: Session, event: SecurityEvent) -> bool:

@@ -42,6 +42,12 @@ class SessionPolicy:
     #: last_seen_at is written at most this often, so a page view is not always a database write.
     touch_every: timedelta = timedelta(seconds=60)
 
+    def lifetimes(self, account_id: str | None) -> tuple[timedelta, timedelta]:
+        """How long a session of this account (None: anonymous) lives idle, and at most."""
+        if account_id is None:
+            return self.anonymous_idle, self.anonymous_absolute
+        return self.idle, self.absolute
+
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
@@ -104,7 +110,7 @@ class SQLWebSessionStore:
         new session id, so a session id planted before sign-in (fixation) is worth nothing after.
         """
         now = now or utcnow()
-        idle, absolute = self._lifetimes(account_id)
+        idle, absolute = self.policy.lifetimes(account_id)
         token = secrets.token_urlsafe(32)
         row = WebSession(
             id=new_session_id(),
@@ -155,7 +161,7 @@ class SQLWebSessionStore:
                 ip_address,
                 ua,
             ):
-                idle, _ = self._lifetimes(row.account_id)
+                idle, _ = self.policy.lifetimes(row.account_id)
                 row.last_seen_at = now
                 row.idle_expires_at = min(now + idle, row.expires_at)
                 row.ip_address = ip_address
@@ -245,11 +251,6 @@ class SQLWebSessionStore:
         """Delete expired sessions (and, by cascade, their spent form tokens)."""
         with self._sessions.begin() as session:
             return _prune(session, now or utcnow())
-
-    def _lifetimes(self, account_id: str | None) -> tuple[timedelta, timedelta]:
-        if account_id is None:
-            return self.policy.anonymous_idle, self.policy.anonymous_absolute
-        return self.policy.idle, self.policy.absolute
 
 
 def _prune(session: Session, now: datetime) -> int:

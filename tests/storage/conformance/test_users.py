@@ -10,7 +10,7 @@ from thotbot.core.errors import Conflict, NotFound, ValidationFailed
 from thotbot.services import Services
 
 
-class TestSQLUserStore:
+class TestUserStore:
     def test_create(self, services: Services) -> None:
         before = datetime.now(UTC)
 
@@ -91,3 +91,48 @@ class TestSQLUserStore:
         make_user(services)
 
         assert services.users.count() == 2
+
+    def test_delete_unverified_takes_what_the_account_holds_with_it(self, services: Services) -> None:
+        stale = services.users.create("stale@example.com", None, verified=False)
+        kept = make_user(services)
+        for account in (stale, kept):
+            services.web_sessions.create(account.id)
+            services.security_log.record(account.id, "account.created", actor="operator")
+            services.passkeys.add(
+                account.id, credential_id=account.id.encode(), public_key=b"k", sign_count=0, name="p"
+            )
+
+        assert services.users.delete_unverified(datetime.now(UTC) + timedelta(hours=1)) == 1
+
+        assert services.users.find(stale.id) is None
+        assert services.users.find_by_email("stale@example.com") is None
+        assert services.web_sessions.list_for_account(stale.id) == []
+        assert services.security_log.list_for_account(stale.id) == []
+        assert services.passkeys.find_by_credential_id(stale.id.encode()) is None
+        assert len(services.web_sessions.list_for_account(kept.id)) == 1
+        assert len(services.security_log.list_for_account(kept.id)) == 1
+        assert services.passkeys.list_for_account(kept.id) != []
+
+    def test_verify_disable_and_enable(self, services: Services) -> None:
+        account = services.users.create("new@example.com", None, verified=False)
+        moment = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+        assert services.users.mark_verified(account.id, now=moment) is True
+        assert services.users.mark_verified(account.id) is False
+        assert services.users.set_disabled(account.id, True, now=moment) is True
+        assert services.users.set_disabled(account.id, True) is False
+        found = services.users.find(account.id)
+        assert found is not None
+        assert (found.email_verified_at, found.disabled_at) == (moment, moment)
+        assert services.users.set_disabled(account.id, False) is True
+        assert services.users.set_disabled(account.id, False) is False
+        assert services.users.get_by_email("new@example.com").disabled is False
+
+    def test_set_password_hash(self, services: Services) -> None:
+        account = make_user(services)
+
+        services.users.set_password_hash(account.id, "argon2-hash")
+
+        assert services.users.password_hash(account.id) == "argon2-hash"
+        with pytest.raises(NotFound):
+            services.users.set_password_hash("acct_missing", "argon2-hash")

@@ -9,7 +9,7 @@ from thotbot.services import Services
 from thotbot.storage.security_log import parse_cursor
 
 
-class TestSQLSecurityLog:
+class TestSecurityLog:
     def test_record_and_list(self, services: Services) -> None:
         account = make_user(services)
         before = datetime.now(UTC)
