@@ -4,48 +4,66 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 T ?= tests
+# Every package, direct or indirect, pinned with its hashes: `make lock` writes it from pyproject.toml.
+LOCK := requirements.lock
+LOCKFLAGS ?=
 # pytest's worker processes (pytest-xdist); each test file runs whole in one of them. JOBS=0: none.
 JOBS ?= 2
 
+# The suite under coverage (subprocesses included, see [tool.coverage] in pyproject.toml); the floor
+# (fail_under) holds for the whole suite only, so a part (T=tests/api) reports without failing.
+PYTEST_COV = --cov --cov-report=term-missing:skip-covered --cov-report=json:var/coverage.json \
+	-p tests.coverage_totals $(if $(filter tests,$(T)),,--cov-fail-under=0)
+# CI (CI=true) runs the whole suite under coverage in `make test`, so the floor holds on every change.
+ifeq ($(CI)$(T),truetests)
+TEST_COV = $(PYTEST_COV)
+endif
+
 .DEFAULT_GOAL := help
-.PHONY: help run test lint check fmt cov bench clean
+.PHONY: help run test lint check fmt cov lock bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(VENV)/.run-installed: pyproject.toml
+# One locked environment for every target; `pip check` fails when pyproject.toml asks for something
+# the lock lacks (run `make lock` then).
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $@ $(VENV)/.run-installed
-
-run: $(VENV)/.run-installed ## install, migrate the SQLite database and serve on http://localhost:8000
+run: $(VENV)/.installed ## install from requirements.lock, migrate the SQLite database, serve on http://localhost:8000
 	$(VENV)/bin/thotbot serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev-installed ## lint, type-check and run the tests (T=tests/path for part of them)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
-	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -n $(JOBS) --dist loadfile $(T)
+test: check ## `make check`, then the tests (T=tests/path for part); CI=true: under coverage, with its floor
+	$(PY) -m pytest -n $(JOBS) --dist loadfile $(TEST_COV) $(T)
 
-lint: $(VENV)/.dev-installed ## fix what ruff can fix, format, then type-check with mypy
+cov: $(VENV)/.installed ## the tests under coverage, servers too: lines and branches missed; fails under the floor
+	$(PY) -m pytest $(PYTEST_COV) $(T)
+
+lint: fmt ## `make fmt`, then type-check with mypy
+	$(VENV)/bin/mypy
+
+fmt: $(VENV)/.installed ## fix what ruff can fix, then format with ruff
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/mypy
 
-check: $(VENV)/.dev-installed ## ruff without fixes, and mypy
+check: $(VENV)/.installed ## ruff and its format check without fixing, mypy, then the import layers (lint-imports)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
-bench: $(VENV)/.dev-installed ## measure /v1/version beside a bare Starlette app
+lock: ## re-pin requirements.lock from pyproject.toml (LOCKFLAGS=--upgrade: newest indirect packages)
+	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(VENV)/bin/pip-compile || $(PY) -m pip install --quiet -r $(LOCK)
+	$(VENV)/bin/pip-compile --quiet --extra dev --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links $(LOCKFLAGS) --output-file $(LOCK) pyproject.toml
+
+bench: $(VENV)/.installed ## measure /v1/version beside a bare Starlette app
 	$(PY) bench/auth_throughput.py
 
-clean: ## remove the virtualenv and local data
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+clean: ## remove the virtualenv, local data and coverage files
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

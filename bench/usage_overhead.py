@@ -360,7 +360,7 @@ def in_process(workdir: Path, key: str, rounds: int, per_round: int) -> None:
         for _ in range(per_round):
             await app(dict(scope), receive, send)  # type: ignore[arg-type]
         served = time.perf_counter()
-        await services.last_used.flush()
+        await services.usage_recorder.flush()
         return (served - started) / per_round * 1e6, (time.perf_counter() - served) * 1e3
 
     async def measure() -> dict[str, list[tuple[float, float]]]:

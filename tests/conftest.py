@@ -15,9 +15,9 @@ from starlette.testclient import TestClient
 
 from tests.services import postgres_database
 from tests.smtp import Inbox, smtp_server
-from thotbot import accounts
 from thotbot.app import ThotbotApp, create_app
 from thotbot.config import Settings, load_settings
+from thotbot.core import accounts
 from thotbot.services import Services, build_services
 from thotbot.storage.db import make_engine
 from thotbot.storage.migrate import upgrade
@@ -177,6 +177,16 @@ def client_factory(app: ThotbotApp) -> ClientFactory:
 def client(client_factory: ClientFactory) -> Iterator[TestClient]:
     with client_factory() as client:
         yield client
+
+
+# The store conformance suite (tests/storage/conformance/) picks its backend per test.
+
+
+@pytest.fixture
+def postgres_url(_postgres_url: str, _empty_postgres: Callable[[], None]) -> Iterator[str]:
+    """The run's PostgreSQL database (migrated once per run), emptied after the test."""
+    yield _postgres_url
+    _empty_postgres()
 
 
 def pytest_collection_modifyitems(items: list[Any]) -> None:

@@ -6,7 +6,7 @@ import functools
 import itertools
 from datetime import datetime
 
-from thotbot.accounts import hash_password
+from thotbot.core.accounts import hash_password
 from thotbot.services import Services
 from thotbot.storage import AccountRecord, KeyRecord
 

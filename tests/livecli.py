@@ -11,8 +11,8 @@ from pathlib import Path
 
 from tests.factories import make_user
 from tests.live import LiveServer, start_server
-from thotbot import keys
 from thotbot.config import load_settings
+from thotbot.core import keys
 from thotbot.services import build_services
 
 __all__ = ["EMAIL", "PASSWORD", "Deployment", "deploy"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from thotbot import keys
+from thotbot.core import keys
 
 __all__ = ["encodings", "leaks"]
 

@@ -11,15 +11,15 @@ from sqlalchemy import update
 from tests.factories import PASSWORD, make_api_key, make_user, security_actions
 from tests.smtp import Inbox, Received, mail_to
 from thotbot.account_recovery import RESETS_PER_EMAIL, SIGN_UPS_PER_ADDRESS, LinkInvalid
-from thotbot.accounts import verify_password
 from thotbot.config import Settings
-from thotbot.errors import NotFound, RateLimited, ValidationFailed
-from thotbot.keys import hash_key
-from thotbot.notifications import Actor
+from thotbot.core.accounts import verify_password
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
+from thotbot.core.identity import Actor
+from thotbot.core.keys import hash_key
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
-from thotbot.storage.email_changes import SQLEmailChangeStore
-from thotbot.storage.models import Account, utcnow
+from thotbot.storage.models import Account
 
 NEW_PASSWORD = "lamp orbit walrus tea"
 VISITOR = Actor.anonymous("203.0.113.9", "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")
@@ -104,7 +104,7 @@ def test_sign_up_quota_counts_per_address_and_prunes_stale_unverified_accounts(s
     stale = services.users.create("stale@example.com", None, verified=False)
     fresh = services.users.create("fresh@example.com", None, verified=False)
     old = make_user(services)
-    with services.sessions.begin() as session:
+    with services.db.begin() as session:
         session.execute(
             update(Account)
             .where(Account.id.in_([stale.id, old.id]))
@@ -177,5 +177,5 @@ def test_a_reset_cancels_a_pending_email_change(services: Services, inbox: Inbox
 
     services.account_recovery.reset_password(token, NEW_PASSWORD, VISITOR)
 
-    assert SQLEmailChangeStore(services.sessions).find_pending(account.id) is None
+    assert services.email_changes.find_pending(account.id) is None
     assert "email.change_cancelled" in security_actions(services, account)

@@ -22,9 +22,9 @@ import pytest
 from tests.dashboard.helpers import csrf_token
 from tests.live import LiveServer, start_server
 from tests.services import free_port, missing_service
-from thotbot.accounts import hash_password
 from thotbot.config import load_settings
-from thotbot.keys import PREFIX
+from thotbot.core.accounts import hash_password
+from thotbot.core.keys import PREFIX
 from thotbot.services import build_services
 from thotbot.storage.migrate import upgrade
 

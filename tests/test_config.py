@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from thotbot.config import Settings, load_settings
-from thotbot.errors import ConfigError
-from thotbot.proxies import TrustedProxies
+from thotbot.core.errors import ConfigError
+from thotbot.core.proxies import TrustedProxies
 
 # The contract's settings (section 2); others may be added, never these renamed.
 CONTRACT_VARIABLES = [

@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from tests.dashboard.helpers import PASSWORD, csrf_token
 from tests.live import LiveServer, start_server
-from thotbot.hsts import HSTS_VALUE, StrictTransportSecurity
+from thotbot.web.hsts import HSTS_VALUE, StrictTransportSecurity
 
 TIMEOUT = 30
 

@@ -17,8 +17,10 @@ from tests.services import redis_url
 from thotbot import keychanges
 from thotbot.app import create_app
 from thotbot.config import load_settings
+from thotbot.core.revocation import RevokedReason
 from thotbot.keychanges import KeyChangeBus
 from thotbot.services import Services, build_services
+from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.migrate import upgrade
 
 
@@ -33,7 +35,7 @@ def channel(monkeypatch: pytest.MonkeyPatch) -> str:
 class TestStoreAnnouncesChanges:
     def test_each_change_is_announced_after_commit(self, services: Services) -> None:
         heard: list[list[str]] = []
-        store = type(services.keys)(services.sessions, on_change=lambda ids: heard.append(list(ids)))
+        store = SQLKeyStore(services.db, on_change=lambda ids: heard.append(list(ids)))
         account = services.users.create("changes@example.com", None)
         _, record = store.create(account.id, "k")
 
@@ -47,12 +49,12 @@ class TestStoreAnnouncesChanges:
 
     def test_revoke_by_hashes_announces_the_revoked_only(self, services: Services) -> None:
         heard: list[Sequence[str]] = []
-        store = type(services.keys)(services.sessions, on_change=heard.append)
+        store = SQLKeyStore(services.db, on_change=heard.append)
         account = services.users.create("leaked@example.com", None)
         raw, record = store.create(account.id, "k")
-        from thotbot.keys import hash_key
+        from thotbot.core.keys import hash_key
 
-        store.revoke_by_hashes([hash_key(raw), b"x" * 32], reason="leaked")
+        store.revoke_by_hashes([hash_key(raw), b"x" * 32], reason=RevokedReason.LEAKED)
 
         assert [list(ids) for ids in heard] == [[record.id]]
 

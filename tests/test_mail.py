@@ -10,7 +10,7 @@ import pytest
 from tests.redaction_corpus import leaks
 from tests.services import free_port
 from tests.smtp import Inbox
-from thotbot import keys
+from thotbot.core import keys
 from thotbot.mail import Mailer, from_address
 
 PUBLIC_URL = "https://thotbot.example"

@@ -11,38 +11,39 @@ from webauthn.helpers import bytes_to_base64url
 
 from tests.authenticator import SoftAuthenticator
 from tests.factories import make_user
-from thotbot.errors import Conflict, ValidationFailed
-from thotbot.passkeys import PasskeyChallengeInvalid, PasskeyRefused
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, ValidationFailed
+from thotbot.passkey_ceremonies import PasskeyChallengeInvalid, PasskeyRefused
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
-from thotbot.storage.models import WebAuthnChallenge, utcnow
+from thotbot.storage.models import WebAuthnChallenge
 from thotbot.storage.passkeys import PasskeyRecord
 
 ORIGIN = "http://localhost:8000"  # the default THOTBOT_PUBLIC_URL
 
 
 def _register(services: Services, account: AccountRecord, authenticator: SoftAuthenticator) -> PasskeyRecord:
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
     credential = authenticator.create(ceremony.options)
-    return services.passkeys.register(account.id, ceremony.challenge_id, credential, name="laptop")
+    return services.passkey_ceremonies.register(account.id, ceremony.challenge_id, credential, name="laptop")
 
 
 def _sign_in(services: Services, authenticator: SoftAuthenticator, **answer: Any) -> PasskeyRecord:
-    ceremony = services.passkeys.authentication_options()
-    return services.passkeys.authenticate(
+    ceremony = services.passkey_ceremonies.authentication_options()
+    return services.passkey_ceremonies.authenticate(
         ceremony.challenge_id, authenticator.get(ceremony.options, **answer)
     )
 
 
 def _challenges(services: Services) -> int:
-    with services.sessions() as session:
+    with services.db() as session:
         return session.scalar(select(func.count()).select_from(WebAuthnChallenge)) or 0
 
 
 def test_registration_options_ask_for_a_discoverable_credential(services: Services) -> None:
     account = make_user(services)
 
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
 
     options = ceremony.options
     assert options["rp"] == {"id": "localhost", "name": "Thotbot"}
@@ -71,7 +72,7 @@ def test_register_stores_the_passkey(services: Services) -> None:
     assert passkey.sign_count == 0
     assert passkey.last_used_at is None
     assert passkey.transports == ("hybrid", "internal")  # known values only
-    assert services.passkeys.passkeys.list_for_account(account.id) == [passkey]
+    assert services.passkeys.list_for_account(account.id) == [passkey]
     assert _challenges(services) == 0  # spent
 
 
@@ -80,7 +81,7 @@ def test_registration_excludes_the_accounts_existing_passkeys(services: Services
     authenticator = SoftAuthenticator(ORIGIN)
     _register(services, account, authenticator)
 
-    options = services.passkeys.registration_options(account).options
+    options = services.passkey_ceremonies.registration_options(account).options
 
     assert [c["id"] for c in options["excludeCredentials"]] == [
         bytes_to_base64url(authenticator.credential_id)
@@ -101,15 +102,17 @@ def test_sign_in_with_the_passkey_alone(services: Services) -> None:
     authenticator = SoftAuthenticator(ORIGIN)
     _register(services, account, authenticator)
 
-    ceremony = services.passkeys.authentication_options()
-    passkey = services.passkeys.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
+    ceremony = services.passkey_ceremonies.authentication_options()
+    passkey = services.passkey_ceremonies.authenticate(
+        ceremony.challenge_id, authenticator.get(ceremony.options)
+    )
 
     assert "allowCredentials" not in ceremony.options  # nothing to type: the browser offers it
     assert ceremony.options["rpId"] == "localhost"
     assert ceremony.options["userVerification"] == "required"
     assert passkey.account_id == account.id
     assert passkey.sign_count == 1
-    stored = services.passkeys.passkeys.find(passkey.id, account_id=account.id)
+    stored = services.passkeys.find(passkey.id, account_id=account.id)
     assert stored is not None
     assert stored.sign_count == 1
     assert stored.last_used_at is not None
@@ -117,14 +120,14 @@ def test_sign_in_with_the_passkey_alone(services: Services) -> None:
 
 def test_a_passkey_registered_without_user_verification_is_refused(services: Services) -> None:
     account = make_user(services)
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
     credential = SoftAuthenticator(ORIGIN).create(ceremony.options, user_verified=False)
 
     with pytest.raises(PasskeyRefused) as exc_info:
-        services.passkeys.register(account.id, ceremony.challenge_id, credential, name="key")
+        services.passkey_ceremonies.register(account.id, ceremony.challenge_id, credential, name="key")
 
     assert "user verification" in str(exc_info.value.detail).lower()
-    assert services.passkeys.passkeys.list_for_account(account.id) == []
+    assert services.passkeys.list_for_account(account.id) == []
 
 
 def test_a_sign_in_without_user_verification_is_refused(services: Services) -> None:
@@ -136,7 +139,7 @@ def test_a_sign_in_without_user_verification_is_refused(services: Services) -> N
         _sign_in(services, authenticator, user_verified=False)
 
     assert "user verification" in str(exc_info.value.detail).lower()
-    stored = services.passkeys.passkeys.find(passkey.id, account_id=account.id)
+    stored = services.passkeys.find(passkey.id, account_id=account.id)
     assert stored is not None
     assert stored.last_used_at is None
 
@@ -147,11 +150,11 @@ def test_a_fresh_sign_in_lists_only_that_accounts_passkeys(services: Services) -
     _register(services, account, mine)
     _register(services, other, theirs)
 
-    ceremony = services.passkeys.authentication_options(account_id=account.id)
+    ceremony = services.passkey_ceremonies.authentication_options(account_id=account.id)
 
     assert [c["id"] for c in ceremony.options["allowCredentials"]] == [bytes_to_base64url(mine.credential_id)]
     with pytest.raises(PasskeyRefused):
-        services.passkeys.authenticate(
+        services.passkey_ceremonies.authenticate(
             ceremony.challenge_id, theirs.get(ceremony.options), account_id=account.id
         )
 
@@ -160,11 +163,11 @@ def test_a_challenge_is_single_use(services: Services) -> None:
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
     _register(services, account, authenticator)
-    ceremony = services.passkeys.authentication_options()
-    services.passkeys.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
+    ceremony = services.passkey_ceremonies.authentication_options()
+    services.passkey_ceremonies.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
 
     with pytest.raises(PasskeyChallengeInvalid) as exc_info:
-        services.passkeys.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
+        services.passkey_ceremonies.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
 
     assert exc_info.value.extra == {"field": "challenge_id"}
     assert isinstance(exc_info.value, ValidationFailed)
@@ -174,55 +177,57 @@ def test_a_failed_attempt_spends_the_challenge_too(services: Services) -> None:
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
     _register(services, account, authenticator)
-    ceremony = services.passkeys.authentication_options()
+    ceremony = services.passkey_ceremonies.authentication_options()
     with pytest.raises(PasskeyRefused):
-        services.passkeys.authenticate(
+        services.passkey_ceremonies.authenticate(
             ceremony.challenge_id, authenticator.get(ceremony.options, origin="https://evil.example")
         )
 
     with pytest.raises(PasskeyChallengeInvalid):
-        services.passkeys.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
+        services.passkey_ceremonies.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
 
 
 def test_an_expired_challenge_is_refused(services: Services) -> None:
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
     _register(services, account, authenticator)
-    ceremony = services.passkeys.authentication_options(now=utcnow() - timedelta(minutes=6))
+    ceremony = services.passkey_ceremonies.authentication_options(now=utcnow() - timedelta(minutes=6))
 
     with pytest.raises(PasskeyChallengeInvalid):
-        services.passkeys.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
+        services.passkey_ceremonies.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
 
 
 def test_an_expired_registration_challenge_is_refused(services: Services) -> None:
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
-    ceremony = services.passkeys.registration_options(account, now=utcnow() - timedelta(minutes=6))
+    ceremony = services.passkey_ceremonies.registration_options(account, now=utcnow() - timedelta(minutes=6))
 
     with pytest.raises(PasskeyChallengeInvalid):
-        services.passkeys.register(
+        services.passkey_ceremonies.register(
             account.id, ceremony.challenge_id, authenticator.create(ceremony.options), name="x"
         )
 
-    assert services.passkeys.passkeys.list_for_account(account.id) == []
+    assert services.passkeys.list_for_account(account.id) == []
 
 
 @pytest.mark.parametrize("challenge_id", [None, 42, "", "no-such-challenge", "x" * 500, "ab\u0000cd", "é"])
 def test_an_unknown_challenge_is_refused(services: Services, challenge_id: object) -> None:
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
-    options = services.passkeys.registration_options(account).options
+    options = services.passkey_ceremonies.registration_options(account).options
 
     with pytest.raises(PasskeyChallengeInvalid):
-        services.passkeys.register(account.id, challenge_id, authenticator.create(options), name="x")
+        services.passkey_ceremonies.register(
+            account.id, challenge_id, authenticator.create(options), name="x"
+        )
 
 
 def test_a_registration_challenge_belongs_to_its_account(services: Services) -> None:
     account, intruder = make_user(services), make_user(services)
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
 
     with pytest.raises(PasskeyChallengeInvalid):
-        services.passkeys.register(
+        services.passkey_ceremonies.register(
             intruder.id, ceremony.challenge_id, SoftAuthenticator(ORIGIN).create(ceremony.options), name="x"
         )
 
@@ -231,10 +236,10 @@ def test_a_registration_challenge_cannot_sign_in(services: Services) -> None:
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
     _register(services, account, authenticator)
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
 
     with pytest.raises(PasskeyChallengeInvalid):
-        services.passkeys.authenticate(
+        services.passkey_ceremonies.authenticate(
             ceremony.challenge_id, authenticator.get({**ceremony.options, "rpId": "localhost"})
         )
 
@@ -251,16 +256,16 @@ def test_registration_from_another_origin_or_rp_is_refused(
     services: Services, answer: dict[str, str], reason: str
 ) -> None:
     account = make_user(services)
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
     credential = SoftAuthenticator(ORIGIN).create(
         ceremony.options, origin=answer.get("origin"), rp_id=answer.get("rp_id")
     )
 
     with pytest.raises(PasskeyRefused) as exc_info:
-        services.passkeys.register(account.id, ceremony.challenge_id, credential, name="x")
+        services.passkey_ceremonies.register(account.id, ceremony.challenge_id, credential, name="x")
 
     assert reason in exc_info.value.detail
-    assert services.passkeys.passkeys.list_for_account(account.id) == []
+    assert services.passkeys.list_for_account(account.id) == []
 
 
 @pytest.mark.parametrize(
@@ -294,7 +299,7 @@ def test_a_counter_that_does_not_increase_is_refused(services: Services) -> None
         _sign_in(services, authenticator, sign_count=0)
 
     assert _sign_in(services, authenticator, sign_count=6).sign_count == 6
-    stored = services.passkeys.passkeys.find(passkey.id, account_id=account.id)
+    stored = services.passkeys.find(passkey.id, account_id=account.id)
     assert stored is not None
     assert stored.sign_count == 6
 
@@ -314,16 +319,16 @@ def test_the_counter_is_checked_again_when_stored(services: Services) -> None:
     authenticator = SoftAuthenticator(ORIGIN)
     passkey = _register(services, account, authenticator)
 
-    assert services.passkeys.passkeys.record_use(passkey.id, 7)
-    assert not services.passkeys.passkeys.record_use(passkey.id, 7)
-    assert not services.passkeys.passkeys.record_use(passkey.id, 0)
+    assert services.passkeys.record_use(passkey.id, 7)
+    assert not services.passkeys.record_use(passkey.id, 7)
+    assert not services.passkeys.record_use(passkey.id, 0)
 
 
 def test_a_removed_passkey_cannot_sign_in(services: Services) -> None:
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
     passkey = _register(services, account, authenticator)
-    services.passkeys.passkeys.remove(passkey.id, account_id=account.id)
+    services.passkeys.remove(passkey.id, account_id=account.id)
 
     with pytest.raises(PasskeyRefused):
         _sign_in(services, authenticator)
@@ -373,10 +378,10 @@ def test_a_signature_by_another_key_is_refused(services: Services) -> None:
 )
 def test_malformed_registration_answers_are_refused_cleanly(services: Services, credential: object) -> None:
     account = make_user(services)
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
 
     with pytest.raises(PasskeyRefused):
-        services.passkeys.register(account.id, ceremony.challenge_id, credential, name="x")
+        services.passkey_ceremonies.register(account.id, ceremony.challenge_id, credential, name="x")
 
 
 @pytest.mark.parametrize(
@@ -394,17 +399,19 @@ def test_malformed_sign_in_answers_are_refused_cleanly(services: Services, mangl
     account = make_user(services)
     authenticator = SoftAuthenticator(ORIGIN)
     _register(services, account, authenticator)
-    ceremony = services.passkeys.authentication_options()
+    ceremony = services.passkey_ceremonies.authentication_options()
 
     with pytest.raises(PasskeyRefused):
-        services.passkeys.authenticate(ceremony.challenge_id, mangle(authenticator.get(ceremony.options)))
+        services.passkey_ceremonies.authenticate(
+            ceremony.challenge_id, mangle(authenticator.get(ceremony.options))
+        )
 
 
 def test_expired_challenges_are_swept(services: Services) -> None:
     account = make_user(services)
-    services.passkeys.registration_options(account, now=utcnow() - timedelta(hours=1))
+    services.passkey_ceremonies.registration_options(account, now=utcnow() - timedelta(hours=1))
     assert _challenges(services) == 1
 
-    services.passkeys.authentication_options()
+    services.passkey_ceremonies.authentication_options()
 
     assert _challenges(services) == 1

@@ -1,4 +1,4 @@
-"""thotbot.proxies: which client a trusted proxy names, and that nobody else can name one."""
+"""Trusted proxies (core.proxies, web.proxies): which client one names, and that nobody else can."""
 
 from __future__ import annotations
 
@@ -11,18 +11,12 @@ from starlette.types import Receive, Scope, Send
 
 from thotbot.app import create_app
 from thotbot.config import load_settings
-from thotbot.errors import ConfigError
-from thotbot.keys import PREFIX
-from thotbot.proxies import (
-    MAX_HOPS,
-    ForwardedClientMiddleware,
-    TrustedProxies,
-    forwarded_scope,
-    parse_forwarded,
-    parse_x_forwarded_for,
-)
+from thotbot.core.errors import ConfigError
+from thotbot.core.keys import PREFIX
+from thotbot.core.proxies import MAX_HOPS, TrustedProxies, parse_forwarded, parse_x_forwarded_for
 from thotbot.services import build_services
 from thotbot.storage.migrate import upgrade
+from thotbot.web.proxies import ForwardedClientMiddleware, forwarded_scope
 
 TRUSTED = TrustedProxies.parse("10.0.0.1, 10.1.0.0/16, fd00::/8")
 

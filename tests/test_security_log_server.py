@@ -20,11 +20,11 @@ import pytest
 from tests.factories import make_api_key, make_user
 from tests.live import LiveServer, start_server
 from tests.smtp import Inbox, Received
-from thotbot import keys
 from thotbot.config import load_settings
+from thotbot.core import keys
+from thotbot.core.dates import utcnow
 from thotbot.services import Services, build_services
-from thotbot.storage.events import SQLSecurityLog
-from thotbot.storage.models import utcnow
+from thotbot.storage import SecurityLog
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
 PASSWORD = "a long enough password"
@@ -446,7 +446,7 @@ def test_old_events_are_pruned_by_the_running_server(tmp_path: Path, inbox: Inbo
         services.engine.dispose()
 
 
-def _actions(log: SQLSecurityLog, account_id: str) -> list[str]:
+def _actions(log: SecurityLog, account_id: str) -> list[str]:
     return [e.action for e in log.list_for_account(account_id, limit=1000)]
 
 

@@ -17,7 +17,8 @@ import pytest
 from tests.live import LiveServer
 from tests.livecli import EMAIL, Deployment, deploy
 from tests.services import missing_service
-from thotbot import __version__, keys
+from thotbot import __version__
+from thotbot.core import keys
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from thotbot.logsafe import field, json_line
-from thotbot.redaction import redact
+from thotbot.core.logsafe import field, json_line
+from thotbot.core.redaction import redact
 
 __all__ = ["AccessLog", "write_stderr"]
 

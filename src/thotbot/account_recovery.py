@@ -11,17 +11,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from thotbot.accounts import check_new_password, hash_password, normalize_email
-from thotbot.clientaddr import address_bucket
-from thotbot.errors import NotFound, RateLimited, ValidationFailed
-from thotbot.notifications import Actor, Notifier
-from thotbot.storage import AccountRecord
-from thotbot.storage.account_tokens import AccountLink, Purpose, SQLAccountTokenStore
-from thotbot.storage.events import SQLSecurityLog
-from thotbot.storage.keys import SQLKeyStore
-from thotbot.storage.models import utcnow
-from thotbot.storage.quotas import Quota, SQLQuotaStore
-from thotbot.storage.users import SQLUserStore
+from thotbot.core.accounts import check_new_password, hash_password, normalize_email
+from thotbot.core.clientaddr import address_bucket
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
+from thotbot.core.identity import Actor
+from thotbot.notifications import Notifier
+from thotbot.storage import AccountRecord, AccountTokenStore, QuotaStore, SecurityLog, UserStore
+from thotbot.storage.account_tokens import AccountLink, Purpose
+from thotbot.storage.quotas import Quota
 
 __all__ = [
     "RESET_LIFETIME",
@@ -56,6 +54,12 @@ class SessionRevoker(Protocol):
     def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
 
 
+class KeyAnnouncer(Protocol):
+    """What disabling an account needs of KeyLifecycle: its keys are read again everywhere."""
+
+    def announce_account_change(self, account_id: str) -> list[str]: ...
+
+
 class ThrottleReset(Protocol):
     def forget_account(self, email: str) -> None: ...
 
@@ -70,11 +74,11 @@ class AccountRecovery:
     def __init__(
         self,
         *,
-        users: SQLUserStore,
-        keys: SQLKeyStore,
-        tokens: SQLAccountTokenStore,
-        quotas: SQLQuotaStore,
-        security_log: SQLSecurityLog,
+        users: UserStore,
+        keys: KeyAnnouncer,
+        tokens: AccountTokenStore,
+        quotas: QuotaStore,
+        security_log: SecurityLog,
         notifier: Notifier,
         sessions: SessionRevoker,
         throttle: ThrottleReset,

@@ -12,17 +12,16 @@ import math
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from thotbot.accounts import check_new_password, hash_password, normalize_email, verify_password
-from thotbot.errors import NotFound, RateLimited, ValidationFailed
-from thotbot.notifications import Actor, Notifier, when_text
-from thotbot.passkeys import Ceremony, PasskeyCeremonies
-from thotbot.storage import AccountRecord
-from thotbot.storage.email_changes import PendingEmailChange, SQLEmailChangeStore
-from thotbot.storage.events import SQLSecurityLog
-from thotbot.storage.models import utcnow
+from thotbot.core.accounts import check_new_password, hash_password, normalize_email, verify_password
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import NotFound, RateLimited, ValidationFailed
+from thotbot.core.identity import Actor
+from thotbot.notifications import Notifier, when_text
+from thotbot.passkey_ceremonies import Ceremony, PasskeyCeremonies
+from thotbot.storage import AccountRecord, EmailChangeStore, SecurityLog, UserStore
+from thotbot.storage.email_changes import PendingEmailChange
 from thotbot.storage.passkeys import PasskeyRecord
 from thotbot.storage.throttle import Attempt
-from thotbot.storage.users import SQLUserStore
 
 __all__ = [
     "EMAIL_CHANGES_PER_HOUR",
@@ -46,7 +45,7 @@ class WrongPassword(ValidationFailed):
 
 
 class SessionRevoker(Protocol):
-    """What ending sessions needs of the dashboard's session store (SQLSessionStore)."""
+    """What ending sessions needs of the dashboard's session store (storage.WebSessionStore)."""
 
     def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int: ...
 
@@ -54,7 +53,7 @@ class SessionRevoker(Protocol):
 
 
 class PasswordThrottle(Protocol):
-    """What slowing password guesses needs of the sign-in throttle (SQLSignInThrottle)."""
+    """What slowing password guesses needs of the sign-in throttle (storage.SignInThrottleStore)."""
 
     def reserve(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> Attempt: ...
 
@@ -65,9 +64,9 @@ class AccountSecurity:
     def __init__(
         self,
         *,
-        users: SQLUserStore,
-        security_log: SQLSecurityLog,
-        email_changes: SQLEmailChangeStore,
+        users: UserStore,
+        security_log: SecurityLog,
+        email_changes: EmailChangeStore,
         passkeys: PasskeyCeremonies,
         notifier: Notifier,
         sessions: SessionRevoker,

@@ -26,15 +26,17 @@ from thotbot import dashboard
 from thotbot.accesslog import AccessLog, write_stderr
 from thotbot.api.problems import http_exception_handler, server_error_handler, thotbot_error_handler
 from thotbot.api.routes import routes as api_routes
-from thotbot.auth.middleware import APIKeyGuard
 from thotbot.auth.refusals import RefusalLog
+from thotbot.auth.verifier import KeyVerifier
 from thotbot.config import Settings, load_settings
-from thotbot.errors import ThotbotError
-from thotbot.hsts import StrictTransportSecurity
+from thotbot.core.errors import ThotbotError
+from thotbot.core.proxies import TrustedProxies
 from thotbot.logs import configure_logging
-from thotbot.proxies import TrustedProxies, forwarded_scope
 from thotbot.services import Services, build_services
-from thotbot.slashes import install_slash_redirects
+from thotbot.web.guard import APIKeyGuard
+from thotbot.web.hsts import StrictTransportSecurity
+from thotbot.web.proxies import forwarded_scope
+from thotbot.web.slashes import install_slash_redirects
 
 __all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
 
@@ -136,9 +138,8 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         middleware=[
             Middleware(
                 APIKeyGuard,
-                store=services.keys,
-                cache=services.key_cache,
-                last_used=services.last_used,
+                verifier=KeyVerifier(services.keys, services.key_cache, services.rate_limiter),
+                usage_recorder=services.usage_recorder,
                 limiter=services.rate_limiter,
                 access_log=services.access_log,
                 refusals=RefusalLog(services.security_log),
@@ -227,7 +228,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             # A graceful shutdown (SIGTERM) loses no usage data.
-            await services.last_used.flush()
+            await services.usage_recorder.flush()
             services.access_log.flush()
             await services.rate_limiter.close()
             services.key_changes.close()
@@ -290,7 +291,7 @@ def _evict(services: Services) -> Callable[[list[str]], None]:
 async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
-        await services.last_used.flush()
+        await services.usage_recorder.flush()
         await _sleep_unless_stopped(stop, FLUSH_INTERVAL)
 
 

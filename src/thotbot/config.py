@@ -11,8 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from thotbot.errors import ConfigError
-from thotbot.proxies import TrustedProxies
+from thotbot.core.errors import ConfigError
+from thotbot.core.proxies import TrustedProxies
 
 __all__ = ["Settings", "load_settings"]
 

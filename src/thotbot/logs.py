@@ -11,8 +11,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from thotbot.logsafe import json_line, record_text
-from thotbot.redaction import redact
+from thotbot.core.logsafe import json_line, record_text
+from thotbot.core.redaction import redact
 
 __all__ = ["TEXT_FORMAT", "JSONFormatter", "TextFormatter", "configure_logging"]
 

@@ -29,8 +29,8 @@ from email.utils import formatdate, make_msgid
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from thotbot.config import Settings
+from thotbot.core.redaction import redact
 from thotbot.logs import TextFormatter
-from thotbot.redaction import redact
 
 __all__ = ["RETRY_DELAYS", "Mailer", "from_address", "show_mail_log"]
 

@@ -8,79 +8,21 @@ Call them from async code through ``anyio.to_thread.run_sync``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from thotbot.core.dates import utcnow
+from thotbot.core.identity import Actor
+from thotbot.core.useragents import describe
 from thotbot.mail import Mailer
 from thotbot.storage import KeyRecord, UserStore
-from thotbot.storage.models import utcnow
-from thotbot.useragents import describe
 
-__all__ = ["Actor", "ActorFields", "Notifier"]
+__all__ = ["Notifier", "when_text"]
 
 log = logging.getLogger("thotbot.notifications")
 
 _SUBJECT = "[Thotbot] "
-
-
-class ActorFields(TypedDict):
-    actor: str
-    ip_address: str | None
-    user_agent: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who made a change and from where: written to the security log and named in the mail."""
-
-    #: As the security log's ``actor`` column has it: ``session:ses_…``, ``api_key:key_…``, ``operator``.
-    who: str
-    ip_address: str | None = None
-    user_agent: str | None = None
-    #: The dashboard session making the change, kept alive when a password change ends the others.
-    session_id: str | None = None
-
-    @classmethod
-    def session(cls, session_id: str, ip_address: str | None, user_agent: str | None) -> Actor:
-        return cls(f"session:{session_id}", ip_address, user_agent, session_id)
-
-    @classmethod
-    def visitor(cls, ip_address: str | None, user_agent: str | None) -> Actor:
-        """Someone on the dashboard who is not signed in (following an emailed link, say)."""
-        return cls("anonymous", ip_address, user_agent)
-
-    @classmethod
-    def api_key(cls, key_id: str | None, ip_address: str | None, user_agent: str | None) -> Actor:
-        return cls(f"api_key:{key_id}", ip_address, user_agent)
-
-    @classmethod
-    def anonymous(cls, ip_address: str | None, user_agent: str | None) -> Actor:
-        return cls("anonymous", ip_address, user_agent)
-
-    @classmethod
-    def operator(cls) -> Actor:
-        return cls("operator")
-
-    def log_fields(self) -> ActorFields:
-        """The keyword arguments SQLSecurityLog.record takes about the actor."""
-        return {"actor": self.who, "ip_address": self.ip_address, "user_agent": self.user_agent}
-
-    def describe(self) -> str:
-        kind, _, ident = self.who.partition(":")
-        if kind in ("session", "anonymous"):
-            return "on the dashboard"
-        if kind == "api_key":
-            return f"through the API, with the key {ident}"
-        if kind == "operator":
-            return "by the operator, with the thotbot command"
-        if kind == "anonymous":
-            return "on the dashboard, by someone not signed in"
-        if kind == "revoke-leaked":
-            return "by a leaked-key report"
-        return f"by {self.who}"
 
 
 def when_text(moment: datetime) -> str:

@@ -19,7 +19,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from thotbot.clientaddr import address_bucket
+from thotbot.core.clientaddr import address_bucket
 
 __all__ = ["Decision", "RateLimiter", "hash_address"]
 

@@ -1,8 +1,10 @@
-"""The stores and in-memory state one process shares: built once by create_app or the CLI."""
+"""The stores and in-memory state one process shares: built once, by build_services (SQL) or
+build_memory_services (the in-memory stores, for pure tests and quick experiments)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NoReturn, cast
 
 from sqlalchemy import Engine
 
@@ -11,59 +13,86 @@ from thotbot.account_recovery import AccountRecovery
 from thotbot.account_security import AccountSecurity
 from thotbot.auth.cache import KeyCache
 from thotbot.config import Settings
+from thotbot.key_lifecycle import KeyLifecycle
 from thotbot.keychanges import KeyChangeBus
 from thotbot.mail import Mailer
 from thotbot.notifications import Notifier
-from thotbot.passkeys import PasskeyCeremonies
+from thotbot.passkey_ceremonies import PasskeyCeremonies
 from thotbot.ratelimit import RateLimiter
+from thotbot.storage import (
+    AccountTokenStore,
+    ChallengeStore,
+    EmailChangeStore,
+    KeyStore,
+    PasskeyStore,
+    QuotaStore,
+    SecurityLog,
+    SignInThrottleStore,
+    UsageStore,
+    UserStore,
+    WebSecretStore,
+    WebSessionStore,
+    memory,
+)
 from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.email_changes import SQLEmailChangeStore
-from thotbot.storage.events import SQLSecurityLog
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
-from thotbot.storage.sessions import SQLSessionStore
+from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
 from thotbot.storage.users import SQLUserStore
 from thotbot.storage.web_secrets import SharedKey, SQLWebSecretStore
+from thotbot.storage.web_sessions import SQLWebSessionStore
 from thotbot.usage import DisabledRecorder, UsageRecorder
 
-__all__ = ["Services", "build_services"]
+__all__ = ["Services", "build_memory_services", "build_services"]
 
 
 @dataclass
 class Services:
+    """The stores, typed by their Protocols (storage/__init__.py), and what is built on them."""
+
     settings: Settings
+    #: The SQL database. Memory services have an empty in-memory SQLite here, which no store uses:
+    #: it only keeps the health check and the shutdown of the app the same.
     engine: Engine
-    sessions: SessionFactory
-    keys: SQLKeyStore
-    users: SQLUserStore
-    security_log: SQLSecurityLog
+    #: Opens database sessions (SQLAlchemy); every SQL store is built on it.
+    db: SessionFactory
+    users: UserStore
+    keys: KeyStore
+    security_log: SecurityLog
+    web_sessions: WebSessionStore
+    sign_in_throttle: SignInThrottleStore
+    passkeys: PasskeyStore
+    challenges: ChallengeStore
+    email_changes: EmailChangeStore
+    account_tokens: AccountTokenStore
+    quotas: QuotaStore
+    web_secrets: WebSecretStore
+    usage: UsageStore
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(default_factory=KeyCache)
-    usage: SQLUsageStore = field(init=False)
-    last_used: UsageRecorder = field(init=False)
+    #: Counts requests and last use per key in memory; flushed in batches off the request path.
+    usage_recorder: UsageRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     access_log: AccessLog = field(init=False)
-    web_sessions: SQLSessionStore = field(init=False)
     #: Signs what the web app hands visitors who are not signed in (CSRF cookies, flashes).
     web_key: SharedKey = field(init=False)
-    sign_in_throttle: SQLSignInThrottle = field(init=False)
     mailer: Mailer = field(init=False)
     notifier: Notifier = field(init=False)
-    passkeys: PasskeyCeremonies = field(init=False)
+    passkey_ceremonies: PasskeyCeremonies = field(init=False)
     account_security: AccountSecurity = field(init=False)
     account_recovery: AccountRecovery = field(init=False)
+    #: Every change to a key goes through it: the change, its log entry and its mail.
+    key_lifecycle: KeyLifecycle = field(init=False)
 
     def __post_init__(self) -> None:
-        self.usage = SQLUsageStore(self.sessions)
         recorder = UsageRecorder if self.settings.usage_recording == "on" else DisabledRecorder
-        self.last_used = recorder(self.usage, retention_days=self.settings.usage_retention_days)
-        self.web_sessions = SQLSessionStore(self.sessions)
-        self.web_key = SharedKey(SQLWebSecretStore(self.sessions), "web")
-        self.sign_in_throttle = SQLSignInThrottle(self.sessions)
+        self.usage_recorder = recorder(self.usage, retention_days=self.settings.usage_retention_days)
+        self.web_key = SharedKey(self.web_secrets, "web")
         self._build_account_security()
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
@@ -72,14 +101,15 @@ class Services:
     def _build_account_security(self) -> None:
         self.mailer = Mailer.from_settings(self.settings)
         self.notifier = Notifier(self.mailer, self.users, self.settings.public_url)
-        self.passkeys = PasskeyCeremonies.from_settings(
-            self.settings, SQLPasskeyStore(self.sessions), SQLChallengeStore(self.sessions)
+        self.key_lifecycle = KeyLifecycle(keys=self.keys, cache=self.key_cache, notifier=self.notifier)
+        self.passkey_ceremonies = PasskeyCeremonies.from_settings(
+            self.settings, self.passkeys, self.challenges
         )
         self.account_security = AccountSecurity(
             users=self.users,
             security_log=self.security_log,
-            email_changes=SQLEmailChangeStore(self.sessions),
-            passkeys=self.passkeys,
+            email_changes=self.email_changes,
+            passkeys=self.passkey_ceremonies,
             notifier=self.notifier,
             sessions=self.web_sessions,
             throttle=self.sign_in_throttle,
@@ -87,9 +117,9 @@ class Services:
         )
         self.account_recovery = AccountRecovery(
             users=self.users,
-            keys=self.keys,
-            tokens=SQLAccountTokenStore(self.sessions),
-            quotas=SQLQuotaStore(self.sessions),
+            keys=self.key_lifecycle,
+            tokens=self.account_tokens,
+            quotas=self.quotas,
             security_log=self.security_log,
             notifier=self.notifier,
             sessions=self.web_sessions,
@@ -100,6 +130,7 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
+    """The SQL stores on the database of ``settings`` (SQLite or PostgreSQL), migrated already."""
     engine = make_engine(settings.database_url_value())
     sessions = make_session_factory(engine)
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url else None
@@ -107,9 +138,53 @@ def build_services(settings: Settings) -> Services:
     return Services(
         settings=settings,
         engine=engine,
-        sessions=sessions,
-        keys=SQLKeyStore(sessions, on_change=key_changes.publish),
+        db=sessions,
         users=SQLUserStore(sessions),
+        keys=SQLKeyStore(sessions, on_change=key_changes.publish),
         security_log=SQLSecurityLog(sessions),
+        web_sessions=SQLWebSessionStore(sessions),
+        sign_in_throttle=SQLSignInThrottle(sessions),
+        passkeys=SQLPasskeyStore(sessions),
+        challenges=SQLChallengeStore(sessions),
+        email_changes=SQLEmailChangeStore(sessions),
+        account_tokens=SQLAccountTokenStore(sessions),
+        quotas=SQLQuotaStore(sessions),
+        web_secrets=SQLWebSecretStore(sessions),
+        usage=SQLUsageStore(sessions),
         key_changes=key_changes,
     )
+
+
+def build_memory_services(settings: Settings) -> Services:
+    """The in-memory stores, empty: nothing is kept when the process ends. Mail, rate limits and
+    Redis follow ``settings`` as for build_services; the database URL is not used."""
+    db = memory.MemoryDatabase()
+    engine = make_engine("sqlite://")
+    return Services(
+        settings=settings,
+        engine=engine,
+        db=make_session_factory(engine),
+        users=memory.MemoryUserStore(db),
+        keys=cast(KeyStore, _NotWrittenYet("key")),
+        security_log=memory.MemorySecurityLog(db),
+        web_sessions=memory.MemoryWebSessionStore(db),
+        sign_in_throttle=memory.MemorySignInThrottle(db),
+        passkeys=memory.MemoryPasskeyStore(db),
+        challenges=memory.MemoryChallengeStore(db),
+        email_changes=memory.MemoryEmailChangeStore(db),
+        account_tokens=memory.MemoryAccountTokenStore(db),
+        quotas=memory.MemoryQuotaStore(db),
+        web_secrets=memory.MemoryWebSecretStore(db),
+        usage=cast(UsageStore, _NotWrittenYet("usage")),
+    )
+
+
+class _NotWrittenYet:
+    """Stands in for the in-memory key and usage stores, which come with the key-lifecycle
+    service: any use fails at once, saying so."""
+
+    def __init__(self, store: str) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise NotImplementedError(f"the in-memory {self._store} store is not written yet ({name})")

@@ -12,10 +12,10 @@ from starlette.testclient import TestClient
 from tests.authenticator import SoftAuthenticator
 from tests.factories import PASSWORD, bearer, make_api_key, make_user
 from tests.smtp import Inbox
-from thotbot.accounts import verify_password
 from thotbot.config import Settings, load_settings
-from thotbot.notifications import Actor
-from thotbot.passkeys import PasskeyRefused
+from thotbot.core.accounts import verify_password
+from thotbot.core.identity import Actor
+from thotbot.passkey_ceremonies import PasskeyRefused
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
 
@@ -46,9 +46,11 @@ class World:
 
 
 def _register_passkey(services: Services, account: AccountRecord, authenticator: SoftAuthenticator) -> str:
-    ceremony = services.passkeys.registration_options(account)
+    ceremony = services.passkey_ceremonies.registration_options(account)
     credential = authenticator.create(ceremony.options)
-    return services.passkeys.register(account.id, ceremony.challenge_id, credential, name="laptop").id
+    return services.passkey_ceremonies.register(
+        account.id, ceremony.challenge_id, credential, name="laptop"
+    ).id
 
 
 @pytest.fixture
@@ -283,15 +285,17 @@ def test_passkey_ceremony_through_the_api(
     assert services.mailer.flush(10)
     assert "'YubiKey'" in inbox.to(world.account.email)[0].body
     # It signs in alone; once removed, it does not.
-    ceremony = services.passkeys.authentication_options()
+    ceremony = services.passkey_ceremonies.authentication_options()
     assert (
-        services.passkeys.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options)).id
+        services.passkey_ceremonies.authenticate(
+            ceremony.challenge_id, authenticator.get(ceremony.options)
+        ).id
         == added["id"]
     )
     assert client.delete(f"/v1/account/passkeys/{added['id']}", headers=headers).status_code == 204
-    ceremony = services.passkeys.authentication_options()
+    ceremony = services.passkey_ceremonies.authentication_options()
     with pytest.raises(PasskeyRefused):
-        services.passkeys.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
+        services.passkey_ceremonies.authenticate(ceremony.challenge_id, authenticator.get(ceremony.options))
     assert client.delete(f"/v1/account/passkeys/{added['id']}", headers=headers).status_code == 404
 
 

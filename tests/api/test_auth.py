@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.factories import bearer, fake_key, make_api_key
-from thotbot import keys
+from thotbot.core import keys
 from thotbot.services import Services
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}

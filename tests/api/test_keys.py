@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from tests.api.test_auth import assert_problem, server_log
 from tests.factories import bearer, fake_key, make_api_key, make_user
-from thotbot import keys
+from thotbot.core import keys
 from thotbot.services import Services
 
 KEY_FIELDS = {"id", "name", "hint", "created_at", "expires_at", "last_used_at"}

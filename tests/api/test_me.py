@@ -42,7 +42,7 @@ def test_me_shows_last_used_once_flushed(client: TestClient, services: Services)
     before = datetime.now(UTC)
     assert client.get("/v1/version", headers={**bearer(raw), "User-Agent": "acme/2.0"}).status_code == 200
 
-    anyio.run(services.last_used.flush)
+    anyio.run(services.usage_recorder.flush)
     key = client.get("/v1/me", headers=bearer(raw)).json()["key"]
 
     assert key["last_used_at"] is not None

@@ -11,10 +11,10 @@ from starlette.testclient import TestClient
 
 from tests.api.test_auth import assert_problem, server_log
 from tests.factories import PASSWORD, bearer, make_api_key, make_user
-from thotbot import keys
-from thotbot.accounts import verify_password
 from thotbot.api.routes import routes as api_routes
-from thotbot.identity import is_restricted
+from thotbot.core import keys
+from thotbot.core.accounts import verify_password
+from thotbot.core.identity import is_restricted
 from thotbot.services import Services
 from thotbot.storage import KeyRecord
 
@@ -31,7 +31,7 @@ IDS = [f"{method} {path}" for method, path, _ in RESTRICTED]
 
 def _granted(services: Services) -> tuple[str, KeyRecord]:
     raw, record = make_api_key(services)
-    return raw, services.keys.grant(record.id, "account:security")
+    return raw, services.keys.grant(record.id, "account:security").record
 
 
 def _state(services: Services, record: KeyRecord) -> tuple[object, ...]:

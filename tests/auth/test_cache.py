@@ -10,8 +10,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.factories import bearer, make_api_key
-from thotbot import keys
 from thotbot.auth.cache import KeyCache
+from thotbot.core import keys
+from thotbot.core.revocation import RevokedReason
 from thotbot.services import Services
 from thotbot.storage import KeyRecord
 
@@ -156,7 +157,7 @@ def test_a_revocation_by_another_process_is_honoured_within_a_second(
     assert client.get("/v1/version", headers=bearer(raw)).status_code == 200  # cached now
 
     # What `thotbot keys revoke` does from another process: the database only, no eviction here.
-    services.keys.revoke(record.id, reason="revoked by operator")
+    services.keys.revoke(record.id, reason=RevokedReason.OPERATOR)
     response = _refused_within(client, raw, 1.0)
 
     assert response.status_code == 401

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.factories import make_api_key, make_user
-from thotbot import __version__, keys
-from thotbot.accounts import verify_password
+from thotbot import __version__
 from thotbot.cli import main
+from thotbot.core import keys
+from thotbot.core.accounts import verify_password
+from thotbot.core.dates import utcnow
+from thotbot.core.identity import Actor
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
-from thotbot.storage.models import utcnow
+from thotbot.storage.usage import UsageBatch
 
 PASSWORD = "a long enough password"
 
@@ -249,12 +252,30 @@ class TestKeysList:
         assert row.endswith("active  -")
         assert raw not in out
 
+    def test_table_says_how_a_key_was_revoked(
+        self, capsys: pytest.CaptureFixture[str], services: Services
+    ) -> None:
+        account = make_user(services, "dev@example.com")
+        _, by_owner = make_api_key(services, account, name="a")
+        _, by_operator = make_api_key(services, account, name="b")
+        services.key_lifecycle.revoke(account.id, by_owner.id, Actor.api_key(by_owner.id, None, None))
+        assert main(["keys", "revoke", by_operator.id]) == 0
+        capsys.readouterr()
+
+        assert main(["keys", "list", "--user", "dev@example.com"]) == 0
+
+        rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+        assert "revoked by the owner" in rows[by_owner.id]
+        assert "revoked by the operator" in rows[by_operator.id]
+
     def test_table_shows_the_last_user_agent(
         self, capsys: pytest.CaptureFixture[str], services: Services
     ) -> None:
         account = make_user(services, "dev@example.com")
         _, record = make_api_key(services, account, name="laptop")
-        services.keys.record_usage({record.id: KeyUsage(utcnow(), "acme-sync/2.3.1 (ops@acme.example)")})
+        services.usage.write(
+            UsageBatch(last_used={record.id: KeyUsage(utcnow(), "acme-sync/2.3.1 (ops@acme.example)")})
+        )
 
         assert main(["keys", "list", "--user", "dev@example.com"]) == 0
 

@@ -8,7 +8,7 @@ import re
 from starlette.testclient import TestClient
 
 from thotbot.app import ThotbotApp
-from thotbot.auth.middleware import SESSION_COOKIE
+from thotbot.core.cookies import SESSION_COOKIE
 
 PASSWORD = "purple monkey dishwasher 42"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

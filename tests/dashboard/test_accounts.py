@@ -19,10 +19,10 @@ from tests.dashboard.helpers import (
 from tests.factories import make_user
 from thotbot.app import create_app
 from thotbot.config import load_settings
-from thotbot.cookies import SESSION_COOKIE
+from thotbot.core.cookies import SESSION_COOKIE
 from thotbot.services import Services, build_services
-from thotbot.storage.sessions import hash_token
 from thotbot.storage.throttle import ThrottleRule
+from thotbot.storage.web_sessions import hash_token
 
 
 def _post_login(client: TestClient, email: str, password: str, **extra: str) -> httpx2.Response:
@@ -173,7 +173,7 @@ class TestSignIn:
         assert after is not None
         assert after != before
         # The session planted before sign-in is gone, not promoted.
-        with services.sessions() as db:
+        with services.db() as db:
             from thotbot.storage.models import WebSession
 
             hashes = {row.token_hash for row in db.query(WebSession)}

@@ -8,9 +8,12 @@ from starlette.testclient import TestClient
 
 from tests.dashboard.helpers import create_key, csrf_token, field_errors, form_token, sign_up
 from tests.factories import bearer, make_api_key
+from thotbot.core.dates import utcnow
+from thotbot.core.identity import Actor
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
-from thotbot.storage.models import Base, utcnow
+from thotbot.storage.models import Base
+from thotbot.storage.usage import UsageBatch
 
 
 @pytest.fixture
@@ -46,7 +49,7 @@ class TestList:
         _, record = services.keys.create(
             account_id, "billing server", expires_at=utcnow() + timedelta(days=3)
         )
-        services.keys.record_usage({record.id: KeyUsage(utcnow(), "billing/2.1")})
+        services.usage.write(UsageBatch(last_used={record.id: KeyUsage(utcnow(), "billing/2.1")}))
 
         page = signed_in.get("/dashboard/api-keys").text
 
@@ -74,6 +77,29 @@ class TestList:
 
         assert "badge-expired" in page
         assert "badge-revoked" in page
+
+    def test_revoked_keys_say_how(self, signed_in: TestClient, services: Services) -> None:
+        account_id = _account_id(services)
+        _, mine = services.keys.create(account_id, "mine")
+        _, operators = services.keys.create(account_id, "operators")
+        leaked_raw, leaked = services.keys.create(account_id, "leaked")
+        services.key_lifecycle.revoke_as_operator(operators.id)
+        services.key_lifecycle.revoke_leaked([leaked_raw], Actor("revoke-leaked"))
+        page = signed_in.get(f"/dashboard/api-keys/{mine.id}/revoke").text
+        signed_in.post(f"/dashboard/api-keys/{mine.id}/revoke", data={"csrf_token": csrf_token(page)})
+
+        listed = signed_in.get("/dashboard/api-keys").text
+
+        for record, phrase in (
+            (mine, "revoked by you"),
+            (operators, "revoked by the operator"),
+            (leaked, "revoked as leaked"),
+        ):
+            row = re.search(rf'data-key-id="{record.id}">(.*?)</tr>', listed, re.S)
+            assert row is not None
+            assert f'<span class="muted revoked-reason">{phrase}</span>' in row.group(1)
+            detail = signed_in.get(f"/dashboard/api-keys/{record.id}").text
+            assert f'<span class="revoked-reason">({phrase})</span>' in detail
 
     def test_another_accounts_keys_are_invisible(self, signed_in: TestClient, services: Services) -> None:
         _, theirs = make_api_key(services, name="someone else's")

@@ -11,13 +11,13 @@ from starlette.testclient import TestClient
 
 from tests.dashboard.helpers import create_key, sign_up
 from tests.factories import make_api_key
+from thotbot.core.dates import utcnow
+from thotbot.core.useragents import UAClass
 from thotbot.dashboard.views.key_usage import panel, redact
 from thotbot.services import Services
 from thotbot.storage import KeyRecord, KeyUsage
-from thotbot.storage.models import utcnow
 from thotbot.storage.usage import AgentCount, AgentUsage, DayCount, KeyUsageSummary, UsageBatch
 from thotbot.usage.notice import DOCS_URL
-from thotbot.useragents import UAClass
 
 EMAIL = "usage@example.com"
 DESCRIPTIVE = "acme-sync/2.3.1 (ops@acme.example)"
@@ -152,7 +152,7 @@ class TestUsageSection:
         for user_agent in (DESCRIPTIVE, DESCRIPTIVE, "python-httpx/0.27.0"):
             headers = {"Authorization": f"Bearer {raw}", "User-Agent": user_agent}
             assert signed_in.get("/v1/version", headers=headers).status_code == 200
-        signed_in.portal.call(services.last_used.flush)  # type: ignore[union-attr]
+        signed_in.portal.call(services.usage_recorder.flush)  # type: ignore[union-attr]
         [record] = services.keys.list_for_account(services.users.get_by_email(EMAIL).id)
 
         listing = signed_in.get("/dashboard/api-keys").text
@@ -182,7 +182,9 @@ class TestUsageSection:
 
     def test_used_before_the_retained_days(self, signed_in: TestClient, services: Services) -> None:
         key = _key(services)
-        services.keys.record_usage({key.id: KeyUsage(utcnow() - timedelta(days=200), "old/1")})
+        services.usage.write(
+            UsageBatch(last_used={key.id: KeyUsage(utcnow() - timedelta(days=200), "old/1")})
+        )
 
         page = signed_in.get(f"/dashboard/api-keys/{key.id}").text
 
@@ -223,7 +225,7 @@ class TestUsageSection:
         raw, _ = create_key(signed_in, "careless")
         headers = {"Authorization": f"Bearer {raw}", "User-Agent": f"my-app/1.0 token={raw}"}
         assert signed_in.get("/v1/version", headers=headers).status_code == 200
-        signed_in.portal.call(services.last_used.flush)  # type: ignore[union-attr]
+        signed_in.portal.call(services.usage_recorder.flush)  # type: ignore[union-attr]
         [record] = services.keys.list_for_account(services.users.get_by_email(EMAIL).id)
 
         page = signed_in.get(f"/dashboard/api-keys/{record.id}").text

@@ -1,54 +1,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, Table, inspect
+from sqlalchemy import inspect
 
 from thotbot.config import load_settings
-from thotbot.services import Services, build_services
+from thotbot.services import build_services
 from thotbot.storage.migrate import alembic_config, upgrade
-from thotbot.storage.models import Base
 
 TABLES = {"web_sessions", "used_form_tokens", "sign_in_throttle"}
-
-
-def _table_of(diff: Any) -> str | None:
-    """The table an Alembic autogenerate difference is about."""
-    item = diff[0] if isinstance(diff, list) else diff
-    for part in item[1:]:
-        if isinstance(part, Table):
-            return str(part.name)
-        if getattr(part, "table", None) is not None:
-            return str(part.table.name)
-        if isinstance(part, str) and part in TABLES:
-            return part
-    return None
-
-
-def _drift(engine: Engine) -> list[Any]:
-    """Where the migrated schema of this migration's tables differs from the models."""
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return [d for d in compare_metadata(context, Base.metadata) if _table_of(d) in TABLES]
-
-
-def test_the_migration_matches_the_models(services: Services) -> None:
-    assert _drift(services.engine) == []
-
-
-def test_drift_would_be_seen(tmp_path: Path) -> None:
-    services = build_services(load_settings(database_url=f"sqlite:///{tmp_path / 'd.db'}"))
-    upgrade(services.engine)
-    with services.engine.begin() as connection:
-        connection.exec_driver_sql("DROP INDEX ix_web_sessions_idle_expires_at")
-        connection.exec_driver_sql("ALTER TABLE sign_in_throttle ADD COLUMN extra INTEGER")
-
-    assert len(_drift(services.engine)) == 2
-    services.engine.dispose()
 
 
 def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:

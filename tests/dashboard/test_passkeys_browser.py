@@ -23,8 +23,8 @@ from tests.dashboard.browser import DESKTOP, KEY_RE, PASSWORD, PHONE, SCREENSHOT
 from tests.live import start_server
 from tests.smtp import Inbox, smtp_server
 from thotbot.config import load_settings
+from thotbot.core.dates import utcnow
 from thotbot.services import Services, build_services
-from thotbot.storage.models import utcnow
 
 pytestmark = pytest.mark.browser
 

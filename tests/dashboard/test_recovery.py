@@ -26,8 +26,9 @@ from tests.live import LiveServer, start_server
 from tests.smtp import Inbox, Received, smtp_server
 from thotbot.cli import main
 from thotbot.config import load_settings
+from thotbot.core.dates import utcnow
 from thotbot.services import build_services
-from thotbot.storage.models import AccountToken, utcnow
+from thotbot.storage.models import AccountToken
 
 PASSWORD = "purple monkey dishwasher 42"
 NEW_PASSWORD = "lamp orbit walrus tea"
@@ -315,7 +316,7 @@ def test_a_reset_link_expires(live: Live) -> None:
     [mail] = live.mails(email, 1, "Set a new password")
     services = build_services(load_settings(database_url=live.server.env["THOTBOT_DATABASE_URL"]))
     try:
-        with services.sessions.begin() as session:
+        with services.db.begin() as session:
             session.execute(update(AccountToken).values(expires_at=utcnow() - timedelta(seconds=1)))
     finally:
         services.engine.dispose()

@@ -26,13 +26,13 @@ from tests.dashboard.helpers import (
     sign_up,
 )
 from tests.smtp import Inbox, Received
-from thotbot.accounts import verify_password
 from thotbot.config import Settings, load_settings
+from thotbot.core.accounts import verify_password
+from thotbot.core.dates import utcnow
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
-from thotbot.storage.models import utcnow
-from thotbot.storage.sessions import SessionRecord
 from thotbot.storage.throttle import ThrottleRule
+from thotbot.storage.web_sessions import SessionRecord
 
 NEW_PASSWORD = "lamp orbit walrus tea"
 ORIGIN = "http://localhost:8000"  # THOTBOT_PUBLIC_URL's default: the relying party's origin

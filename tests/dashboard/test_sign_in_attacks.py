@@ -24,9 +24,10 @@ from tests.factories import bearer, make_api_key, make_user
 from tests.live import start_server
 from tests.smtp import Inbox, smtp_server
 from thotbot.config import load_settings
+from thotbot.core.dates import utcnow
 from thotbot.services import Services, build_services
 from thotbot.storage import AccountRecord
-from thotbot.storage.models import SignInThrottle, utcnow
+from thotbot.storage.models import SignInThrottle
 from thotbot.storage.passkeys import PasskeyRecord
 from thotbot.storage.throttle import bucket_for
 
@@ -77,7 +78,7 @@ def signed_in(browser: httpx.Client) -> bool:
 
 
 def failures(server: Server, kind: str, value: str) -> int:
-    with server.db.sessions() as session:
+    with server.db.db() as session:
         row = session.get(SignInThrottle, bucket_for(kind, value))
         return row.failures if row else 0
 
@@ -151,9 +152,11 @@ def test_the_owner_signs_in_from_elsewhere_while_an_attacker_guesses(server: Ser
 
 def _register_passkey(server: Server, account: AccountRecord) -> tuple[SoftAuthenticator, PasskeyRecord]:
     authenticator = SoftAuthenticator(server.public_url)
-    ceremony = server.db.passkeys.registration_options(account)
+    ceremony = server.db.passkey_ceremonies.registration_options(account)
     credential = authenticator.create(ceremony.options)
-    passkey = server.db.passkeys.register(account.id, ceremony.challenge_id, credential, name="phone")
+    passkey = server.db.passkey_ceremonies.register(
+        account.id, ceremony.challenge_id, credential, name="phone"
+    )
     return authenticator, passkey
 
 

@@ -12,10 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tests.factories import make_api_key, make_user
-from thotbot import keys
-from thotbot.errors import NotFound
+from thotbot.core import keys
+from thotbot.core.errors import NotFound
+from thotbot.core.revocation import RevokedReason
 from thotbot.services import Services
-from thotbot.storage import KeyUsage
 from thotbot.storage.models import Account, KeyEvent
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -42,7 +42,7 @@ class TestEngine:
     def test_deleting_an_account_deletes_its_keys(self, services: Services) -> None:
         _, record = make_api_key(services)
 
-        with services.sessions.begin() as session:
+        with services.db.begin() as session:
             session.execute(delete(Account).where(Account.id == record.account_id))
 
         assert services.keys.find(record.id) is None
@@ -133,7 +133,7 @@ class TestChanges:
         _, record = make_api_key(services)
         seq = services.keys.latest_change()
 
-        revoked = services.keys.revoke(record.id, reason="revoked by operator")
+        revoked = services.keys.revoke(record.id, reason=RevokedReason.OPERATOR).record
 
         assert revoked.revoked_at is not None
         assert revoked.state(datetime.now(UTC) + timedelta(seconds=1)) == "revoked"
@@ -146,10 +146,10 @@ class TestChanges:
 
     def test_revoke_twice_changes_once(self, services: Services) -> None:
         _, record = make_api_key(services)
-        first = services.keys.revoke(record.id)
+        first = services.keys.revoke(record.id).record
         seq = services.keys.latest_change()
 
-        second = services.keys.revoke(record.id)
+        second = services.keys.revoke(record.id).record
 
         assert second.revoked_at == first.revoked_at
         assert services.keys.changes_since(seq) == (seq, [])
@@ -168,7 +168,8 @@ class TestChanges:
         seq = services.keys.latest_change()
 
         revoked = services.keys.revoke_by_hashes(
-            [keys.hash_key(raw_a), keys.hash_key(raw_c), keys.hash_key(keys.generate())], reason="leaked"
+            [keys.hash_key(raw_a), keys.hash_key(raw_c), keys.hash_key(keys.generate())],
+            reason=RevokedReason.LEAKED,
         )
 
         assert [r.id for r in revoked] == [a.id]
@@ -177,14 +178,14 @@ class TestChanges:
         assert services.keys.changes_since(seq)[1] == [a.id]
 
     def test_revoke_by_no_hashes(self, services: Services) -> None:
-        assert services.keys.revoke_by_hashes([], reason="leaked") == []
+        assert services.keys.revoke_by_hashes([], reason=RevokedReason.LEAKED) == []
 
     def test_grant(self, services: Services) -> None:
         _, record = make_api_key(services)
         seq = services.keys.latest_change()
 
-        granted = services.keys.grant(record.id, "account:security")
-        again = services.keys.grant(record.id, "account:security")
+        granted = services.keys.grant(record.id, "account:security").record
+        again = services.keys.grant(record.id, "account:security").record
 
         assert granted.grants == again.grants == frozenset({"account:security"})
         assert services.keys.get(record.id).grants == frozenset({"account:security"})
@@ -195,7 +196,7 @@ class TestChanges:
         seq = services.keys.latest_change()
 
         services.keys.set_expiry(record.id, T0)
-        renamed = services.keys.rename(record.id, "renamed")
+        renamed = services.keys.rename(record.id, "renamed").record
 
         assert renamed.name == "renamed"
         assert renamed.expires_at == T0
@@ -248,60 +249,6 @@ class TestChanges:
 
         _, later = services.keys.changes_since(seen)
         assert sorted(changed + later) == sorted([first.id, second.id])
-
-
-class TestRecordUsage:
-    def test_record_usage(self, services: Services) -> None:
-        _, record = make_api_key(services)
-
-        services.keys.record_usage({record.id: KeyUsage(T0, "acme/1.0")})
-
-        stored = services.keys.get(record.id)
-        assert stored.last_used_at == T0
-        assert stored.last_user_agent == "acme/1.0"
-
-    def test_record_usage_never_moves_backwards(self, services: Services) -> None:
-        _, record = make_api_key(services)
-        services.keys.record_usage({record.id: KeyUsage(T0, "new/2.0")})
-
-        services.keys.record_usage({record.id: KeyUsage(T0 - timedelta(minutes=5), "old/1.0")})
-
-        stored = services.keys.get(record.id)
-        assert stored.last_used_at == T0
-        assert stored.last_user_agent == "new/2.0"
-
-    def test_record_usage_moves_forwards(self, services: Services) -> None:
-        _, record = make_api_key(services)
-        services.keys.record_usage({record.id: KeyUsage(T0, "old/1.0")})
-
-        services.keys.record_usage({record.id: KeyUsage(T0 + timedelta(microseconds=1), None)})
-
-        stored = services.keys.get(record.id)
-        assert stored.last_used_at == T0 + timedelta(microseconds=1)
-        assert stored.last_user_agent is None
-
-    def test_record_usage_of_many_and_unknown_keys(self, services: Services) -> None:
-        _, a = make_api_key(services)
-        _, b = make_api_key(services)
-
-        services.keys.record_usage(
-            {
-                a.id: KeyUsage(T0, "a/1"),
-                b.id: KeyUsage(T0 + timedelta(seconds=1), "b/1"),
-                "key_missing": KeyUsage(T0, None),
-            }
-        )
-        services.keys.record_usage({})
-
-        assert services.keys.get(a.id).last_used_at == T0
-        assert services.keys.get(b.id).last_used_at == T0 + timedelta(seconds=1)
-
-    def test_record_usage_is_not_a_change(self, services: Services) -> None:
-        _, record = make_api_key(services)
-
-        services.keys.record_usage({record.id: KeyUsage(T0, None)})
-
-        assert services.keys.latest_change() == 0
 
 
 def test_times_come_back_in_utc(services: Services) -> None:

@@ -2,16 +2,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-
 from tests.factories import make_api_key, make_user
+from thotbot.core.useragents import UAClass
 from thotbot.services import Services
 from thotbot.storage import KeyUsage
-from thotbot.storage.models import Base
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
-from thotbot.useragents import UAClass
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DAY = date(2026, 5, 1)
@@ -215,9 +210,74 @@ class TestSQLUsageStore:
         assert (entry.key.id, entry.agents, entry.requests) == (key.id, (), 5)
 
 
-@pytest.mark.parametrize("table", ["usage_days", "usage_agents", "usage_clients", "usage_salts"])
-def test_migration_matches_the_models(services: Services, table: str) -> None:
-    with services.engine.connect() as connection:
-        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+def _last_used(usage: dict[str, KeyUsage]) -> UsageBatch:
+    return UsageBatch(last_used=usage)
 
-    assert [d for d in diffs if table in repr(d)] == []
+
+class TestLastUsed:
+    """Each key's last use and User-Agent, which the usage recorder flushes with its counts."""
+
+    def test_last_used(self, services: Services) -> None:
+        _, record = make_api_key(services)
+
+        services.usage.write(_last_used({record.id: KeyUsage(T0, "acme/1.0")}))
+
+        stored = services.keys.get(record.id)
+        assert stored.last_used_at == T0
+        assert stored.last_user_agent == "acme/1.0"
+
+    def test_last_used_never_moves_backwards(self, services: Services) -> None:
+        _, record = make_api_key(services)
+        services.usage.write(_last_used({record.id: KeyUsage(T0, "new/2.0")}))
+
+        services.usage.write(_last_used({record.id: KeyUsage(T0 - timedelta(minutes=5), "old/1.0")}))
+
+        stored = services.keys.get(record.id)
+        assert stored.last_used_at == T0
+        assert stored.last_user_agent == "new/2.0"
+
+    def test_last_used_moves_forwards(self, services: Services) -> None:
+        _, record = make_api_key(services)
+        services.usage.write(_last_used({record.id: KeyUsage(T0, "old/1.0")}))
+
+        services.usage.write(_last_used({record.id: KeyUsage(T0 + timedelta(microseconds=1), None)}))
+
+        stored = services.keys.get(record.id)
+        assert stored.last_used_at == T0 + timedelta(microseconds=1)
+        assert stored.last_user_agent is None
+
+    def test_last_used_of_many_and_unknown_keys(self, services: Services) -> None:
+        _, a = make_api_key(services)
+        _, b = make_api_key(services)
+
+        services.usage.write(
+            _last_used(
+                {
+                    a.id: KeyUsage(T0, "a/1"),
+                    b.id: KeyUsage(T0 + timedelta(seconds=1), "b/1"),
+                    "key_missing": KeyUsage(T0, None),
+                }
+            )
+        )
+        services.usage.write(_last_used({}))
+
+        assert services.keys.get(a.id).last_used_at == T0
+        assert services.keys.get(b.id).last_used_at == T0 + timedelta(seconds=1)
+
+    def test_last_used_is_not_a_key_change(self, services: Services) -> None:
+        _, record = make_api_key(services)
+
+        services.usage.write(_last_used({record.id: KeyUsage(T0, None)}))
+
+        assert services.keys.latest_change() == 0
+
+    def test_a_key_pasted_into_the_user_agent_is_not_stored(self, services: Services) -> None:
+        raw, record = make_api_key(services)
+
+        services.usage.write(_last_used({record.id: KeyUsage(T0, f"acme/1.0 {raw}")}))
+
+        stored = services.keys.get(record.id).last_user_agent
+        assert stored is not None
+        assert stored.startswith("acme/1.0 ")
+        assert raw not in stored
+        assert raw[len("thot_ak_") :][4:-4] not in stored

@@ -1,43 +1,19 @@
+"""Instances racing to make the first web secret in one database; the behaviour every backend
+shares is in tests/storage/conformance/test_web_secrets.py."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
 from thotbot.services import Services
-from thotbot.storage.web_secrets import SharedKey, SQLWebSecretStore
+from thotbot.storage.web_secrets import SQLWebSecretStore
 
 
 class TestSQLWebSecretStore:
-    def test_ensure_creates_once_then_returns_the_same_key(self, services: Services) -> None:
-        store = SQLWebSecretStore(services.sessions)
-
-        first = store.ensure("web")
-
-        assert len(first) == 32
-        assert store.ensure("web") == first
-        assert store.ensure("other") != first
-
     def test_racing_instances_agree(self, services: Services) -> None:
-        stores = [SQLWebSecretStore(services.sessions) for _ in range(4)]
+        stores = [SQLWebSecretStore(services.db) for _ in range(4)]
 
         with ThreadPoolExecutor(4) as pool:
             keys = set(pool.map(lambda store: store.ensure("race"), stores))
 
         assert len(keys) == 1
-
-
-class TestSharedKey:
-    def test_loads_once_and_keeps_it_in_memory(self, services: Services) -> None:
-        shared = SharedKey(SQLWebSecretStore(services.sessions), "web")
-        assert shared.cached is None
-
-        key = shared.get()
-
-        assert shared.cached == key
-        assert key == services.web_key.get()  # another process-level cache, the same key
-
-    def test_the_key_never_shows_in_its_repr(self, services: Services) -> None:
-        shared = SharedKey(SQLWebSecretStore(services.sessions), "web")
-        key = shared.get()
-
-        assert key.hex() not in repr(shared)
-        assert repr(key) not in repr(shared)

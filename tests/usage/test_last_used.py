@@ -10,7 +10,7 @@ def test_me_and_keys_show_the_last_use_after_a_flush(client: TestClient, service
     raw, key = make_api_key(services)
     assert client.get("/v1/version", headers={**bearer(raw), "User-Agent": "acme/1.0 (ops@acme.example)"})
 
-    client.portal.call(services.last_used.flush)  # type: ignore[union-attr]
+    client.portal.call(services.usage_recorder.flush)  # type: ignore[union-attr]
 
     me = client.get("/v1/me", headers={**bearer(raw), "User-Agent": "other/2.0"}).json()["key"]
     assert me["last_user_agent"] == "acme/1.0 (ops@acme.example)"

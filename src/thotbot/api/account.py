@@ -12,10 +12,9 @@ from starlette.responses import JSONResponse, Response
 
 from thotbot.account_security import AccountSecurity
 from thotbot.api.bodies import read_json_object, required_str
-from thotbot.api.serializers import iso
-from thotbot.errors import ValidationFailed
-from thotbot.identity import Identity
-from thotbot.notifications import Actor
+from thotbot.core.dates import iso
+from thotbot.core.errors import ValidationFailed
+from thotbot.core.identity import Actor, Identity
 from thotbot.services import Services
 from thotbot.storage.passkeys import PasskeyRecord
 

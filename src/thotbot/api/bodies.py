@@ -6,7 +6,7 @@ import json
 
 from starlette.requests import Request
 
-from thotbot.errors import ValidationFailed
+from thotbot.core.errors import ValidationFailed
 
 __all__ = ["read_json_object", "required_str"]
 

@@ -1,4 +1,4 @@
-"""The /v1 endpoints. The guard in auth/middleware.py has authenticated the request already."""
+"""The /v1 endpoints. The guard in web/guard.py has authenticated the request already."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from thotbot import __version__, keys
+from thotbot import __version__
 from thotbot.api import account
 from thotbot.api.bodies import read_json_object, required_str
 from thotbot.api.serializers import account_json, key_json
 from thotbot.auth.refusals import RefusalLog
-from thotbot.dates import parse_expiry
-from thotbot.errors import EmailNotVerified, MalformedAPIKey, NotFound, RestrictedEndpoint, ValidationFailed
-from thotbot.identity import Identity, Permission, permits
-from thotbot.notifications import Actor
-from thotbot.redaction import holds_key, redact
+from thotbot.core.dates import parse_expiry, utcnow
+from thotbot.core.errors import (
+    EmailNotVerified,
+    NotFound,
+    RestrictedEndpoint,
+    ValidationFailed,
+)
+from thotbot.core.identity import Actor, Identity, Permission, permits
+from thotbot.core.redaction import holds_key, redact
 from thotbot.services import Services
-from thotbot.storage.models import utcnow
 
 __all__ = ["routes"]
 
@@ -77,23 +80,9 @@ async def list_keys(request: Request) -> Response:
 async def revoke_key(request: Request) -> Response:
     services, identity = _services(request), _identity(request)
     key_id = request.path_params["key_id"]
-    record = await anyio.to_thread.run_sync(services.keys.find, key_id)
-    if record is None or record.account_id != identity.account_id:
-        raise NotFound(f"You have no API key with id {key_id!r}.")
-    if record.revoked_at is not None:
-        return Response(status_code=204)  # Already revoked: idempotent, and logged once.
-    await anyio.to_thread.run_sync(lambda: services.keys.revoke(key_id, reason="revoked"))
-    services.key_cache.evict(key_id)
-    await anyio.to_thread.run_sync(
-        lambda: services.security_log.record(
-            identity.account_id,
-            "key.revoked",
-            actor=f"api_key:{identity.key_id}",
-            key_id=key_id,
-            detail=f"revoked {record.name!r} ({record.hint}) through the API",
-            **_client_meta(request),
-        )
-    )
+    actor = Actor.api_key(identity.key_id, **_client_meta(request))
+    # Revoking a revoked key changes nothing and logs nothing: idempotent, and logged once.
+    await anyio.to_thread.run_sync(lambda: services.key_lifecycle.revoke(identity.account_id, key_id, actor))
     return Response(status_code=204)
 
 
@@ -105,29 +94,8 @@ async def revoke_leaked(request: Request) -> Response:
         raise ValidationFailed("'keys' must be a list of strings.", field="keys")
     if len(raw_keys) > MAX_LEAKED_KEYS:
         raise ValidationFailed(f"Send at most {MAX_LEAKED_KEYS} keys at a time.", field="keys")
-    digests = []
-    for raw in raw_keys:
-        try:
-            digests.append(keys.parse(raw.strip()).digest)
-        except MalformedAPIKey:
-            continue  # Not a key: say nothing about it either.
-    revoked = await anyio.to_thread.run_sync(lambda: services.keys.revoke_by_hashes(digests, reason="leaked"))
     actor = Actor("revoke-leaked", **_client_meta(request))
-    for record in revoked:
-        services.key_cache.evict(record.id)
-        await anyio.to_thread.run_sync(
-            lambda r=record: services.security_log.record(  # type: ignore[misc]
-                r.account_id,
-                "key.revoked_leaked",
-                actor="revoke-leaked",
-                key_id=r.id,
-                detail=f"{r.name!r} ({r.hint}) was reported as leaked and revoked",
-                **_client_meta(request),
-            )
-        )
-        await anyio.to_thread.run_sync(
-            lambda r=record: services.notifier.key_revoked_as_leaked(r.account_id, r, actor)  # type: ignore[misc]
-        )
+    await anyio.to_thread.run_sync(lambda: services.key_lifecycle.revoke_leaked(raw_keys, actor))
     # The same answer whether or not any key existed: the caller learns nothing.
     return JSONResponse({"status": "accepted"}, status_code=202)
 
@@ -187,21 +155,12 @@ async def create_key(request: Request) -> Response:
     account = await anyio.to_thread.run_sync(lambda: services.users.find(identity.account_id))
     if account is None or not account.verified:
         raise EmailNotVerified
+    actor = Actor.api_key(identity.key_id, **_client_meta(request))
     raw, record = await anyio.to_thread.run_sync(
-        lambda: services.keys.create(identity.account_id, name, expires_at=expires_at, read_only=read_only)
-    )
-    await anyio.to_thread.run_sync(
-        lambda: services.security_log.record(
-            identity.account_id,
-            "key.created",
-            actor=f"api_key:{identity.key_id}",
-            key_id=record.id,
-            detail=f"created {name!r} ({record.hint}) through the API",
-            **_client_meta(request),
+        lambda: services.key_lifecycle.create(
+            identity.account_id, name, actor, expires_at=expires_at, read_only=read_only
         )
     )
-    actor = Actor.api_key(identity.key_id, **_client_meta(request))
-    await anyio.to_thread.run_sync(lambda: services.notifier.key_created(identity.account_id, record, actor))
     return JSONResponse({**key_json(record, now), "key": raw}, status_code=201)
 
 

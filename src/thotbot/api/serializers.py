@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from thotbot.core.dates import iso
 from thotbot.storage import AccountRecord, KeyRecord
 
-__all__ = ["account_json", "iso", "key_json"]
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+__all__ = ["account_json", "key_json"]
 
 
 def account_json(account: AccountRecord) -> dict[str, object]:

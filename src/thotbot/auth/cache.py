@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from thotbot.identity import AuthMethod, Identity
+from thotbot.core.identity import AuthMethod, Identity
 from thotbot.storage import KeyRecord
 
 __all__ = ["CachedKey", "KeyCache"]

@@ -8,7 +8,7 @@ Only refusals write: the allowed path of ordinary calls gains no database write.
 
 from __future__ import annotations
 
-from thotbot.storage.events import SQLSecurityLog
+from thotbot.storage import SecurityLog
 
 __all__ = ["REFUSED", "RefusalLog", "refusal_detail"]
 
@@ -21,7 +21,7 @@ def refusal_detail(method: str, path: str, code: str) -> str:
 
 
 class RefusalLog:
-    def __init__(self, security_log: SQLSecurityLog) -> None:
+    def __init__(self, security_log: SecurityLog) -> None:
         self._log = security_log
 
     def record(

@@ -13,18 +13,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot import __version__
-from thotbot.accounts import check_new_password, hash_password
 from thotbot.api.serializers import key_json
 from thotbot.config import Settings, load_settings
-from thotbot.dates import parse_expiry
-from thotbot.errors import ThotbotError, ValidationFailed
-from thotbot.identity import GRANTABLE
+from thotbot.core.accounts import check_new_password, hash_password
+from thotbot.core.dates import parse_expiry, utcnow
+from thotbot.core.errors import ThotbotError, ValidationFailed
+from thotbot.core.identity import Actor
+from thotbot.core.revocation import revocation_phrase
 from thotbot.mail import show_mail_log
-from thotbot.notifications import Actor
 from thotbot.services import Services, build_services
+from thotbot.storage import KeyRecord
 from thotbot.storage.db import redacted_url
 from thotbot.storage.migrate import upgrade
-from thotbot.storage.models import utcnow
 from thotbot.usage import report
 
 __all__ = ["main"]
@@ -111,7 +111,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
-        # Only THOTBOT_TRUSTED_PROXIES decides whose X-Forwarded-For counts (thotbot.proxies):
+        # Only THOTBOT_TRUSTED_PROXIES decides whose X-Forwarded-For counts (thotbot.core.proxies):
         # uvicorn's own default believes any process on 127.0.0.1.
         proxy_headers=False,
         # Bounded heads, timeouts and connections, and a problem body for what is refused there.
@@ -186,16 +186,10 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     expires_at = parse_expiry(args.expires_at, utcnow(), field="--expires-at")
     services = _services(settings)
     account = services.users.get_by_email(args.user)
-    raw, record = services.keys.create(account.id, name, expires_at=expires_at, read_only=args.read_only)
-    services.security_log.record(
-        account.id,
-        "key.created",
-        actor="operator",
-        key_id=record.id,
-        detail=f"created {name!r} ({record.hint}) with the CLI",
-    )
     show_mail_log()  # Without THOTBOT_SMTP_URL the notice goes to the log: show it on stderr.
-    services.notifier.key_created(account.id, record, Actor.operator())
+    raw, record = services.key_lifecycle.create(
+        account.id, name, Actor.operator(), expires_at=expires_at, read_only=args.read_only
+    )
     print(raw)
     _say(f"created key {record.id} ({record.hint}) for {account.email}; it will not be shown again")
     return 0
@@ -205,7 +199,8 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     account = services.users.get_by_email(args.user)
     now = utcnow()
-    rows = [key_json(r, now) for r in services.keys.list_for_account(account.id)]
+    records = services.keys.list_for_account(account.id)
+    rows = [key_json(r, now) for r in records]
     if args.json:
         print(json.dumps({"keys": rows}, indent=2))
         return 0
@@ -221,10 +216,10 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             _short(r["created_at"]),
             _short(r["last_used_at"]) or "never",
             _short(r["expires_at"]) or "never",
-            str(r["state"]),
+            _state(record, now),
             _clip(r["last_user_agent"]) or "-",
         )
-        for r in rows
+        for r, record in zip(rows, records, strict=True)
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
@@ -234,16 +229,9 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
-    before = services.keys.get(args.key_id)
-    record = services.keys.revoke(args.key_id, reason="revoked by operator")
-    if before.revoked_at is None:
-        services.security_log.record(
-            record.account_id,
-            "key.revoked",
-            actor="operator",
-            key_id=record.id,
-            detail=f"revoked {record.name!r} ({record.hint}) with the CLI",
-        )
+    change = services.key_lifecycle.revoke_as_operator(args.key_id)
+    record = change.record
+    if change.changed:
         _say(f"revoked {record.id} ({record.hint})")
     else:
         _say(f"{record.id} ({record.hint}) was already revoked")
@@ -251,17 +239,8 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_grant(args: argparse.Namespace, settings: Settings) -> int:
-    if args.grant not in GRANTABLE:
-        raise ValidationFailed(f"unknown grant {args.grant!r}; grants: {', '.join(sorted(GRANTABLE))}")
     services = _services(settings)
-    record = services.keys.grant(args.key_id, args.grant)
-    services.security_log.record(
-        record.account_id,
-        "key.granted",
-        actor="operator",
-        key_id=record.id,
-        detail=f"granted {args.grant} to {record.name!r} ({record.hint})",
-    )
+    record = services.key_lifecycle.grant(args.key_id, args.grant, Actor.operator()).record
     _say(f"granted {args.grant} to {record.id} ({record.hint})")
     return 0
 
@@ -286,6 +265,11 @@ def cmd_integrations(args: argparse.Namespace, settings: Settings) -> int:
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _state(record: KeyRecord, now: datetime) -> str:
+    state = record.state(now)
+    return revocation_phrase(record.revoked_reason, to_owner=False) if state == "revoked" else state
 
 
 def _clip(value: object, width: int = 48) -> str:

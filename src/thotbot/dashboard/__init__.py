@@ -11,7 +11,7 @@ from starlette.staticfiles import StaticFiles
 from thotbot.dashboard import sudo
 from thotbot.dashboard.errors import exception_handlers as _exception_handlers
 from thotbot.dashboard.middleware import SecurityHeaders
-from thotbot.dashboard.views import account, accounts, keys, passkeys, recovery, security
+from thotbot.dashboard.views import email_password, keys, passkeys, recovery, security, sign_in
 from thotbot.services import Services
 
 __all__ = ["exception_handlers", "middleware", "routes"]
@@ -21,15 +21,15 @@ _GET, _POST = ["GET"], ["POST"]
 
 def routes(services: Services) -> list[BaseRoute]:
     return [
-        Route("/", accounts.home, methods=_GET),
-        Route("/signup", accounts.signup_form, methods=_GET),
-        Route("/signup", accounts.signup_submit, methods=_POST),
-        Route("/login", accounts.login_form, methods=_GET),
-        Route("/login", accounts.login_submit, methods=_POST),
+        Route("/", sign_in.home, methods=_GET),
+        Route("/signup", sign_in.signup_form, methods=_GET),
+        Route("/signup", sign_in.signup_submit, methods=_POST),
+        Route("/login", sign_in.login_form, methods=_GET),
+        Route("/login", sign_in.login_submit, methods=_POST),
         Route("/login/passkey/options", passkeys.sign_in_options, methods=_POST),
         Route("/login/passkey", passkeys.sign_in, methods=_POST),
-        Route("/logout", accounts.logout_form, methods=_GET),
-        Route("/logout", accounts.logout_submit, methods=_POST),
+        Route("/logout", sign_in.logout_form, methods=_GET),
+        Route("/logout", sign_in.logout_submit, methods=_POST),
         Route("/dashboard", security.overview, methods=_GET),
         Route("/dashboard/api-keys", keys.list_keys, methods=_GET),
         Route("/dashboard/api-keys/new", keys.new_key_form, methods=_GET),
@@ -40,9 +40,9 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key_form, methods=_GET),
         Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key, methods=_POST),
         Route("/dashboard/security", security.security, methods=_GET),
-        Route("/dashboard/security/email", account.change_email, methods=_POST),
-        Route("/dashboard/security/email/cancel", account.cancel_email_change, methods=_POST),
-        Route("/dashboard/security/password", account.change_password, methods=_POST),
+        Route("/dashboard/security/email", email_password.change_email, methods=_POST),
+        Route("/dashboard/security/email/cancel", email_password.cancel_email_change, methods=_POST),
+        Route("/dashboard/security/password", email_password.change_password, methods=_POST),
         Route("/dashboard/security/passkeys/new", passkeys.new_passkey, methods=_POST),
         Route("/dashboard/security/passkeys/options", passkeys.registration_options, methods=_POST),
         Route("/dashboard/security/passkeys", passkeys.add_passkey, methods=_POST),
@@ -52,8 +52,8 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/dashboard/sudo/passkey", sudo.passkey_verify, methods=_POST),
         Route("/dashboard/security/sessions/end-others", security.end_other_sessions, methods=_POST),
         Route("/dashboard/security/sessions/{session_id}/end", security.end_session, methods=_POST),
-        Route("/verify-email", account.verify_email_form, methods=_GET),
-        Route("/verify-email", account.verify_email_confirm, methods=_POST),
+        Route("/verify-email", email_password.verify_email_form, methods=_GET),
+        Route("/verify-email", email_password.verify_email_confirm, methods=_POST),
         Route("/verify-account", recovery.verify_account_form, methods=_GET),
         Route("/verify-account", recovery.verify_account_confirm, methods=_POST),
         Route("/verify-account/resend", recovery.resend_verification, methods=_POST),

@@ -19,7 +19,7 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from thotbot.errors import ThotbotError
+from thotbot.core.errors import ThotbotError
 
 __all__ = [
     "CSRFFailed",

@@ -9,10 +9,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from thotbot.core.errors import NotFound, ThotbotError, ValidationFailed
 from thotbot.dashboard.sudo import SudoRequired, sudo_required
 from thotbot.dashboard.templating import templates
 from thotbot.dashboard.web import NO_STORE, SignInRequired, login_url, redirect
-from thotbot.errors import NotFound, ThotbotError, ValidationFailed
 
 __all__ = ["exception_handlers"]
 

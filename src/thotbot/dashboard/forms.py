@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from thotbot.accounts import MAX_PASSWORD_LENGTH, check_new_password, normalize_email
-from thotbot.errors import ValidationFailed
-from thotbot.redaction import holds_key, redact
+from thotbot.core.accounts import MAX_PASSWORD_LENGTH, check_new_password, normalize_email
+from thotbot.core.errors import ValidationFailed
+from thotbot.core.redaction import holds_key, redact
 
 __all__ = [
     "EXPIRY_CHOICES",

@@ -19,7 +19,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from thotbot.accounts import verify_password
+from thotbot.core.accounts import verify_password
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import ThotbotError
 from thotbot.dashboard.web import (
     Visit,
     json_error,
@@ -30,9 +32,7 @@ from thotbot.dashboard.web import (
     run,
     signed_in_account,
 )
-from thotbot.errors import ThotbotError
-from thotbot.passkeys import Ceremony
-from thotbot.storage.models import utcnow
+from thotbot.passkey_ceremonies import Ceremony
 
 __all__ = [
     "FRESH_SIGN_IN",
@@ -167,7 +167,7 @@ async def passkey_options(request: Request) -> Response:
         visit, _ = await read_json(request)
         account = signed_in_account(visit)
         ceremony: Ceremony = await run(
-            lambda: visit.services.passkeys.authentication_options(account_id=account)
+            lambda: visit.services.passkey_ceremonies.authentication_options(account_id=account)
         )
     except ThotbotError as exc:
         return json_error(exc)
@@ -186,7 +186,7 @@ async def passkey_verify(request: Request) -> Response:
         account = signed_in_account(visit)
 
         def verify() -> None:
-            passkey = visit.services.passkeys.authenticate(
+            passkey = visit.services.passkey_ceremonies.authenticate(
                 body.get("challenge_id"), body.get("credential"), account_id=account
             )
             _mark_fresh(visit, f"passkey {passkey.name!r} ({passkey.id})")

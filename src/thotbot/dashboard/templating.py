@@ -8,6 +8,7 @@ import jinja2
 from starlette.templating import Jinja2Templates
 
 from thotbot import __version__
+from thotbot.core.revocation import revocation_phrase
 
 __all__ = [
     "ACTION_LABELS",
@@ -29,6 +30,7 @@ ACTION_LABELS = {
     "key.created": "API key created",
     "key.renamed": "API key renamed",
     "key.rolled": "API key rolled",
+    "key.expiry_changed": "API key expiry changed",
     "key.revoked": "API key revoked",
     "key.revoked_leaked": "API key revoked as leaked",
     "key.granted": "API key granted access",
@@ -133,6 +135,7 @@ def _environment() -> jinja2.Environment:
     env.filters["device"] = describe_user_agent
     env.filters["actor"] = describe_actor
     env.filters["action_label"] = lambda action: ACTION_LABELS.get(action, action)
+    env.filters["revocation"] = revocation_phrase
     env.globals["version"] = __version__
     return env
 

@@ -13,7 +13,10 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from thotbot.cookies import CSRF_COOKIE, FLASH_COOKIE, SESSION_COOKIE, cookie_name
+from thotbot.core.cookies import CSRF_COOKIE, FLASH_COOKIE, SESSION_COOKIE, cookie_name
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import ThotbotError, ValidationFailed
+from thotbot.core.identity import Actor
 from thotbot.dashboard.csrf import (
     CSRFFailed,
     check_origin,
@@ -25,12 +28,9 @@ from thotbot.dashboard.csrf import (
 )
 from thotbot.dashboard.flash import read_flash, sign_flash
 from thotbot.dashboard.templating import templates
-from thotbot.errors import ThotbotError, ValidationFailed
-from thotbot.notifications import Actor
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
-from thotbot.storage.models import utcnow
-from thotbot.storage.sessions import SessionRecord
+from thotbot.storage.web_sessions import SessionRecord
 
 __all__ = [
     "NO_STORE",

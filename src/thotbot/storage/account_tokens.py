@@ -13,9 +13,10 @@ from enum import StrEnum
 
 from sqlalchemy import delete, select
 
+from thotbot.core.dates import utcnow
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.email_changes import hash_token
-from thotbot.storage.models import AccountToken, utcnow
+from thotbot.storage.models import AccountToken
 
 __all__ = ["AccountLink", "Purpose", "SQLAccountTokenStore"]
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from thotbot.errors import ConfigError
+from thotbot.core.errors import ConfigError
 
 __all__ = ["SessionFactory", "make_engine", "make_session_factory", "redacted_url"]
 

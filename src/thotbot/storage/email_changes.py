@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from thotbot.errors import Conflict, ValidationFailed
-from thotbot.redaction import redact_cut
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, ValidationFailed
+from thotbot.core.redaction import redact_cut
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import Account, EmailChange, SecurityEvent, utcnow
+from thotbot.storage.models import Account, EmailChange, SecurityEvent
 
 __all__ = [
     "AppliedEmailChange",

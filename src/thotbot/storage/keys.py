@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from thotbot import keys
-from thotbot.errors import NotFound
-from thotbot.redaction import redact
-from thotbot.storage import KeyRecord, KeyUsage
+from thotbot.core import keys
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import NotFound
+from thotbot.core.redaction import redact
+from thotbot.core.revocation import RevokedReason
+from thotbot.storage import EntryFor, KeyChange, KeyRecord, LogEntry
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import Account, APIKey, KeyEvent, utcnow
+from thotbot.storage.models import Account, APIKey, KeyEvent
+from thotbot.storage.security_log import add_entry
 
 __all__ = ["SQLKeyStore", "new_key_id", "to_record"]
 
@@ -37,7 +40,27 @@ def to_record(row: APIKey, *, account_disabled: bool = False) -> KeyRecord:
         last_used_at=row.last_used_at,
         last_user_agent=row.last_user_agent,
         account_disabled=account_disabled,
+        revoked_reason=row.revoked_reason,
     )
+
+
+def _new_row(
+    account_id: str, name: str, *, expires_at: datetime | None, read_only: bool
+) -> tuple[str, APIKey]:
+    raw = keys.generate()
+    row = APIKey(
+        id=new_key_id(),
+        account_id=account_id,
+        # The API and the dashboard refuse such a name; this keeps every other caller honest.
+        name=redact(name),
+        key_hash=keys.hash_key(raw),
+        hint=keys.hint(raw),
+        read_only=read_only,
+        grants="",
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    return raw, row
 
 
 def _may_be_id(key_id: str) -> bool:
@@ -46,20 +69,35 @@ def _may_be_id(key_id: str) -> bool:
 
 
 def _serialize_changes(session: Session) -> None:
-    """Make key_events numbers follow commit order; call first in any transaction that adds one.
+    """Let one change to keys run at a time; call first in any transaction that adds a key_events row.
 
     Pollers read ``seq > last seen``. On PostgreSQL a sequence hands out numbers at insert time, so
     without this a change numbered 5 could commit after one numbered 6, and a poller that had
     already read 6 would never evict that key: a revocation silently ignored. The lock is held
-    until commit and taken before any row lock (no deadlock); plain reads are not blocked. SQLite
-    already allows one writer at a time.
+    until commit and taken before any row lock (no deadlock); plain reads are not blocked.
+
+    SQLite allows one writer at a time, but its transaction takes the write lock only at its first
+    write: two revocations could both read "not revoked yet", then both revoke and both log. A
+    write that changes nothing, first, takes the lock now, so what follows reads the latest commit.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("LOCK TABLE key_events IN EXCLUSIVE MODE"))
+    else:
+        session.execute(text("DELETE FROM key_events WHERE 0 = 1"))
+
+
+def _changed(session: Session, record: KeyRecord, log: EntryFor | None) -> None:
+    """Note a change to ``record``: the pollers' key_events row, and its security-log entry."""
+    session.add(KeyEvent(key_id=record.id))
+    if log is not None:
+        add_entry(session, log(record))
 
 
 class SQLKeyStore:
-    """``on_change`` hears the ids of keys whose authentication changed, after each commit."""
+    """``on_change`` hears the ids of keys whose authentication changed, after each commit.
+
+    Each change takes ``log`` and writes its security-log entry in the same transaction (KeyStore).
+    """
 
     def __init__(
         self, sessions: SessionFactory, on_change: Callable[[Sequence[str]], None] | None = None
@@ -67,7 +105,7 @@ class SQLKeyStore:
         self._sessions = sessions
         self._on_change = on_change
 
-    def _changed(self, key_ids: Sequence[str]) -> None:
+    def _announce(self, key_ids: Sequence[str]) -> None:
         if key_ids and self._on_change is not None:
             self._on_change(key_ids)
 
@@ -78,25 +116,42 @@ class SQLKeyStore:
         *,
         expires_at: datetime | None = None,
         read_only: bool = False,
+        log: EntryFor | None = None,
     ) -> tuple[str, KeyRecord]:
-        raw = keys.generate()
-        row = APIKey(
-            id=new_key_id(),
-            account_id=account_id,
-            # The API and the dashboard refuse such a name; this keeps every other caller honest.
-            name=redact(name),
-            key_hash=keys.hash_key(raw),
-            hint=keys.hint(raw),
-            read_only=read_only,
-            grants="",
-            created_at=utcnow(),
-            expires_at=expires_at,
-        )
+        raw, row = _new_row(account_id, name, expires_at=expires_at, read_only=read_only)
         with self._sessions.begin() as session:
             session.add(row)
             session.flush()
             record = to_record(row)
+            if log is not None:
+                add_entry(session, log(record))
         return raw, record
+
+    def roll(
+        self,
+        key_id: str,
+        *,
+        expires_at: datetime | None,
+        old_expires_at: datetime,
+        log: Callable[[KeyRecord, KeyRecord], Sequence[LogEntry]] | None = None,
+    ) -> tuple[str, KeyRecord, KeyRecord]:
+        """Create the key's replacement (same account, name and access) and set the old key's
+        expiry, in one transaction; returns the raw new key, the new key and the old one."""
+        with self._sessions.begin() as session:
+            _serialize_changes(session)
+            old_row = self._locked(session, key_id)
+            raw, row = _new_row(
+                old_row.account_id, old_row.name, expires_at=expires_at, read_only=old_row.read_only
+            )
+            session.add(row)
+            old_row.expires_at = old_expires_at
+            session.flush()
+            new, old = to_record(row), to_record(old_row)
+            _changed(session, old, None)
+            for entry in log(new, old) if log is not None else ():
+                add_entry(session, entry)
+        self._announce([key_id])
+        return raw, new, old
 
     def find_by_hash(self, digest: bytes) -> KeyRecord | None:
         """The key and whether its account is disabled, in one query (the guard's cache miss)."""
@@ -118,7 +173,7 @@ class SQLKeyStore:
             _serialize_changes(session)
             key_ids = list(session.scalars(select(APIKey.id).where(APIKey.account_id == account_id)))
             session.add_all(KeyEvent(key_id=key_id) for key_id in key_ids)
-        self._changed(key_ids)
+        self._announce(key_ids)
         return key_ids
 
     def find(self, key_id: str) -> KeyRecord | None:
@@ -141,7 +196,9 @@ class SQLKeyStore:
             )
             return [to_record(row) for row in rows]
 
-    def revoke(self, key_id: str, *, reason: str = "revoked") -> KeyRecord:
+    def revoke(
+        self, key_id: str, *, reason: RevokedReason = RevokedReason.OWNER, log: EntryFor | None = None
+    ) -> KeyChange:
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
@@ -149,12 +206,15 @@ class SQLKeyStore:
             if changed:
                 row.revoked_at = utcnow()
                 row.revoked_reason = reason
-                session.add(KeyEvent(key_id=key_id))
             record = to_record(row)
-        self._changed([key_id] if changed else [])
-        return record
+            if changed:
+                _changed(session, record, log)
+        self._announce([key_id] if changed else [])
+        return KeyChange(record, changed)
 
-    def revoke_by_hashes(self, digests: Sequence[bytes], *, reason: str) -> list[KeyRecord]:
+    def revoke_by_hashes(
+        self, digests: Sequence[bytes], *, reason: RevokedReason, log: EntryFor | None = None
+    ) -> list[KeyRecord]:
         if not digests:
             return []
         now = utcnow()
@@ -163,15 +223,16 @@ class SQLKeyStore:
             rows = session.scalars(
                 select(APIKey).where(APIKey.key_hash.in_(digests), APIKey.revoked_at.is_(None))
             ).all()
+            records = []
             for row in rows:
                 row.revoked_at = now
                 row.revoked_reason = reason
-                session.add(KeyEvent(key_id=row.id))
-            records = [to_record(row) for row in rows]
-        self._changed([r.id for r in records])
+                records.append(to_record(row))
+                _changed(session, records[-1], log)
+        self._announce([r.id for r in records])
         return records
 
-    def grant(self, key_id: str, grant: str) -> KeyRecord:
+    def grant(self, key_id: str, grant: str, *, log: EntryFor | None = None) -> KeyChange:
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
@@ -179,42 +240,33 @@ class SQLKeyStore:
             changed = grant not in current
             if changed:
                 row.grants = " ".join(sorted(current | {grant}))
-                session.add(KeyEvent(key_id=key_id))
             record = to_record(row)
-        self._changed([key_id] if changed else [])
-        return record
+            if changed:
+                _changed(session, record, log)
+        self._announce([key_id] if changed else [])
+        return KeyChange(record, changed)
 
-    def set_expiry(self, key_id: str, expires_at: datetime | None) -> KeyRecord:
+    def set_expiry(
+        self, key_id: str, expires_at: datetime | None, *, log: EntryFor | None = None
+    ) -> KeyChange:
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
             row.expires_at = expires_at
-            session.add(KeyEvent(key_id=key_id))
             record = to_record(row)
-        self._changed([key_id])
-        return record
+            _changed(session, record, log)
+        self._announce([key_id])
+        return KeyChange(record, True)
 
-    def rename(self, key_id: str, name: str) -> KeyRecord:
+    def rename(self, key_id: str, name: str, *, log: EntryFor | None = None) -> KeyChange:
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
             row.name = redact(name)
-            session.add(KeyEvent(key_id=key_id))
             record = to_record(row)
-        self._changed([key_id])
-        return record
-
-    def record_usage(self, usage: Mapping[str, KeyUsage]) -> None:
-        if not usage:
-            return
-        with self._sessions.begin() as session:
-            for key_id, use in sorted(usage.items()):
-                session.execute(
-                    update(APIKey)
-                    .where(APIKey.id == key_id)
-                    .where((APIKey.last_used_at.is_(None)) | (APIKey.last_used_at < use.last_used_at))
-                    .values(last_used_at=use.last_used_at, last_user_agent=use.user_agent)
-                )
+            _changed(session, record, log)
+        self._announce([key_id])
+        return KeyChange(record, True)
 
     def changes_since(self, seq: int) -> tuple[int, list[str]]:
         with self._sessions() as session:

@@ -1,13 +1,24 @@
-"""SQLAlchemy 2.0 models. Times are stored in UTC and always come back timezone-aware."""
+"""SQLAlchemy 2.0 models: every table of the database is declared here, and only here.
+
+``Base.metadata`` is therefore the whole schema the migrations must produce: Alembic compares it with
+the database (``thotbot/migrations/env.py`` imports this module alone), ``tests/storage/test_schema.py``
+checks that a freshly migrated database matches it on SQLite and PostgreSQL, and the tests empty
+every table it lists. A table declared in another module would be missing from ``Base.metadata``
+wherever that module was not imported, and Alembic would propose dropping it; so a new table goes
+here, with a new revision in ``thotbot/migrations/versions/``, and the store that uses it imports it.
+
+Times are stored in UTC and always come back timezone-aware.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -21,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from thotbot.core.dates import utcnow
+
 __all__ = [
     "APIKey",
     "Account",
@@ -33,16 +46,15 @@ __all__ = [
     "SecurityEvent",
     "SignInThrottle",
     "UTCDateTime",
+    "UsageAgent",
+    "UsageClient",
+    "UsageDay",
+    "UsageSalt",
     "UsedFormToken",
     "WebAuthnChallenge",
     "WebSecret",
     "WebSession",
-    "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -265,3 +277,56 @@ class QuotaCount(Base):
     bucket: Mapped[str] = mapped_column(String(80), primary_key=True, comment="kind:sha256-hex")
     hits: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# Usage: written in batches by thotbot.storage.usage.SQLUsageStore.
+
+
+class UsageDay(Base):
+    __tablename__ = "usage_days"
+    __table_args__ = (Index("ix_usage_days_day", "day"),)
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    unitemised: Mapped[int] = mapped_column(
+        BigInteger, default=0, comment="requests whose User-Agent was over the in-memory cap"
+    )
+
+
+class UsageAgent(Base):
+    __tablename__ = "usage_agents"
+    __table_args__ = (Index("ix_usage_agents_last_seen", "last_seen"),)
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    user_agent: Mapped[str] = mapped_column(String(512), primary_key=True, comment="'' when none was sent")
+    app: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(32))
+    contact: Mapped[str | None] = mapped_column(String(254))
+    ua_class: Mapped[str] = mapped_column(String(16), comment="descriptive, generic, browser-like, missing")
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageClient(Base):
+    __tablename__ = "usage_clients"
+    __table_args__ = (Index("ix_usage_clients_day", "day"),)
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
+    client_hash: Mapped[bytes] = mapped_column(
+        LargeBinary(16), primary_key=True, comment="keyed BLAKE2b of the address with the day's salt"
+    )
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsageSalt(Base):
+    """The random key of each day's client-address hash; deleted after two days, so old hashes
+    cannot be reversed by hashing every possible address."""
+
+    __tablename__ = "usage_salts"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

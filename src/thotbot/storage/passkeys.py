@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from thotbot.errors import Conflict, NotFound
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, NotFound
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import Passkey, WebAuthnChallenge, utcnow
+from thotbot.storage.models import Passkey, WebAuthnChallenge
 
 _URLSAFE = re.compile(r"[A-Za-z0-9_-]+")
 

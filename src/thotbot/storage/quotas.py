@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
+from thotbot.core.dates import utcnow
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import QuotaCount, utcnow
+from thotbot.storage.models import QuotaCount
 
 __all__ = ["Quota", "SQLQuotaStore", "quota_bucket"]
 
@@ -26,6 +27,11 @@ class Quota:
     kind: str
     limit: int
     window: timedelta
+
+    def retry_after(self, window_started_at: datetime, now: datetime) -> int:
+        """Seconds until the window that started then ends (at least 1: the quota is spent)."""
+        seconds = max((window_started_at + self.window - now).total_seconds(), 1.0)
+        return int(seconds) + (seconds % 1 > 0)
 
 
 def quota_bucket(kind: str, value: str) -> str:
@@ -53,7 +59,7 @@ class SQLQuotaStore:
                         row.hits, row.window_started_at = 1, now
                         return 0
                     if row.hits >= quota.limit:
-                        return _ceil_seconds(row.window_started_at + quota.window - now)
+                        return quota.retry_after(row.window_started_at, now)
                     row.hits += 1
                     return 0
             except IntegrityError:
@@ -68,8 +74,3 @@ class SQLQuotaStore:
         with self._sessions.begin() as session:
             result = session.execute(delete(QuotaCount).where(QuotaCount.window_started_at < cutoff))
             return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def _ceil_seconds(delta: timedelta) -> int:
-    seconds = max(delta.total_seconds(), 1.0)
-    return int(seconds) + (seconds % 1 > 0)

@@ -16,22 +16,26 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from thotbot.clientaddr import address_bucket
+from thotbot.core.clientaddr import address_bucket
+from thotbot.core.dates import utcnow
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import SignInThrottle, utcnow
+from thotbot.storage.models import SignInThrottle
 
 __all__ = [
     "ACCOUNT_RULE",
     "ADDRESS_RULE",
     "PAIR_RULE",
     "Attempt",
+    "BucketRow",
     "SQLSignInThrottle",
     "ThrottleRule",
+    "ThrottleRules",
     "bucket_for",
 ]
 
@@ -109,7 +113,99 @@ class Attempt:
         return self.retry_after == 0
 
 
-class SQLSignInThrottle:
+class BucketRow(Protocol):
+    """One bucket's counts, as a store keeps them (a table row, or an object in memory)."""
+
+    bucket: str
+    failures: int
+    last_failure_at: datetime
+    blocked_until: datetime | None
+
+
+class ThrottleRules:
+    """The three rules and what they decide on a bucket's counts, whatever keeps the counts:
+    SQLSignInThrottle and the in-memory throttle share it, so they decide alike."""
+
+    def __init__(
+        self,
+        *,
+        pair_rule: ThrottleRule = PAIR_RULE,
+        address_rule: ThrottleRule = ADDRESS_RULE,
+        account_rule: ThrottleRule = ACCOUNT_RULE,
+    ) -> None:
+        self.pair_rule = pair_rule
+        self.address_rule = address_rule
+        self.account_rule = account_rule
+
+    def _rules(self, email: str, ip_address: str | None) -> dict[str, ThrottleRule]:
+        address = _address(ip_address)
+        return {
+            pair_bucket(email, address): self.pair_rule,
+            bucket_for(_ADDRESS, address): self.address_rule,
+            bucket_for(_ACCOUNT, email): self.account_rule,
+        }
+
+    def _reserve(
+        self, rows: Sequence[BucketRow], rules: dict[str, ThrottleRule], email: str, now: datetime
+    ) -> Attempt:
+        """Refuse the attempt while a bucket waits (counting nothing), else count it in each."""
+        waits = {
+            row.bucket: row.blocked_until - now
+            for row in rows
+            if row.blocked_until and row.blocked_until > now
+        }
+        if waits:
+            account = bucket_for(_ACCOUNT, email)
+            return Attempt(
+                retry_after=max(_ceil_seconds(w) for w in waits.values()),
+                account_paused=account in waits,
+                paused_until=_until(rows, account) if account in waits else None,
+            )
+        return self._count(rows, rules, email, now)
+
+    def _count(
+        self, rows: Sequence[BucketRow], rules: dict[str, ThrottleRule], email: str, now: datetime
+    ) -> Attempt:
+        account = bucket_for(_ACCOUNT, email)
+        waits, pauses = [], False
+        for row in rows:
+            before = row.failures if now - row.last_failure_at <= rules[row.bucket].forget_after else 0
+            wait = _fail(row, rules[row.bucket], now)
+            waits.append(wait)
+            if row.bucket == account and wait and not rules[row.bucket].delay(before):
+                pauses = True
+        return Attempt(
+            wait_if_wrong=max(_ceil_seconds(w) for w in waits),
+            pauses_account=pauses,
+            paused_until=_until(rows, account) if pauses else None,
+        )
+
+    @staticmethod
+    def _address_of(ip_address: str | None) -> str:
+        return bucket_for(_ADDRESS, _address(ip_address))
+
+    @staticmethod
+    def _account_of(email: str) -> tuple[str, str]:
+        """The account's own bucket, and the prefix of its buckets per client address."""
+        return bucket_for(_ACCOUNT, email), _pair_prefix(email)
+
+    @staticmethod
+    def _retry_after(row: BucketRow | None, now: datetime) -> int:
+        if row is None or not _waiting(row, now):
+            return 0
+        assert row.blocked_until is not None
+        return _ceil_seconds(row.blocked_until - now)
+
+    def _fail_address(self, row: BucketRow, now: datetime) -> int:
+        return _ceil_seconds(_fail(row, self.address_rule, now))
+
+    def _oldest_kept(self, now: datetime) -> datetime:
+        """Counts whose last failure is older than this are forgotten by every rule."""
+        rules = (self.pair_rule, self.address_rule, self.account_rule)
+        return now - max(rule.forget_after for rule in rules)
+
+
+class SQLSignInThrottle(ThrottleRules):
     def __init__(
         self,
         sessions: SessionFactory,
@@ -118,10 +214,8 @@ class SQLSignInThrottle:
         address_rule: ThrottleRule = ADDRESS_RULE,
         account_rule: ThrottleRule = ACCOUNT_RULE,
     ) -> None:
+        super().__init__(pair_rule=pair_rule, address_rule=address_rule, account_rule=account_rule)
         self._sessions = sessions
-        self.pair_rule = pair_rule
-        self.address_rule = address_rule
-        self.account_rule = account_rule
 
     def reserve(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> Attempt:
         """Take one password attempt, in one transaction, before the password is checked.
@@ -134,20 +228,7 @@ class SQLSignInThrottle:
         now = now or utcnow()
         rules = self._rules(email, ip_address)
         with self._sessions.begin() as session:
-            rows = _locked(session, sorted(rules), now)
-            waits = {
-                row.bucket: row.blocked_until - now
-                for row in rows
-                if row.blocked_until and row.blocked_until > now
-            }
-            if waits:
-                account = bucket_for(_ACCOUNT, email)
-                return Attempt(
-                    retry_after=max(_ceil_seconds(w) for w in waits.values()),
-                    account_paused=account in waits,
-                    paused_until=_until(rows, account) if account in waits else None,
-                )
-            return self._count(rows, rules, email, now)
+            return self._reserve(_locked(session, sorted(rules), now), rules, email, now)
 
     def record_success(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> None:
         """A right password clears the account's counts (from anywhere and from this address)
@@ -155,7 +236,7 @@ class SQLSignInThrottle:
         must not reset the slowing of guesses at every other account from the same address."""
         now = now or utcnow()
         rules = self._rules(email, ip_address)
-        address = bucket_for(_ADDRESS, _address(ip_address))
+        address = self._address_of(ip_address)
         with self._sessions.begin() as session:
             _locked(session, sorted(rules), now)
             session.execute(
@@ -177,11 +258,12 @@ class SQLSignInThrottle:
     def forget_account(self, email: str) -> None:
         """Clear every count of the account, from anywhere and from each address (a password reset
         proved the mailbox); the addresses' own counts stay, since they span other accounts."""
+        account, pairs = self._account_of(email)
         with self._sessions.begin() as session:
             session.execute(
                 delete(SignInThrottle).where(
-                    (SignInThrottle.bucket == bucket_for(_ACCOUNT, email))
-                    | SignInThrottle.bucket.startswith(_pair_prefix(email), autoescape=True)
+                    (SignInThrottle.bucket == account)
+                    | SignInThrottle.bucket.startswith(pairs, autoescape=True)
                 )
             )
 
@@ -191,11 +273,8 @@ class SQLSignInThrottle:
             return 0
         now = now or utcnow()
         with self._sessions() as session:
-            row = session.get(SignInThrottle, bucket_for(_ADDRESS, address_bucket(ip_address)))
-        if row is None or not _waiting(row, now):
-            return 0
-        assert row.blocked_until is not None
-        return _ceil_seconds(row.blocked_until - now)
+            row = session.get(SignInThrottle, self._address_of(ip_address))
+        return self._retry_after(row, now)
 
     def record_address_failure(self, ip_address: str | None, *, now: datetime | None = None) -> int:
         """Count a failure against the client address only: a sign-up for an email that has an
@@ -203,15 +282,13 @@ class SQLSignInThrottle:
         if not ip_address:
             return 0
         now = now or utcnow()
-        bucket = bucket_for(_ADDRESS, address_bucket(ip_address))
         with self._sessions.begin() as session:
-            [row] = _locked(session, [bucket], now)
-            return _ceil_seconds(_fail(row, self.address_rule, now))
+            [row] = _locked(session, [self._address_of(ip_address)], now)
+            return self._fail_address(row, now)
 
     def prune(self, *, now: datetime | None = None) -> int:
         now = now or utcnow()
-        rules = (self.pair_rule, self.address_rule, self.account_rule)
-        oldest = now - max(rule.forget_after for rule in rules)
+        oldest = self._oldest_kept(now)
         with self._sessions.begin() as session:
             result = session.execute(
                 delete(SignInThrottle).where(
@@ -220,31 +297,6 @@ class SQLSignInThrottle:
                 )
             )
             return int(result.rowcount)  # type: ignore[attr-defined]
-
-    def _rules(self, email: str, ip_address: str | None) -> dict[str, ThrottleRule]:
-        address = _address(ip_address)
-        return {
-            pair_bucket(email, address): self.pair_rule,
-            bucket_for(_ADDRESS, address): self.address_rule,
-            bucket_for(_ACCOUNT, email): self.account_rule,
-        }
-
-    def _count(
-        self, rows: Sequence[SignInThrottle], rules: dict[str, ThrottleRule], email: str, now: datetime
-    ) -> Attempt:
-        account = bucket_for(_ACCOUNT, email)
-        waits, pauses = [], False
-        for row in rows:
-            before = row.failures if now - row.last_failure_at <= rules[row.bucket].forget_after else 0
-            wait = _fail(row, rules[row.bucket], now)
-            waits.append(wait)
-            if row.bucket == account and wait and not rules[row.bucket].delay(before):
-                pauses = True
-        return Attempt(
-            wait_if_wrong=max(_ceil_seconds(w) for w in waits),
-            pauses_account=pauses,
-            paused_until=_until(rows, account) if pauses else None,
-        )
 
 
 def _address(ip_address: str | None) -> str:
@@ -275,7 +327,7 @@ def _locked(session: Session, buckets: Sequence[str], now: datetime) -> list[Sig
     return list(rows)
 
 
-def _fail(row: SignInThrottle, rule: ThrottleRule, now: datetime) -> timedelta:
+def _fail(row: BucketRow, rule: ThrottleRule, now: datetime) -> timedelta:
     if now - row.last_failure_at > rule.forget_after:
         row.failures = 0
     row.failures += 1
@@ -285,11 +337,11 @@ def _fail(row: SignInThrottle, rule: ThrottleRule, now: datetime) -> timedelta:
     return wait
 
 
-def _waiting(row: SignInThrottle, now: datetime) -> bool:
+def _waiting(row: BucketRow, now: datetime) -> bool:
     return row.blocked_until is not None and row.blocked_until > now
 
 
-def _until(rows: Sequence[SignInThrottle], bucket: str) -> datetime | None:
+def _until(rows: Sequence[BucketRow], bucket: str) -> datetime | None:
     return next((row.blocked_until for row in rows if row.bucket == bucket), None)
 
 

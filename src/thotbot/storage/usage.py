@@ -12,30 +12,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Date,
-    ForeignKey,
-    Index,
-    LargeBinary,
-    String,
-    Table,
-    bindparam,
-    case,
-    delete,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Table, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
+from thotbot.core.dates import utcnow
+from thotbot.core.useragents import UAClass, clean, parse
 from thotbot.storage import KeyRecord, KeyUsage
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.keys import to_record
-from thotbot.storage.models import Account, APIKey, Base, utcnow
-from thotbot.useragents import UAClass, clean, parse
+from thotbot.storage.models import Account, APIKey, Base, UsageAgent, UsageClient, UsageDay, UsageSalt
 
 __all__ = [
     "AgentCount",
@@ -45,64 +31,10 @@ __all__ = [
     "KeyAgents",
     "KeyUsageSummary",
     "SQLUsageStore",
-    "UsageAgent",
     "UsageBatch",
-    "UsageClient",
-    "UsageDay",
-    "UsageSalt",
 ]
 
 _CHUNK = 500
-
-
-class UsageDay(Base):
-    __tablename__ = "usage_days"
-    __table_args__ = (Index("ix_usage_days_day", "day"),)
-
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-    unitemised: Mapped[int] = mapped_column(
-        BigInteger, default=0, comment="requests whose User-Agent was over the in-memory cap"
-    )
-
-
-class UsageAgent(Base):
-    __tablename__ = "usage_agents"
-    __table_args__ = (Index("ix_usage_agents_last_seen", "last_seen"),)
-
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
-    user_agent: Mapped[str] = mapped_column(String(512), primary_key=True, comment="'' when none was sent")
-    app: Mapped[str | None] = mapped_column(String(64))
-    version: Mapped[str | None] = mapped_column(String(32))
-    contact: Mapped[str | None] = mapped_column(String(254))
-    ua_class: Mapped[str] = mapped_column(String(16), comment="descriptive, generic, browser-like, missing")
-    first_seen: Mapped[datetime]
-    last_seen: Mapped[datetime]
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class UsageClient(Base):
-    __tablename__ = "usage_clients"
-    __table_args__ = (Index("ix_usage_clients_day", "day"),)
-
-    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
-    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
-    client_hash: Mapped[bytes] = mapped_column(
-        LargeBinary(16), primary_key=True, comment="keyed BLAKE2b of the address with the day's salt"
-    )
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class UsageSalt(Base):
-    """The random key of each day's client-address hash; deleted after two days, so old hashes
-    cannot be reversed by hashing every possible address."""
-
-    __tablename__ = "usage_salts"
-
-    day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
-    salt: Mapped[bytes] = mapped_column(LargeBinary(32))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,12 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from thotbot.accounts import normalize_email
-from thotbot.errors import Conflict, NotFound
+from thotbot.core.accounts import normalize_email
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, NotFound
 from thotbot.storage import AccountRecord
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import Account, utcnow
+from thotbot.storage.models import Account
 
 __all__ = ["SQLUserStore", "new_account_id"]
 

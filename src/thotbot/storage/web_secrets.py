@@ -12,8 +12,10 @@ import threading
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from thotbot.core.dates import utcnow
+from thotbot.storage import WebSecretStore
 from thotbot.storage.db import SessionFactory
-from thotbot.storage.models import WebSecret, utcnow
+from thotbot.storage.models import WebSecret
 
 __all__ = ["SQLWebSecretStore", "SharedKey"]
 
@@ -39,7 +41,7 @@ class SQLWebSecretStore:
 class SharedKey:
     """One named key, read from the database once per process and then kept in memory."""
 
-    def __init__(self, store: SQLWebSecretStore, name: str) -> None:
+    def __init__(self, store: WebSecretStore, name: str) -> None:
         self._store = store
         self._name = name
         self._lock = threading.Lock()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from thotbot.useragents import UAClass, classify
+from thotbot.core.useragents import UAClass, classify
 
 __all__ = ["DOCS_URL", "NOTICE_HEADER", "user_agent_notice"]
 

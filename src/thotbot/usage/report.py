@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from thotbot.api.serializers import iso
+from thotbot.core.dates import iso
+from thotbot.core.useragents import UAClass
 from thotbot.storage.usage import AgentUsage, KeyAgents
-from thotbot.useragents import UAClass
 
 __all__ = ["generic_json", "generic_lines", "integrations_json", "integrations_lines", "only_generic"]
 

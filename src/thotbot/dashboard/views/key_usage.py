@@ -7,14 +7,14 @@ from datetime import date, datetime, timedelta
 
 from markupsafe import Markup
 
-from thotbot import redaction
+from thotbot.core import redaction
+from thotbot.core.dates import utcnow
+from thotbot.core.useragents import UAClass
 from thotbot.dashboard.web import Visit, run
 from thotbot.storage import KeyRecord
-from thotbot.storage.models import utcnow
 from thotbot.storage.usage import AgentUsage, KeyUsageSummary
 from thotbot.usage.chart import requests_chart
 from thotbot.usage.notice import DOCS_URL
-from thotbot.useragents import UAClass
 
 __all__ = ["CHART_DAYS", "MAX_AGENTS", "AgentRow", "KeyUsagePanel", "key_usage", "panel", "redact"]
 

@@ -8,6 +8,8 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, NotFound
 from thotbot.dashboard.forms import (
     DEFAULT_EXPIRY,
     DEFAULT_ROLL,
@@ -20,12 +22,9 @@ from thotbot.dashboard.forms import (
     parse_roll,
 )
 from thotbot.dashboard.sudo import require_fresh
-from thotbot.dashboard.templating import absolute_time
 from thotbot.dashboard.views.key_usage import KeyUsagePanel, key_usage
 from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
-from thotbot.errors import Conflict, NotFound
 from thotbot.storage import KeyRecord
-from thotbot.storage.models import utcnow
 
 __all__ = [
     "create_key",
@@ -39,10 +38,6 @@ __all__ = [
 ]
 
 _FORM_DEFAULTS = {"name": "", "expiry": DEFAULT_EXPIRY, "expiry_date": "", "access": "full"}
-
-
-def _access(read_only: bool) -> str:
-    return "read-only" if read_only else "full access"
 
 
 async def _own_key(request: Request, visit: Visit) -> KeyRecord:
@@ -118,17 +113,13 @@ async def _spend(visit: Visit, token: object) -> bool:
 
 def _create(visit: Visit, wanted: NewKey) -> tuple[str, KeyRecord]:
     assert visit.account is not None
-    raw, record = visit.services.keys.create(
-        visit.account.id, wanted.name, expires_at=wanted.expires_at, read_only=wanted.read_only
+    return visit.services.key_lifecycle.create(
+        visit.account.id,
+        wanted.name,
+        visit.as_actor(),
+        expires_at=wanted.expires_at,
+        read_only=wanted.read_only,
     )
-    expiry = absolute_time(record.expires_at) if record.expires_at else "never"
-    visit.log(
-        "key.created",
-        key_id=record.id,
-        detail=f"{record.name!r} ({record.hint}), {_access(record.read_only)}, expires {expiry}",
-    )
-    visit.services.notifier.key_created(record.account_id, record, visit.as_actor())
-    return raw, record
 
 
 async def key_detail(request: Request) -> Response:
@@ -163,13 +154,11 @@ async def rename_key(request: Request) -> Response:
         return await render(request, visit, "key_detail.html", context, 400)
 
     def rename() -> None:
-        visit.services.keys.rename(record.id, name)
-        visit.log("key.renamed", key_id=record.id, detail=f"{record.name!r} -> {name!r} ({record.hint})")
+        visit.services.key_lifecycle.rename(record.account_id, record.id, name, visit.as_actor())
         assert visit.session is not None
         visit.services.web_sessions.set_flash(visit.session.id, f"Renamed the key to “{name}”.")
 
     await run(rename)
-    visit.services.key_cache.evict(record.id)
     return redirect(visit, f"/dashboard/api-keys/{record.id}")
 
 
@@ -190,38 +179,13 @@ async def roll_key(request: Request) -> Response:
     await require_fresh(request, visit, form, f"roll the API key “{record.name}” ({record.hint})")
     if not await _spend(visit, form.get("form_token")):
         return await render(request, visit, "key_form_spent.html", {}, 409)
-    raw, new, old = await run(lambda: _roll(visit, record, delay))
-    visit.services.key_cache.evict(old.id)
-    return await render(request, visit, "key_created.html", {"raw_key": raw, "key": new, "rolled": old})
-
-
-def _roll(visit: Visit, old: KeyRecord, delay: timedelta) -> tuple[str, KeyRecord, KeyRecord]:
-    """The replacement keeps the name, access and lifetime; the old key's expiry is brought
-    forward to the chosen time, never pushed back."""
-    now = utcnow()
-    lifetime = old.expires_at - old.created_at if old.expires_at else None
-    keys = visit.services.keys
-    raw, new = keys.create(
-        old.account_id, old.name, expires_at=now + lifetime if lifetime else None, read_only=old.read_only
+    rolled = await run(
+        lambda: visit.services.key_lifecycle.roll(
+            record.account_id, record.id, visit.as_actor(), old_expires_in=delay
+        )
     )
-    old_expiry = now + delay
-    if old.expires_at is not None and old.expires_at < old_expiry:
-        old_expiry = old.expires_at
-    updated = keys.set_expiry(old.id, old_expiry)
-    expiry = absolute_time(new.expires_at) if new.expires_at else "never"
-    visit.log(
-        "key.created",
-        key_id=new.id,
-        detail=f"{new.name!r} ({new.hint}), {_access(new.read_only)}, expires {expiry}; replaces {old.id}",
-    )
-    visit.log(
-        "key.rolled",
-        key_id=old.id,
-        detail=f"{old.name!r} ({old.hint}) replaced by {new.id} ({new.hint}); "
-        f"stops working {absolute_time(old_expiry)}",
-    )
-    visit.services.notifier.key_created(new.account_id, new, visit.as_actor())
-    return raw, new, updated
+    context = {"raw_key": rolled.raw_key, "key": rolled.new, "rolled": rolled.old}
+    return await render(request, visit, "key_created.html", context)
 
 
 async def revoke_key_form(request: Request) -> Response:
@@ -236,16 +200,11 @@ async def revoke_key(request: Request) -> Response:
     record = await _own_key(request, visit)
 
     def revoke() -> None:
-        if record.revoked_at is None:
-            visit.services.keys.revoke(record.id, reason="revoked")
-            visit.log(
-                "key.revoked", key_id=record.id, detail=f"{record.name!r} ({record.hint}) on the dashboard"
-            )
+        visit.services.key_lifecycle.revoke(record.account_id, record.id, visit.as_actor())
         assert visit.session is not None
         visit.services.web_sessions.set_flash(
             visit.session.id, f"Revoked “{record.name}” ({record.hint}). It no longer works."
         )
 
     await run(revoke)
-    visit.services.key_cache.evict(record.id)
     return redirect(visit, "/dashboard/api-keys")

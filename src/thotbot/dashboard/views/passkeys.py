@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from webauthn.helpers import base64url_to_bytes
 
+from thotbot.core.errors import AccountDisabled, NotFound, ThotbotError, ValidationFailed
 from thotbot.dashboard.forms import FormInvalid, parse_passkey_name, safe_next
 from thotbot.dashboard.sudo import is_fresh, require_fresh
 from thotbot.dashboard.views.security import security_page
@@ -28,8 +29,7 @@ from thotbot.dashboard.web import (
     signed_in_account,
     start_session,
 )
-from thotbot.errors import AccountDisabled, NotFound, ThotbotError, ValidationFailed
-from thotbot.passkeys import PasskeyRefused
+from thotbot.passkey_ceremonies import PasskeyRefused
 from thotbot.services import Services
 from thotbot.storage import AccountRecord
 from thotbot.storage.passkeys import PasskeyRecord
@@ -71,7 +71,7 @@ def _is_json(request: Request) -> bool:
 async def sign_in_options(request: Request) -> Response:
     try:
         visit, _ = await read_json(request)
-        ceremony = await run(visit.services.passkeys.authentication_options)
+        ceremony = await run(visit.services.passkey_ceremonies.authentication_options)
     except ThotbotError as exc:
         return json_error(exc)
     return json_response(visit, {"challenge_id": ceremony.challenge_id, "options": ceremony.options})
@@ -96,7 +96,7 @@ async def sign_in(request: Request) -> Response:
 def _authenticate(services: Services, body: dict[str, Any]) -> tuple[PasskeyRecord, AccountRecord]:
     credential = body.get("credential")
     try:
-        passkey = services.passkeys.authenticate(body.get("challenge_id"), credential)
+        passkey = services.passkey_ceremonies.authenticate(body.get("challenge_id"), credential)
     except PasskeyRefused:
         if _registered(services, credential):
             raise
@@ -115,7 +115,7 @@ def _registered(services: Services, credential: object) -> bool:
         credential_id = base64url_to_bytes(raw_id) if isinstance(raw_id, str) and len(raw_id) < 2048 else b""
     except ValueError:
         return False
-    return bool(credential_id) and services.passkeys.passkeys.find_by_credential_id(credential_id) is not None
+    return bool(credential_id) and services.passkeys.find_by_credential_id(credential_id) is not None
 
 
 # Adding one: the name (a form, through the fresh sign-in check), then the ceremony (JSON).
@@ -182,7 +182,7 @@ async def add_passkey(request: Request) -> Response:
 async def _own_passkey(request: Request, visit: Visit) -> PasskeyRecord:
     assert visit.account is not None
     account_id, passkey_id = visit.account.id, request.path_params["passkey_id"]
-    passkey = await run(lambda: visit.services.passkeys.passkeys.find(passkey_id, account_id=account_id))
+    passkey = await run(lambda: visit.services.passkeys.find(passkey_id, account_id=account_id))
     if passkey is None:
         raise NotFound("You have no passkey with that id.")
     return passkey

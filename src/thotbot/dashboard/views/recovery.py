@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from thotbot.account_recovery import RESET_LIFETIME, LinkInvalid
+from thotbot.core.errors import RateLimited, ValidationFailed
+from thotbot.core.identity import Actor
 from thotbot.dashboard.forms import FormInvalid, parse_forgot_password, parse_new_password
 from thotbot.dashboard.web import (
     Visit,
@@ -23,8 +25,6 @@ from thotbot.dashboard.web import (
     require_account,
     run,
 )
-from thotbot.errors import RateLimited, ValidationFailed
-from thotbot.notifications import Actor
 
 __all__ = [
     "RESET_COOKIE",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from thotbot.core.dates import utcnow
 from thotbot.dashboard.sudo import is_fresh
 from thotbot.dashboard.templating import describe_user_agent
 from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
-from thotbot.storage.events import PAGE_SIZE, Cursor, parse_cursor
-from thotbot.storage.models import utcnow
+from thotbot.storage.security_log import PAGE_SIZE, Cursor, parse_cursor
 
 __all__ = ["end_other_sessions", "end_session", "overview", "security", "security_page"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from thotbot.storage.models import BigID, UTCDateTime
+from thotbot.migrations.types import BigID, UTCDateTime
 
 revision = "0001_initial"
 down_revision = None

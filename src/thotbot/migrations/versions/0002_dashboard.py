@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from thotbot.storage.models import UTCDateTime
+from thotbot.migrations.types import UTCDateTime
 
 revision = "0002_dashboard"
 down_revision = "0001_initial"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from thotbot.storage.models import UTCDateTime
+from thotbot.migrations.types import UTCDateTime
 
 revision = "0004_account_security"
 down_revision = "0003_usage"

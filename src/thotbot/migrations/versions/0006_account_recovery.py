@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from thotbot.storage.models import UTCDateTime
+from thotbot.migrations.types import UTCDateTime
 
 revision = "0006_account_recovery"
 down_revision = "0005_sign_in"

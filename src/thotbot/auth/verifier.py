@@ -1,0 +1,158 @@
+"""Key verification without ASGI: from the credentials a request carries to the key they name.
+
+``KeyVerifier`` takes what a caller sent (the Authorization header's value, the Cookie header, the
+raw query string) and the client's address, as plain bytes and str, and answers with the verified
+key (its record and its ``Identity``) or raises the typed ``ThotbotError`` that says why not. It owns
+the cache lookup and, on a miss, the key store's read. The ASGI guard (``thotbot.web.guard``) is glue
+around it: scope parsing, rate limits, usage, the access log and the problem response.
+
+It runs on every API call, so it keeps to dict lookups and one SHA-256 for a cached key: no I/O, no
+thread hop and no await that suspends. Only a cache miss reads the store, in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
+
+from thotbot.auth.cache import CachedKey, KeyCache
+from thotbot.core import keys
+from thotbot.core.cookies import SESSION_COOKIE_NAMES
+from thotbot.core.errors import (
+    AccountDisabled,
+    APIKeyInURL,
+    DatabaseUnavailable,
+    ExpiredAPIKey,
+    InsufficientScope,
+    InvalidAPIKey,
+    MalformedAPIKey,
+    MissingAPIKey,
+    RateLimited,
+    RevokedAPIKey,
+    SessionCookieNotAccepted,
+    UnsupportedAuthScheme,
+)
+from thotbot.core.identity import READ_METHODS
+from thotbot.core.redaction import holds_key
+from thotbot.ratelimit import RateLimiter
+from thotbot.storage import KeyStore
+
+__all__ = ["Authorization", "KeyVerifier", "check_key", "refuse_key_in_query"]
+
+#: The Authorization header's value; a tuple of every value when the header came more than once.
+Authorization = bytes | tuple[bytes, ...] | None
+
+log = logging.getLogger("thotbot.auth")
+
+
+class KeyVerifier:
+    """Answers who a request's credentials name, from the cache or, on a miss, the key store."""
+
+    def __init__(self, store: KeyStore, cache: KeyCache, limiter: RateLimiter) -> None:
+        self.store = store
+        self.cache = cache
+        self.limiter = limiter
+
+    async def verify(
+        self,
+        authorization: Authorization,
+        cookie: bytes = b"",
+        query_string: bytes = b"",
+        address: str = "-",
+        *,
+        method: str | None = None,
+    ) -> CachedKey:
+        """The key these credentials name, usable now (and, given ``method``, for that method).
+
+        Raises what ``identify`` raises, then RevokedAPIKey, ExpiredAPIKey, AccountDisabled or
+        InsufficientScope (a read-only key used to write).
+        """
+        entry = await self.identify(authorization, cookie, query_string, address)
+        check_key(entry, method)
+        return entry
+
+    async def identify(
+        self, authorization: Authorization, cookie: bytes = b"", query_string: bytes = b"", address: str = "-"
+    ) -> CachedKey:
+        """The key these credentials name, whatever its state (``check_key`` judges that).
+
+        The guard calls this and ``check_key`` apart: a refused key is still named in the access log
+        and, on a restricted endpoint, in its account's security log.
+
+        Raises APIKeyInURL (a key in the query, checked first), MalformedAPIKey (two Authorization
+        headers, or not a key), MissingAPIKey, SessionCookieNotAccepted, UnsupportedAuthScheme,
+        InvalidAPIKey (no such key), RateLimited (an address that keeps failing, before a store read)
+        or DatabaseUnavailable.
+        """
+        if query_string:
+            refuse_key_in_query(query_string)
+        if isinstance(authorization, tuple):
+            raise MalformedAPIKey("Send exactly one Authorization header.")
+        digest = keys.digest(_bearer_token(authorization, cookie))
+        entry = self.cache.get(digest)
+        if entry is None:
+            if await self.limiter.anon_exhausted(address):
+                # This address keeps failing: answer 429 before spending a database lookup on it.
+                raise RateLimited(60, "Too many failed requests from this address; retry later.")
+            entry = await self._load(digest)
+        return entry
+
+    async def _load(self, digest: bytes) -> CachedKey:
+        generation = self.cache.generation
+        try:
+            record = await anyio.to_thread.run_sync(self.store.find_by_hash, digest)
+        except SQLAlchemyError:
+            log.warning("key lookup failed: database unavailable", exc_info=True)
+            raise DatabaseUnavailable from None
+        if record is None:
+            raise InvalidAPIKey
+        return self.cache.put(digest, record, generation)
+
+
+def check_key(entry: CachedKey, method: str | None = None) -> None:
+    """Raise unless the key may be used now: not revoked, not expired, its account not disabled;
+    and, given the request's ``method``, not a read-only key asked to write."""
+    if entry.revoked_ts is not None or entry.expires_ts is not None:
+        now = time.time()
+        if entry.revoked_ts is not None and entry.revoked_ts <= now:
+            raise RevokedAPIKey
+        if entry.expires_ts is not None and entry.expires_ts <= now:
+            raise ExpiredAPIKey
+    if entry.record.account_disabled:
+        raise AccountDisabled
+    if method is not None and entry.record.read_only and method not in READ_METHODS:
+        raise InsufficientScope
+
+
+def refuse_key_in_query(query_string: bytes) -> None:
+    """APIKeyInURL if the raw query holds a key, under any encoding (``holds_key`` decodes them)."""
+    if query_string and holds_key(query_string.decode("latin-1")):
+        raise APIKeyInURL
+
+
+def _bearer_token(authorization: bytes | None, cookie: bytes) -> str:
+    value = authorization.decode("latin-1").strip() if authorization is not None else ""
+    if not value:
+        if _has_session_cookie(cookie):
+            raise SessionCookieNotAccepted
+        raise MissingAPIKey
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        raise UnsupportedAuthScheme
+    token = token.strip()
+    if not token:
+        if _has_session_cookie(cookie):
+            raise SessionCookieNotAccepted
+        raise MissingAPIKey("The Bearer token is empty: send 'Authorization: Bearer thot_ak_...'.")
+    return token
+
+
+_SESSION_COOKIE_PREFIXES = tuple(name.encode() + b"=" for name in SESSION_COOKIE_NAMES)
+
+
+def _has_session_cookie(cookie: bytes) -> bool:
+    # Either spelling: the verifier answers the same whatever THOTBOT_PUBLIC_URL says.
+    return any(part.strip().startswith(_SESSION_COOKIE_PREFIXES) for part in cookie.split(b";"))

@@ -1,0 +1,804 @@
+"""In-memory stores: dicts behind one lock, behaving as the SQL stores do (the conformance suite
+in tests/storage/conformance/ holds both to it). For pure tests and quick experiments: nothing
+outlives the process, and nothing is shared with another one.
+
+The in-memory key and usage stores come with the key-lifecycle service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from thotbot.core.accounts import normalize_email
+from thotbot.core.dates import utcnow
+from thotbot.core.errors import Conflict, NotFound
+from thotbot.core.redaction import redact, redact_cut
+from thotbot.storage import AccountRecord
+from thotbot.storage.account_tokens import AccountLink, Purpose
+from thotbot.storage.email_changes import (
+    AppliedEmailChange,
+    EmailChangeTokenInvalid,
+    PendingEmailChange,
+    hash_token,
+)
+from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
+from thotbot.storage.quotas import Quota, quota_bucket
+from thotbot.storage.security_log import FOLD_WINDOW, Cursor, LogPage, SecurityEventRecord, page_of
+from thotbot.storage.throttle import Attempt, ThrottleRules
+from thotbot.storage.users import new_account_id
+from thotbot.storage.web_sessions import SessionPolicy, SessionRecord, new_session_id
+from thotbot.storage.web_sessions import hash_token as hash_session_token
+
+__all__ = [
+    "MemoryAccountTokenStore",
+    "MemoryChallengeStore",
+    "MemoryDatabase",
+    "MemoryEmailChangeStore",
+    "MemoryPasskeyStore",
+    "MemoryQuotaStore",
+    "MemorySecurityLog",
+    "MemorySignInThrottle",
+    "MemoryUserStore",
+    "MemoryWebSecretStore",
+    "MemoryWebSessionStore",
+]
+
+_MAX_UA = 512
+
+
+@dataclass
+class _Bucket:
+    """A sign-in throttle bucket's counts (storage/throttle.py BucketRow)."""
+
+    bucket: str
+    failures: int
+    last_failure_at: datetime
+    blocked_until: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _EmailChange:
+    account_id: str
+    new_email: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class MemoryDatabase:
+    """What a session factory is to the SQL stores: the tables the memory stores share, and one
+    lock that each operation holds from start to end, so that no two interleave. An operation
+    checks before it changes anything, so one that raises has changed nothing (as a rolled-back
+    transaction), but where the SQL store, too, spends a token and then refuses."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.accounts: dict[str, AccountRecord] = {}
+        self.password_hashes: dict[str, str | None] = {}
+        self.security_events: dict[int, SecurityEventRecord] = {}
+        self._event_ids = itertools.count(1)
+        self.web_sessions: dict[str, SessionRecord] = {}
+        #: The SHA-256 of each session's cookie value, by session id.
+        self.session_tokens: dict[str, bytes] = {}
+        #: (session id, form token) spent.
+        self.form_tokens: set[tuple[str, str]] = set()
+        self.throttle: dict[str, _Bucket] = {}
+        self.passkeys: dict[str, PasskeyRecord] = {}
+        self.challenges: dict[str, ChallengeRecord] = {}
+        self.email_changes: dict[bytes, _EmailChange] = {}
+        self.account_tokens: dict[bytes, AccountLink] = {}
+        #: hits and the start of the window, by bucket.
+        self.quotas: dict[str, tuple[int, datetime]] = {}
+        self.web_secrets: dict[str, bytes] = {}
+
+    @contextmanager
+    def transaction(self) -> Iterator[MemoryDatabase]:
+        with self._lock:
+            yield self
+
+    def add_event(self, record: SecurityEventRecord) -> SecurityEventRecord:
+        event = dataclasses.replace(record, id=next(self._event_ids))
+        self.security_events[event.id] = event
+        return event
+
+    def delete_sessions(self, session_ids: Iterable[str]) -> int:
+        """End sessions, and forget the form tokens spent in them (the SQL foreign key cascades)."""
+        ended = set(session_ids) & self.web_sessions.keys()
+        for session_id in ended:
+            del self.web_sessions[session_id], self.session_tokens[session_id]
+        self.form_tokens = {spent for spent in self.form_tokens if spent[0] not in ended}
+        return len(ended)
+
+    def delete_accounts(self, account_ids: Iterable[str]) -> int:
+        """Delete accounts with all they hold, as the SQL foreign keys cascade."""
+        gone = set(account_ids) & self.accounts.keys()
+        for account_id in gone:
+            del self.accounts[account_id], self.password_hashes[account_id]
+        self.delete_sessions([s.id for s in self.web_sessions.values() if s.account_id in gone])
+        self.security_events = {i: e for i, e in self.security_events.items() if e.account_id not in gone}
+        self.passkeys = {i: p for i, p in self.passkeys.items() if p.account_id not in gone}
+        self.challenges = {i: c for i, c in self.challenges.items() if c.account_id not in gone}
+        self.email_changes = {h: c for h, c in self.email_changes.items() if c.account_id not in gone}
+        self.account_tokens = {h: t for h, t in self.account_tokens.items() if t.account_id not in gone}
+        return len(gone)
+
+
+class MemoryUserStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def create(
+        self, email: str, password_hash: str | None, *, is_admin: bool = False, verified: bool = True
+    ) -> AccountRecord:
+        email = normalize_email(email)
+        now = utcnow()
+        record = AccountRecord(
+            id=new_account_id(),
+            email=email,
+            is_admin=is_admin,
+            created_at=now,
+            email_verified_at=now if verified else None,
+        )
+        with self.db.transaction() as db:
+            if _account_by_email(db, email) is not None:
+                raise Conflict("An account with this email address already exists.", field="email")
+            db.accounts[record.id] = record
+            db.password_hashes[record.id] = password_hash
+        return record
+
+    def find(self, account_id: str) -> AccountRecord | None:
+        with self.db.transaction() as db:
+            return db.accounts.get(account_id)
+
+    def find_by_email(self, email: str) -> AccountRecord | None:
+        with self.db.transaction() as db:
+            return _account_by_email(db, email.strip().lower())
+
+    def get_by_email(self, email: str) -> AccountRecord:
+        record = self.find_by_email(email)
+        if record is None:
+            raise NotFound(f"No account with email {email.strip()!r}.")
+        return record
+
+    def password_hash(self, account_id: str) -> str | None:
+        with self.db.transaction() as db:
+            return db.password_hashes.get(account_id)
+
+    def set_password_hash(self, account_id: str, password_hash: str) -> None:
+        with self.db.transaction() as db:
+            if account_id not in db.accounts:
+                raise NotFound(f"No account with id {account_id!r}.")
+            db.password_hashes[account_id] = password_hash
+
+    def mark_verified(self, account_id: str, *, now: datetime | None = None) -> bool:
+        with self.db.transaction() as db:
+            account = db.accounts.get(account_id)
+            if account is None or account.verified:
+                return False
+            db.accounts[account_id] = dataclasses.replace(account, email_verified_at=now or utcnow())
+            return True
+
+    def set_disabled(self, account_id: str, disabled: bool, *, now: datetime | None = None) -> bool:
+        with self.db.transaction() as db:
+            account = db.accounts.get(account_id)
+            if account is None or account.disabled == disabled:
+                return False
+            disabled_at = (now or utcnow()) if disabled else None
+            db.accounts[account_id] = dataclasses.replace(account, disabled_at=disabled_at)
+            return True
+
+    def delete_unverified(self, created_before: datetime) -> int:
+        with self.db.transaction() as db:
+            stale = [a.id for a in db.accounts.values() if not a.verified and a.created_at < created_before]
+            return db.delete_accounts(stale)
+
+    def count(self) -> int:
+        with self.db.transaction() as db:
+            return len(db.accounts)
+
+
+def _account_by_email(db: MemoryDatabase, email: str) -> AccountRecord | None:
+    return next((a for a in db.accounts.values() if a.email == email), None)
+
+
+class MemorySecurityLog:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def record(
+        self,
+        account_id: str | None,
+        action: str,
+        *,
+        actor: str,
+        key_id: str | None = None,
+        detail: str = "",
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        fold: bool = False,
+        now: datetime | None = None,
+    ) -> None:
+        event = SecurityEventRecord(
+            id=0,
+            account_id=account_id,
+            action=action,
+            actor=redact(actor),
+            key_id=key_id,
+            detail=redact(detail),
+            ip_address=ip_address,
+            user_agent=redact_cut(user_agent, _MAX_UA) if user_agent else None,
+            created_at=now or utcnow(),
+        )
+        with self.db.transaction() as db:
+            first = _first_of_fold(db, event) if fold and account_id is not None else None
+            if first is None:
+                db.add_event(event)
+                return
+            db.security_events[first.id] = dataclasses.replace(
+                first,
+                count=first.count + 1,
+                last_at=event.created_at,
+                ip_address=event.ip_address,
+                user_agent=event.user_agent,
+            )
+
+    def count_since(self, account_id: str, action: str, since: datetime) -> tuple[int, datetime | None]:
+        times = sorted(
+            e.created_at for e in self._events(account_id) if e.action == action and e.created_at > since
+        )
+        return len(times), (times[0] if times else None)
+
+    def list_for_account(self, account_id: str, limit: int = 100) -> list[SecurityEventRecord]:
+        return self.page(account_id, limit=limit).events
+
+    def page(
+        self,
+        account_id: str,
+        *,
+        before: Cursor | None = None,
+        after: Cursor | None = None,
+        limit: int = 50,
+    ) -> LogPage:
+        rows = sorted(self._events(account_id), key=_place)
+        if after is not None:
+            rows = [e for e in rows if _place(e) > (after.created_at, after.id)]
+        else:
+            if before is not None:
+                rows = [e for e in rows if _place(e) < (before.created_at, before.id)]
+            rows.reverse()
+        return page_of(rows[: limit + 1], limit=limit, before=before, after=after)
+
+    def prune(self, keep_days: int, *, now: datetime | None = None) -> int:
+        cutoff = (now or utcnow()) - timedelta(days=keep_days)
+        with self.db.transaction() as db:
+            old = [
+                e.id
+                for e in db.security_events.values()
+                if e.created_at < cutoff and (e.last_at is None or e.last_at < cutoff)
+            ]
+            for event_id in old:
+                del db.security_events[event_id]
+            return len(old)
+
+    def _events(self, account_id: str) -> list[SecurityEventRecord]:
+        with self.db.transaction() as db:
+            return [e for e in db.security_events.values() if e.account_id == account_id]
+
+
+def _place(event: SecurityEventRecord) -> tuple[datetime, int]:
+    return event.created_at, event.id
+
+
+def _first_of_fold(db: MemoryDatabase, event: SecurityEventRecord) -> SecurityEventRecord | None:
+    """The newest row of the same refusal within FOLD_WINDOW of ``event``, if there is one."""
+    same = [
+        e
+        for e in db.security_events.values()
+        if (e.account_id, e.action, e.actor, e.key_id, e.detail)
+        == (event.account_id, event.action, event.actor, event.key_id, event.detail)
+        and e.created_at > event.created_at - FOLD_WINDOW
+    ]
+    return max(same, key=_place, default=None)
+
+
+class MemoryWebSessionStore:
+    def __init__(self, db: MemoryDatabase, policy: SessionPolicy | None = None) -> None:
+        self.db = db
+        self.policy = policy or SessionPolicy()
+
+    def create(
+        self,
+        account_id: str | None,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        replaces: str | None = None,
+        flash: str | None = None,
+        passkey_id: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[str, SessionRecord]:
+        now = now or utcnow()
+        idle, absolute = self.policy.lifetimes(account_id)
+        token = secrets.token_urlsafe(32)
+        record = SessionRecord(
+            id=new_session_id(),
+            account_id=account_id,
+            csrf_secret=secrets.token_hex(32),
+            created_at=now,
+            last_seen_at=now,
+            authenticated_at=now if account_id is not None else None,
+            idle_expires_at=now + min(idle, absolute),
+            expires_at=now + absolute,
+            ip_address=ip_address,
+            user_agent=redact_cut(user_agent, _MAX_UA) if user_agent else None,
+            flash=flash,
+            passkey_id=passkey_id,
+        )
+        with self.db.transaction() as db:
+            if replaces is not None:
+                db.delete_sessions([replaces])
+            db.web_sessions[record.id] = record
+            db.session_tokens[record.id] = hash_session_token(token)
+        return token, record
+
+    def find_by_token(
+        self,
+        token: str,
+        *,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        now: datetime | None = None,
+    ) -> SessionRecord | None:
+        if not token or len(token) > 128:
+            return None
+        now = now or utcnow()
+        digest = hash_session_token(token)
+        with self.db.transaction() as db:
+            found = next((sid for sid, h in db.session_tokens.items() if h == digest), None)
+            if found is None:
+                return None
+            record = db.web_sessions[found]
+            if record.idle_expires_at <= now or record.expires_at <= now:
+                db.delete_sessions([found])
+                return None
+            ua = redact_cut(user_agent, _MAX_UA) if user_agent else None
+            moved = (record.ip_address, record.user_agent) != (ip_address, ua)
+            if now - record.last_seen_at >= self.policy.touch_every or moved:
+                idle, _ = self.policy.lifetimes(record.account_id)
+                record = dataclasses.replace(
+                    record,
+                    last_seen_at=now,
+                    idle_expires_at=min(now + idle, record.expires_at),
+                    ip_address=ip_address,
+                    user_agent=ua,
+                )
+                db.web_sessions[found] = record
+            return record
+
+    def find(self, session_id: str) -> SessionRecord | None:
+        with self.db.transaction() as db:
+            return db.web_sessions.get(session_id)
+
+    def list_for_account(self, account_id: str, *, now: datetime | None = None) -> list[SessionRecord]:
+        now = now or utcnow()
+        with self.db.transaction() as db:
+            live = [
+                s for s in db.web_sessions.values() if s.account_id == account_id and s.idle_expires_at > now
+            ]
+        live.sort(key=lambda s: s.id)
+        live.sort(key=lambda s: s.last_seen_at, reverse=True)
+        return live
+
+    def reauthenticate(self, session_id: str, *, now: datetime | None = None) -> None:
+        with self.db.transaction() as db:
+            found = db.web_sessions.get(session_id)
+            if found is not None:
+                db.web_sessions[session_id] = dataclasses.replace(found, authenticated_at=now or utcnow())
+
+    def delete(self, session_id: str, *, account_id: str | None = None) -> bool:
+        with self.db.transaction() as db:
+            found = db.web_sessions.get(session_id)
+            if found is None or (account_id is not None and found.account_id != account_id):
+                return False
+            return bool(db.delete_sessions([session_id]))
+
+    def delete_for_account(self, account_id: str, *, keep: str | None = None) -> int:
+        with self.db.transaction() as db:
+            return db.delete_sessions(
+                s.id for s in db.web_sessions.values() if s.account_id == account_id and s.id != keep
+            )
+
+    def delete_for_passkey(self, passkey_id: str, *, keep: str | None = None) -> int:
+        with self.db.transaction() as db:
+            kept = db.web_sessions.get(keep) if keep is not None else None
+            if kept is not None and kept.passkey_id == passkey_id:
+                db.web_sessions[kept.id] = dataclasses.replace(kept, passkey_id=None)
+            return db.delete_sessions(s.id for s in db.web_sessions.values() if s.passkey_id == passkey_id)
+
+    def set_flash(self, session_id: str, message: str) -> None:
+        with self.db.transaction() as db:
+            found = db.web_sessions.get(session_id)
+            if found is not None:
+                db.web_sessions[session_id] = dataclasses.replace(found, flash=message)
+
+    def pop_flash(self, session_id: str) -> str | None:
+        with self.db.transaction() as db:
+            found = db.web_sessions.get(session_id)
+            if found is None or found.flash is None:
+                return None
+            db.web_sessions[session_id] = dataclasses.replace(found, flash=None)
+            return found.flash
+
+    def spend_form_token(self, session_id: str, token: str, *, now: datetime | None = None) -> bool:
+        if not token or len(token) > 64:
+            return False
+        with self.db.transaction() as db:
+            if session_id not in db.web_sessions or (session_id, token) in db.form_tokens:
+                return False
+            db.form_tokens.add((session_id, token))
+            return True
+
+    def prune(self, *, now: datetime | None = None) -> int:
+        now = now or utcnow()
+        with self.db.transaction() as db:
+            return db.delete_sessions(s.id for s in db.web_sessions.values() if s.idle_expires_at <= now)
+
+
+class MemorySignInThrottle(ThrottleRules):
+    """The rules and decisions are SQLSignInThrottle's own (ThrottleRules); only the keeping differs."""
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        super().__init__()
+        self.db = db
+
+    def reserve(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> Attempt:
+        now = now or utcnow()
+        rules = self._rules(email, ip_address)
+        with self.db.transaction() as db:
+            return self._reserve(_buckets(db, rules, now), rules, email, now)
+
+    def record_success(self, email: str, ip_address: str | None, *, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        rules = self._rules(email, ip_address)
+        address = self._address_of(ip_address)
+        with self.db.transaction() as db:
+            for row in _buckets(db, rules, now):
+                if row.bucket != address:
+                    del db.throttle[row.bucket]
+                elif row.failures > 0:
+                    row.failures -= 1
+                    if row.failures <= self.address_rule.free_failures:
+                        row.blocked_until = None
+
+    def forget_account(self, email: str) -> None:
+        account, pairs = self._account_of(email)
+        with self.db.transaction() as db:
+            for bucket in [b for b in db.throttle if b == account or b.startswith(pairs)]:
+                del db.throttle[bucket]
+
+    def address_retry_after(self, ip_address: str | None, *, now: datetime | None = None) -> int:
+        if not ip_address:
+            return 0
+        with self.db.transaction() as db:
+            return self._retry_after(db.throttle.get(self._address_of(ip_address)), now or utcnow())
+
+    def record_address_failure(self, ip_address: str | None, *, now: datetime | None = None) -> int:
+        if not ip_address:
+            return 0
+        now = now or utcnow()
+        with self.db.transaction() as db:
+            [row] = _buckets(db, [self._address_of(ip_address)], now)
+            return self._fail_address(row, now)
+
+    def prune(self, *, now: datetime | None = None) -> int:
+        now = now or utcnow()
+        oldest = self._oldest_kept(now)
+        with self.db.transaction() as db:
+            old = [
+                row.bucket
+                for row in db.throttle.values()
+                if row.last_failure_at < oldest and (row.blocked_until is None or row.blocked_until < now)
+            ]
+            for bucket in old:
+                del db.throttle[bucket]
+            return len(old)
+
+
+def _buckets(db: MemoryDatabase, buckets: Iterable[str], now: datetime) -> list[_Bucket]:
+    """The buckets' counts, created (at 0) where missing, as storage/throttle.py ``_locked``."""
+    return [db.throttle.setdefault(b, _Bucket(b, 0, now, None)) for b in sorted(buckets)]
+
+
+class MemoryPasskeyStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def add(
+        self,
+        account_id: str,
+        *,
+        credential_id: bytes,
+        public_key: bytes,
+        sign_count: int,
+        name: str,
+        transports: Sequence[str] = (),
+        now: datetime | None = None,
+    ) -> PasskeyRecord:
+        record = PasskeyRecord(
+            id=new_passkey_id(),
+            account_id=account_id,
+            credential_id=credential_id,
+            public_key=public_key,
+            sign_count=sign_count,
+            # Kept space-separated in SQL: the same list comes back.
+            transports=tuple(" ".join(transports).split()),
+            name=name,
+            created_at=now or utcnow(),
+            last_used_at=None,
+        )
+        with self.db.transaction() as db:
+            if any(p.credential_id == credential_id for p in db.passkeys.values()):
+                raise Conflict("This passkey is registered already.", field="credential")
+            db.passkeys[record.id] = record
+        return record
+
+    def list_for_account(self, account_id: str) -> list[PasskeyRecord]:
+        with self.db.transaction() as db:
+            mine = [p for p in db.passkeys.values() if p.account_id == account_id]
+        return sorted(mine, key=lambda p: (p.created_at, p.id))
+
+    def find(self, passkey_id: str, *, account_id: str) -> PasskeyRecord | None:
+        with self.db.transaction() as db:
+            found = db.passkeys.get(passkey_id)
+        return found if found is not None and found.account_id == account_id else None
+
+    def find_by_credential_id(self, credential_id: bytes) -> PasskeyRecord | None:
+        with self.db.transaction() as db:
+            return next((p for p in db.passkeys.values() if p.credential_id == credential_id), None)
+
+    def rename(self, passkey_id: str, name: str, *, account_id: str) -> PasskeyRecord:
+        with self.db.transaction() as db:
+            record = dataclasses.replace(_own(db, passkey_id, account_id), name=name)
+            db.passkeys[passkey_id] = record
+            return record
+
+    def remove(self, passkey_id: str, *, account_id: str) -> PasskeyRecord:
+        with self.db.transaction() as db:
+            record = _own(db, passkey_id, account_id)
+            del db.passkeys[passkey_id]
+            db.delete_sessions(s.id for s in db.web_sessions.values() if s.passkey_id == passkey_id)
+            return record
+
+    def record_use(self, passkey_id: str, sign_count: int, *, now: datetime | None = None) -> bool:
+        with self.db.transaction() as db:
+            found = db.passkeys.get(passkey_id)
+            if found is None:
+                return False
+            # Authenticators without a counter always send 0; that is allowed only while both are 0.
+            moves_on = found.sign_count == 0 if sign_count == 0 else found.sign_count < sign_count
+            if moves_on:
+                db.passkeys[passkey_id] = dataclasses.replace(
+                    found, sign_count=sign_count, last_used_at=now or utcnow()
+                )
+            return moves_on
+
+
+def _own(db: MemoryDatabase, passkey_id: str, account_id: str) -> PasskeyRecord:
+    found = db.passkeys.get(passkey_id)
+    if found is None or found.account_id != account_id:
+        raise NotFound(f"You have no passkey with id {passkey_id!r}.")
+    return found
+
+
+class MemoryChallengeStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def create(
+        self,
+        purpose: str,
+        challenge: bytes,
+        *,
+        account_id: str | None,
+        lifetime: timedelta,
+        now: datetime | None = None,
+    ) -> ChallengeRecord:
+        now = now or utcnow()
+        record = ChallengeRecord(
+            id=secrets.token_urlsafe(24),
+            purpose=purpose,
+            account_id=account_id,
+            challenge=challenge,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+        with self.db.transaction() as db:
+            for expired in [c.id for c in db.challenges.values() if c.expires_at <= now]:
+                del db.challenges[expired]
+            db.challenges[record.id] = record
+        return record
+
+    def take(self, challenge_id: str) -> ChallengeRecord | None:
+        with self.db.transaction() as db:
+            return db.challenges.pop(challenge_id, None)
+
+
+class MemoryEmailChangeStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def create(
+        self, account_id: str, new_email: str, *, lifetime: timedelta, now: datetime | None = None
+    ) -> tuple[str, PendingEmailChange]:
+        now = now or utcnow()
+        token = secrets.token_urlsafe(32)
+        change = _EmailChange(account_id, new_email, created_at=now, expires_at=now + lifetime)
+        with self.db.transaction() as db:
+            db.email_changes = {
+                h: c for h, c in db.email_changes.items() if c.account_id != account_id and c.expires_at > now
+            }
+            db.email_changes[hash_token(token)] = change
+        return token, PendingEmailChange(account_id, new_email, change.expires_at)
+
+    def find_pending(self, account_id: str, *, now: datetime | None = None) -> PendingEmailChange | None:
+        now = now or utcnow()
+        with self.db.transaction() as db:
+            live = [c for c in db.email_changes.values() if c.account_id == account_id and c.expires_at > now]
+        newest = max(live, key=lambda c: c.created_at, default=None)
+        return PendingEmailChange(account_id, newest.new_email, newest.expires_at) if newest else None
+
+    def cancel(self, account_id: str, *, now: datetime | None = None) -> list[str]:
+        now = now or utcnow()
+        with self.db.transaction() as db:
+            mine = {h: c for h, c in db.email_changes.items() if c.account_id == account_id}
+            for digest in mine:
+                del db.email_changes[digest]
+        return [c.new_email for c in mine.values() if c.expires_at > now]
+
+    def apply(
+        self,
+        token: str,
+        *,
+        actor: str,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        now: datetime | None = None,
+    ) -> AppliedEmailChange:
+        if not token or len(token) > 128:
+            raise EmailChangeTokenInvalid
+        now = now or utcnow()
+        with self.db.transaction() as db:
+            # Spent whatever follows: expired, or the address taken meanwhile.
+            change = db.email_changes.pop(hash_token(token), None)
+            if change is None or change.expires_at <= now:
+                raise EmailChangeTokenInvalid
+            account = db.accounts[change.account_id]
+            holder = _account_by_email(db, change.new_email)
+            if holder is not None and holder.id != account.id:
+                raise Conflict(
+                    "Another account uses this email address now; the change was not made.", field="email"
+                )
+            db.accounts[account.id] = dataclasses.replace(account, email=change.new_email)
+            db.add_event(
+                SecurityEventRecord(
+                    id=0,
+                    account_id=account.id,
+                    action="email.changed",
+                    actor=actor,
+                    key_id=None,
+                    detail=f"email changed from {account.email} to {change.new_email}",
+                    ip_address=ip_address,
+                    user_agent=redact_cut(user_agent, _MAX_UA) if user_agent else None,
+                    created_at=now,
+                )
+            )
+        return AppliedEmailChange(account.id, account.email, change.new_email)
+
+
+class MemoryAccountTokenStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def create(
+        self, account_id: str, purpose: Purpose, *, lifetime: timedelta, now: datetime | None = None
+    ) -> tuple[str, AccountLink]:
+        now = now or utcnow()
+        token = secrets.token_urlsafe(32)
+        link = AccountLink(account_id, purpose, now + lifetime)
+        with self.db.transaction() as db:
+            db.account_tokens = {
+                h: old
+                for h, old in db.account_tokens.items()
+                if (old.account_id, old.purpose) != (account_id, purpose) and old.expires_at > now
+            }
+            db.account_tokens[hash_token(token)] = link
+        return token, link
+
+    def find(self, token: str, purpose: Purpose, *, now: datetime | None = None) -> AccountLink | None:
+        if not _plausible(token):
+            return None
+        with self.db.transaction() as db:
+            link = db.account_tokens.get(hash_token(token))
+        return link if link and link.purpose == purpose and link.expires_at > (now or utcnow()) else None
+
+    def take(self, token: str, purpose: Purpose, *, now: datetime | None = None) -> AccountLink | None:
+        if not _plausible(token):
+            return None
+        digest = hash_token(token)
+        with self.db.transaction() as db:
+            link = db.account_tokens.get(digest)
+            if link is None or link.purpose != purpose:
+                return None
+            del db.account_tokens[digest]  # an expired one is spent all the same
+        return link if link.expires_at > (now or utcnow()) else None
+
+    def find_pending(
+        self, account_id: str, purpose: Purpose, *, now: datetime | None = None
+    ) -> datetime | None:
+        now = now or utcnow()
+        with self.db.transaction() as db:
+            return next(
+                (
+                    link.expires_at
+                    for link in db.account_tokens.values()
+                    if (link.account_id, link.purpose) == (account_id, purpose) and link.expires_at > now
+                ),
+                None,
+            )
+
+    def cancel(self, account_id: str, purpose: Purpose) -> int:
+        with self.db.transaction() as db:
+            mine = [
+                h
+                for h, link in db.account_tokens.items()
+                if (link.account_id, link.purpose) == (account_id, purpose)
+            ]
+            for digest in mine:
+                del db.account_tokens[digest]
+            return len(mine)
+
+
+def _plausible(token: str) -> bool:
+    return 0 < len(token) <= 128 and token.isascii()
+
+
+class MemoryQuotaStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def hit(self, quota: Quota, value: str, *, now: datetime | None = None) -> int:
+        now = now or utcnow()
+        bucket = quota_bucket(quota.kind, value)
+        with self.db.transaction() as db:
+            found = db.quotas.get(bucket)
+            if found is None or now - found[1] >= quota.window:
+                db.quotas[bucket] = (1, now)
+                return 0
+            hits, started = found
+            if hits >= quota.limit:
+                return quota.retry_after(started, now)
+            db.quotas[bucket] = (hits + 1, started)
+            return 0
+
+    def prune(self, older_than: timedelta, *, now: datetime | None = None) -> int:
+        cutoff = (now or utcnow()) - older_than
+        with self.db.transaction() as db:
+            old = [bucket for bucket, (_, started) in db.quotas.items() if started < cutoff]
+            for bucket in old:
+                del db.quotas[bucket]
+            return len(old)
+
+
+class MemoryWebSecretStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def ensure(self, name: str) -> bytes:
+        with self.db.transaction() as db:
+            return db.web_secrets.setdefault(name, secrets.token_bytes(32))

@@ -1,0 +1,182 @@
+"""The /v1 guard, pure ASGI: refuses keys in URLs, has the bearer key verified, marks no-store.
+
+It sits on the request path of every API call, so it does no database write and, when the key is
+cached, no I/O and no thread hop. Who the key is, is ``thotbot.auth.verifier``'s to say; the guard
+is the glue around it: reading the scope, rate limits, usage, the access log and the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio.to_thread
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from thotbot.accesslog import AccessLog
+from thotbot.auth.cache import CachedKey
+from thotbot.auth.refusals import RefusalLog
+from thotbot.auth.verifier import Authorization, KeyVerifier, check_key, refuse_key_in_query
+from thotbot.core import keys
+from thotbot.core.errors import (
+    AccountDisabled,
+    APIKeyInURL,
+    AuthenticationError,
+    InsufficientScope,
+    RateLimited,
+    ThotbotError,
+)
+from thotbot.core.identity import is_restricted
+from thotbot.core.problems import NO_STORE, send_problem
+from thotbot.core.redaction import holds_key
+from thotbot.ratelimit import RateLimiter
+from thotbot.usage import UsageRecorder, user_agent_notice
+
+__all__ = ["PUBLIC_ENDPOINTS", "APIKeyGuard"]
+
+#: (method, path) pairs under /v1 that need no key.
+PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
+# Longer than the 512 characters kept: a key across that limit is redacted whole before the cut.
+_MAX_UA = 512 + keys.KEY_LENGTH
+
+
+class APIKeyGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: KeyVerifier,
+        usage_recorder: UsageRecorder,
+        limiter: RateLimiter,
+        access_log: AccessLog,
+        refusals: RefusalLog | None = None,
+    ) -> None:
+        self.app = app
+        self.refusals = refusals
+        self.verifier = verifier
+        self.usage_recorder = usage_recorder
+        self.limiter = limiter
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        # This runs on every API request: keep it to dict lookups and one SHA-256 when the key
+        # is cached (docs/PERFORMANCE.md has the measurements behind each choice).
+        started = time.perf_counter()
+        status = 500
+        key_id = "-"
+        extra_headers = [NO_STORE]
+
+        async def send_no_store(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra_headers]
+            await send(message)
+
+        path: str = scope["path"]
+        method: str = scope["method"]
+        # Cheap unless the path holds %, & or a backslash: then every encoding is decoded.
+        key_in_path = holds_key(path)
+        if key_in_path:
+            # Never echoed in a problem's instance nor written to the access log.
+            path = "/v1/[redacted]"
+        address = _client(scope)
+        #: The key presented, once known: a refused call to a restricted endpoint is logged for it.
+        entry: CachedKey | None = None
+        user_agent: str | None = None
+        passed = False
+        try:
+            try:
+                if key_in_path:
+                    raise APIKeyInURL
+                if (method, path) in PUBLIC_ENDPOINTS:
+                    refuse_key_in_query(scope["query_string"])
+                    decision = await self.limiter.hit_anon(address)
+                else:
+                    authorization, cookie, agent = _credentials(scope["headers"])
+                    query = scope["query_string"]
+                    entry = await self.verifier.identify(authorization, cookie, query, address)
+                    key_id = entry.record.id
+                    user_agent = agent[:_MAX_UA].decode("latin-1") if agent else None
+                    check_key(entry, method)
+                    scope.setdefault("state", {})["identity"] = entry.identity
+                    self.usage_recorder.record(key_id, time.time(), user_agent, address)
+                    notice = user_agent_notice(user_agent)
+                    if notice is not None:
+                        extra_headers.append(notice)
+                    decision = await self.limiter.hit_key(key_id)
+            except (AuthenticationError, APIKeyInURL, InsufficientScope, AccountDisabled):
+                # Failed attempts count against the client's address, not against any key.
+                decision = await self.limiter.hit_anon(address)
+                extra_headers.extend(decision.headers())
+                if not decision.allowed:
+                    raise RateLimited(decision.reset_after) from None
+                raise
+            extra_headers.extend(decision.headers())
+            if not decision.allowed:
+                raise RateLimited(decision.reset_after)
+            passed = True
+            await self.app(scope, receive, send_no_store)
+        except ThotbotError as exc:
+            # A 429 is not written: it changes nothing, and a flood past the limit must not cost
+            # a database write per request. What came before the limit was logged (folded).
+            refused = entry is not None and not passed and not isinstance(exc, RateLimited)
+            if refused and entry is not None and is_restricted(method, path):
+                await self._log_refusal(entry, method, path, exc.code, address, user_agent)
+            await send_problem(send_no_store, exc, path)
+        finally:
+            if self.access_log.enabled:
+                # The query string is never logged: it is where a misplaced key would be.
+                self.access_log.record(address, method, path, status, key_id, time.perf_counter() - started)
+
+    async def _log_refusal(
+        self, entry: CachedKey, method: str, path: str, code: str, address: str, user_agent: str | None
+    ) -> None:
+        """Write a refused restricted call to the account's security log, on refusals only."""
+        if self.refusals is None:
+            return
+        refusals, record = self.refusals, entry.record
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: refusals.record(
+                    record.account_id,
+                    record.id,
+                    method,
+                    path,
+                    code,
+                    ip_address=None if address == "-" else address,
+                    user_agent=user_agent,
+                )
+            )
+        except SQLAlchemyError:
+            # The refusal stands whatever happens to its log line.
+            log = logging.getLogger("thotbot.auth")
+            log.warning("could not log a refused restricted call", exc_info=True)
+
+
+def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[Authorization, bytes, bytes | None]:
+    """In one pass: the Authorization value, every Cookie header joined, and the User-Agent."""
+    authorization: Authorization = None
+    cookie = b""
+    user_agent: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
+            else:
+                # Sent more than once: the verifier is handed every value, and refuses them.
+                earlier = authorization if isinstance(authorization, tuple) else (authorization,)
+                authorization = (*earlier, value)
+        elif name == b"user-agent":
+            user_agent = value
+        elif name == b"cookie":
+            cookie += b";" + value
+    return authorization, cookie, user_agent
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "-"
