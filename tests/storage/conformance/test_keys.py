@@ -1,55 +1,22 @@
+"""API keys, on every store backend: lookups, numbered changes, and the security-log entry each
+change writes with it."""
+
 from __future__ import annotations
 
-import hashlib
-import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from tests.factories import make_api_key, make_user
 from thotbot.core import keys
 from thotbot.core.errors import NotFound
 from thotbot.core.revocation import RevokedReason
 from thotbot.services import Services
-from thotbot.storage.models import Account, KeyEvent
+from thotbot.storage import EntryFor, KeyRecord, KeyStore, LogEntry
+from thotbot.storage.usage import AgentCount, DayCount, UsageBatch
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def _sqlite_only(services: Services) -> None:
-    if services.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite pragmas")
-
-
-class TestEngine:
-    def test_sqlite_is_in_wal_mode_with_foreign_keys(self, services: Services) -> None:
-        _sqlite_only(services)
-        make_api_key(services)
-
-        with services.engine.connect() as connection:
-            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
-        database = services.engine.url.database
-        assert database is not None
-        assert Path(database + "-wal").exists()
-
-    def test_foreign_keys_are_enforced(self, services: Services) -> None:
-        with pytest.raises(IntegrityError):
-            services.keys.create("acct_missing", "orphan")
-
-    def test_deleting_an_account_deletes_its_keys(self, services: Services) -> None:
-        _, record = make_api_key(services)
-
-        with services.db.begin() as session:
-            session.execute(delete(Account).where(Account.id == record.account_id))
-
-        assert services.keys.find(record.id) is None
 
 
 class TestCreate:
@@ -69,22 +36,6 @@ class TestCreate:
         assert record.revoked_at is None
         assert record.last_used_at is None
         assert raw not in repr(record)
-
-    def test_only_the_hash_is_stored(self, services: Services) -> None:
-        raw, _ = make_api_key(services)
-
-        with services.engine.connect() as connection:
-            rows = connection.execute(text("SELECT * FROM api_keys")).all()
-
-        [row] = rows
-        stored = row._asdict()
-        assert bytes(stored["key_hash"]) == hashlib.sha256(raw.encode()).digest()
-        body = raw[len("thot_ak_") :]
-        for value in stored.values():
-            text_value = value.hex() if isinstance(value, bytes | memoryview) else str(value)
-            assert raw not in text_value
-            assert body not in text_value
-            assert body[:32] not in text_value
 
     def test_find_by_hash(self, services: Services) -> None:
         raw, record = make_api_key(services)
@@ -216,43 +167,161 @@ class TestChanges:
 
         assert services.keys.changes_since(0)[1] == [b.id, a.id]
 
-    def test_no_change_is_missed_when_transactions_commit_out_of_order(self, services: Services) -> None:
-        """A change numbered before another but committed after it must still reach the pollers.
+    def test_revoke_by_hashes_revokes_expired_keys_too(self, services: Services) -> None:
+        raw, record = make_api_key(services, expires_at=T0)
 
-        The first revocation is held open after its change row is written (so it has its number),
-        while a second one runs; a poller that reads in between must not skip past the first.
-        """
-        _, first = make_api_key(services)
-        _, second = make_api_key(services)
-        written, release = threading.Event(), threading.Event()
+        [revoked] = services.keys.revoke_by_hashes([keys.hash_key(raw)], reason=RevokedReason.LEAKED)
 
-        def hold_first(session: Session, _context: Any) -> None:
-            if threading.current_thread().name == "first" and any(
-                isinstance(obj, KeyEvent) for obj in session.new
-            ):
-                written.set()
-                release.wait(10)
+        assert revoked.id == record.id
+        assert revoked.revoked_reason == RevokedReason.LEAKED
+        assert services.keys.get(record.id).revoked_at == revoked.revoked_at
 
-        event.listen(Session, "after_flush", hold_first)
-        try:
-            threads = [
-                threading.Thread(target=services.keys.revoke, args=(first.id,), name="first"),
-                threading.Thread(target=services.keys.revoke, args=(second.id,), name="second"),
-            ]
-            threads[0].start()
-            assert written.wait(10)
-            threads[1].start()
-            threads[1].join(0.5)  # the second may finish now, or wait for the first: both are fine
-            seen, changed = services.keys.changes_since(0)
-            release.set()
-            for thread in threads:
-                thread.join(20)
-        finally:
-            release.set()
-            event.remove(Session, "after_flush", hold_first)
+    def test_roll(self, services: Services) -> None:
+        _, old = make_api_key(services, name="ci", read_only=True)
+        seq = services.keys.latest_change()
 
-        _, later = services.keys.changes_since(seen)
-        assert sorted(changed + later) == sorted([first.id, second.id])
+        raw, new, replaced = services.keys.roll(old.id, expires_at=T0 + timedelta(days=90), old_expires_at=T0)
+
+        assert (new.account_id, new.name, new.read_only) == (old.account_id, "ci", True)
+        assert new.id != old.id
+        assert new.expires_at == T0 + timedelta(days=90)
+        assert services.keys.find_by_hash(keys.hash_key(raw)) == new
+        assert replaced == services.keys.get(old.id)
+        assert replaced.expires_at == T0
+        assert [r.id for r in services.keys.list_for_account(old.account_id)] == [new.id, old.id]
+        assert services.keys.changes_since(seq)[1] == [old.id]
+
+    def test_roll_unknown_raises_not_found(self, services: Services) -> None:
+        with pytest.raises(NotFound):
+            services.keys.roll("key_missing", expires_at=None, old_expires_at=T0)
+
+        assert services.keys.latest_change() == 0
+
+    def test_announce_account_change(self, services: Services) -> None:
+        account = make_user(services)
+        _, a = make_api_key(services, account)
+        _, b = make_api_key(services, account)
+        make_api_key(services)
+
+        announced = services.keys.announce_account_change(account.id)
+
+        assert sorted(announced) == sorted([a.id, b.id])
+        assert sorted(services.keys.changes_since(0)[1]) == sorted([a.id, b.id])
+        assert services.keys.announce_account_change("acct_missing") == []
+
+
+class TestAccount:
+    def test_find_by_hash_tells_whether_the_account_is_disabled(self, services: Services) -> None:
+        raw, record = make_api_key(services)
+
+        services.users.set_disabled(record.account_id, True)
+        disabled = services.keys.find_by_hash(keys.hash_key(raw))
+        services.users.set_disabled(record.account_id, False)
+        enabled = services.keys.find_by_hash(keys.hash_key(raw))
+
+        assert disabled is not None
+        assert disabled.account_disabled is True
+        assert enabled == record
+
+    def test_deleting_an_account_deletes_its_keys_and_their_usage(self, services: Services) -> None:
+        stale = services.users.create("stale@example.com", None, verified=False)
+        raw, gone = make_api_key(services, stale)
+        _, kept = make_api_key(services)
+        for key in (gone, kept):
+            services.usage.write(
+                UsageBatch(
+                    days=[DayCount(key.id, T0.date(), 1)], agents=[AgentCount(key.id, "a/1", T0, T0, 1)]
+                )
+            )
+
+        assert services.users.delete_unverified(datetime.now(UTC) + timedelta(hours=1)) == 1
+
+        assert services.keys.find(gone.id) is None
+        assert services.keys.find_by_hash(keys.hash_key(raw)) is None
+        assert services.keys.list_for_account(stale.id) == []
+        assert services.usage.daily(gone.id, T0.date()) == {}
+        assert services.usage.agents(gone.id) == []
+        assert [k.key.id for k in services.usage.integrations()] == [kept.id]
+        assert services.keys.get(kept.id) == kept
+
+
+def _entry(action: str) -> EntryFor:
+    def entry(record: KeyRecord) -> LogEntry:
+        return LogEntry(record.account_id, action, "operator", key_id=record.id, detail=record.name)
+
+    return entry
+
+
+def _refused(record: KeyRecord) -> LogEntry:
+    raise RuntimeError("the security log refused the entry")
+
+
+#: Each change, given how to make its log entry: (store, key, its raw key, entry for).
+CHANGES: dict[str, Callable[[KeyStore, KeyRecord, str, EntryFor], object]] = {
+    "create": lambda store, key, _, log: store.create(key.account_id, "another", log=log),
+    "roll": lambda store, key, _, log: store.roll(
+        key.id, expires_at=None, old_expires_at=T0, log=lambda new, old: [log(new), log(old)]
+    ),
+    "rename": lambda store, key, _, log: store.rename(key.id, "renamed", log=log),
+    "set_expiry": lambda store, key, _, log: store.set_expiry(key.id, T0, log=log),
+    "grant": lambda store, key, _, log: store.grant(key.id, "account:security", log=log),
+    "revoke": lambda store, key, _, log: store.revoke(key.id, log=log),
+    "revoke_by_hashes": lambda store, _, raw, log: store.revoke_by_hashes(
+        [keys.hash_key(raw)], reason=RevokedReason.LEAKED, log=log
+    ),
+}
+
+
+class TestLogEntries:
+    """Each change writes its security-log entry with it: once, only when something changed, and
+    not at all (the change with it) when the entry cannot be made."""
+
+    @pytest.mark.parametrize("change", CHANGES)
+    def test_a_change_writes_its_entry(self, services: Services, change: str) -> None:
+        raw, record = make_api_key(services)
+
+        CHANGES[change](services.keys, record, raw, _entry(f"key.{change}"))
+
+        events = services.security_log.list_for_account(record.account_id)
+        assert {e.action for e in events} == {f"key.{change}"}
+        assert len(events) == (2 if change == "roll" else 1)
+        assert all(e.actor == "operator" for e in events)
+        assert {e.key_id for e in events} <= {k.id for k in services.keys.list_for_account(record.account_id)}
+
+    @pytest.mark.parametrize("change", ["grant", "revoke", "revoke_by_hashes"])
+    def test_a_change_that_changes_nothing_writes_no_entry(self, services: Services, change: str) -> None:
+        raw, record = make_api_key(services)
+        CHANGES[change](services.keys, record, raw, _entry("key.first"))
+
+        CHANGES[change](services.keys, record, raw, _entry("key.again"))
+
+        events = services.security_log.list_for_account(record.account_id)
+        assert [e.action for e in events] == ["key.first"]
+
+    @pytest.mark.parametrize("change", CHANGES)
+    def test_a_change_whose_entry_fails_is_not_made(self, services: Services, change: str) -> None:
+        raw, record = make_api_key(services)
+        seq = services.keys.latest_change()
+
+        with pytest.raises(RuntimeError):
+            CHANGES[change](services.keys, record, raw, _refused)
+
+        assert services.keys.list_for_account(record.account_id) == [record]
+        assert services.keys.latest_change() == seq
+        assert services.security_log.list_for_account(record.account_id) == []
+
+    def test_entries_are_redacted(self, services: Services) -> None:
+        raw, record = make_api_key(services)
+
+        def leaky(key: KeyRecord) -> LogEntry:
+            return LogEntry(key.account_id, "key.renamed", f"by {raw}", key_id=key.id, detail=f"was {raw}")
+
+        services.keys.rename(record.id, "renamed", log=leaky)
+
+        [event] = services.security_log.list_for_account(record.account_id)
+        assert raw not in event.actor
+        assert raw not in event.detail
+        assert event.detail.startswith("was thot_ak_")
 
 
 def test_times_come_back_in_utc(services: Services) -> None:
