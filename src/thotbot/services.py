@@ -1,10 +1,13 @@
 """The stores and in-memory state one process shares: built once, by build_services (SQL) or
-build_memory_services (the in-memory stores, for pure tests and quick experiments)."""
+build_memory_services (the in-memory stores, for pure tests and quick experiments).
+
+Either gives a whole working Services: ``create_app(settings, build_memory_services(settings))``,
+with ``settings = load_settings()``, serves the API and the dashboard with no database at all.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NoReturn, cast
 
 from sqlalchemy import Engine
 
@@ -165,7 +168,7 @@ def build_memory_services(settings: Settings) -> Services:
         engine=engine,
         db=make_session_factory(engine),
         users=memory.MemoryUserStore(db),
-        keys=cast(KeyStore, _NotWrittenYet("key")),
+        keys=memory.MemoryKeyStore(db),
         security_log=memory.MemorySecurityLog(db),
         web_sessions=memory.MemoryWebSessionStore(db),
         sign_in_throttle=memory.MemorySignInThrottle(db),
@@ -175,16 +178,5 @@ def build_memory_services(settings: Settings) -> Services:
         account_tokens=memory.MemoryAccountTokenStore(db),
         quotas=memory.MemoryQuotaStore(db),
         web_secrets=memory.MemoryWebSecretStore(db),
-        usage=cast(UsageStore, _NotWrittenYet("usage")),
+        usage=memory.MemoryUsageStore(db),
     )
-
-
-class _NotWrittenYet:
-    """Stands in for the in-memory key and usage stores, which come with the key-lifecycle
-    service: any use fails at once, saying so."""
-
-    def __init__(self, store: str) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> NoReturn:
-        raise NotImplementedError(f"the in-memory {self._store} store is not written yet ({name})")

@@ -24,9 +24,9 @@ from thotbot.storage.users import SQLUserStore
 from thotbot.storage.web_secrets import SQLWebSecretStore
 from thotbot.storage.web_sessions import SQLWebSessionStore
 
-STORES: list[tuple[type, type, type | None]] = [
+STORES: list[tuple[type, type, type]] = [
     (storage.UserStore, SQLUserStore, memory.MemoryUserStore),
-    (storage.KeyStore, SQLKeyStore, None),  # the memory key store comes with the key-lifecycle service
+    (storage.KeyStore, SQLKeyStore, memory.MemoryKeyStore),
     (storage.SecurityLog, SQLSecurityLog, memory.MemorySecurityLog),
     (storage.WebSessionStore, SQLWebSessionStore, memory.MemoryWebSessionStore),
     (storage.SignInThrottleStore, SQLSignInThrottle, memory.MemorySignInThrottle),
@@ -36,7 +36,7 @@ STORES: list[tuple[type, type, type | None]] = [
     (storage.AccountTokenStore, SQLAccountTokenStore, memory.MemoryAccountTokenStore),
     (storage.QuotaStore, SQLQuotaStore, memory.MemoryQuotaStore),
     (storage.WebSecretStore, SQLWebSecretStore, memory.MemoryWebSecretStore),
-    (storage.UsageStore, SQLUsageStore, None),  # likewise
+    (storage.UsageStore, SQLUsageStore, memory.MemoryUsageStore),
 ]
 
 
@@ -46,13 +46,12 @@ def _methods(cls: type) -> set[str]:
 
 @pytest.mark.parametrize(("protocol", "sql", "in_memory"), STORES, ids=lambda c: getattr(c, "__name__", ""))
 def test_the_protocol_declares_exactly_the_stores_public_methods(
-    protocol: type, sql: type, in_memory: type | None
+    protocol: type, sql: type, in_memory: type
 ) -> None:
     declared = _methods(protocol)
 
     assert _methods(sql) == declared
-    if in_memory is not None:
-        assert _methods(in_memory) == declared
+    assert _methods(in_memory) == declared
 
 
 def test_every_store_protocol_is_checked() -> None:

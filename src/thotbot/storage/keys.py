@@ -19,7 +19,7 @@ from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import Account, APIKey, KeyEvent
 from thotbot.storage.security_log import add_entry
 
-__all__ = ["SQLKeyStore", "new_key_id", "to_record"]
+__all__ = ["SQLKeyStore", "new_key", "new_key_id", "to_record"]
 
 
 def new_key_id() -> str:
@@ -44,20 +44,41 @@ def to_record(row: APIKey, *, account_disabled: bool = False) -> KeyRecord:
     )
 
 
-def _new_row(
+def new_key(
     account_id: str, name: str, *, expires_at: datetime | None, read_only: bool
-) -> tuple[str, APIKey]:
+) -> tuple[str, bytes, KeyRecord]:
+    """A new key, not stored yet: the raw key, its SHA-256 (what it is found by) and its record."""
     raw = keys.generate()
-    row = APIKey(
+    record = KeyRecord(
         id=new_key_id(),
         account_id=account_id,
         # The API and the dashboard refuse such a name; this keeps every other caller honest.
         name=redact(name),
-        key_hash=keys.hash_key(raw),
         hint=keys.hint(raw),
         read_only=read_only,
-        grants="",
+        grants=frozenset(),
         created_at=utcnow(),
+        expires_at=expires_at,
+        revoked_at=None,
+        last_used_at=None,
+        last_user_agent=None,
+    )
+    return raw, keys.hash_key(raw), record
+
+
+def _new_row(
+    account_id: str, name: str, *, expires_at: datetime | None, read_only: bool
+) -> tuple[str, APIKey]:
+    raw, digest, record = new_key(account_id, name, expires_at=expires_at, read_only=read_only)
+    row = APIKey(
+        id=record.id,
+        account_id=account_id,
+        name=record.name,
+        key_hash=digest,
+        hint=record.hint,
+        read_only=read_only,
+        grants="",
+        created_at=record.created_at,
         expires_at=expires_at,
     )
     return raw, row

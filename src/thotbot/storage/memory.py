@@ -1,8 +1,6 @@
 """In-memory stores: dicts behind one lock, behaving as the SQL stores do (the conformance suite
 in tests/storage/conformance/ holds both to it). For pure tests and quick experiments: nothing
 outlives the process, and nothing is shared with another one.
-
-The in-memory key and usage stores come with the key-lifecycle service.
 """
 
 from __future__ import annotations
@@ -11,16 +9,18 @@ import dataclasses
 import itertools
 import secrets
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from thotbot.core.accounts import normalize_email
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import Conflict, NotFound
 from thotbot.core.redaction import redact, redact_cut
-from thotbot.storage import AccountRecord
+from thotbot.core.revocation import RevokedReason
+from thotbot.core.useragents import clean
+from thotbot.storage import AccountRecord, EntryFor, KeyChange, KeyRecord, LogEntry
 from thotbot.storage.account_tokens import AccountLink, Purpose
 from thotbot.storage.email_changes import (
     AppliedEmailChange,
@@ -28,10 +28,12 @@ from thotbot.storage.email_changes import (
     PendingEmailChange,
     hash_token,
 )
+from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
 from thotbot.storage.security_log import FOLD_WINDOW, Cursor, LogPage, SecurityEventRecord, page_of
 from thotbot.storage.throttle import Attempt, ThrottleRules
+from thotbot.storage.usage import AgentUsage, KeyAgents, KeyUsageSummary, UsageBatch, add_agent, merge_agents
 from thotbot.storage.users import new_account_id
 from thotbot.storage.web_sessions import SessionPolicy, SessionRecord, new_session_id
 from thotbot.storage.web_sessions import hash_token as hash_session_token
@@ -41,10 +43,12 @@ __all__ = [
     "MemoryChallengeStore",
     "MemoryDatabase",
     "MemoryEmailChangeStore",
+    "MemoryKeyStore",
     "MemoryPasskeyStore",
     "MemoryQuotaStore",
     "MemorySecurityLog",
     "MemorySignInThrottle",
+    "MemoryUsageStore",
     "MemoryUserStore",
     "MemoryWebSecretStore",
     "MemoryWebSessionStore",
@@ -81,6 +85,13 @@ class MemoryDatabase:
         self._lock = threading.RLock()
         self.accounts: dict[str, AccountRecord] = {}
         self.password_hashes: dict[str, str | None] = {}
+        #: Each key as a KeyRecord of a live account (``account_disabled`` is read from the account).
+        self.keys: dict[str, KeyRecord] = {}
+        #: Key ids by the SHA-256 of the key.
+        self.key_hashes: dict[bytes, str] = {}
+        #: (number, key id) of each change to a key, oldest first; kept when the key goes (as in SQL).
+        self.key_changes: list[tuple[int, str]] = []
+        self._key_change_numbers = itertools.count(1)
         self.security_events: dict[int, SecurityEventRecord] = {}
         self._event_ids = itertools.count(1)
         self.web_sessions: dict[str, SessionRecord] = {}
@@ -96,6 +107,13 @@ class MemoryDatabase:
         #: hits and the start of the window, by bucket.
         self.quotas: dict[str, tuple[int, datetime]] = {}
         self.web_secrets: dict[str, bytes] = {}
+        #: (requests, unitemised) by key and day.
+        self.usage_days: dict[tuple[str, date], tuple[int, int]] = {}
+        #: By key and cleaned User-Agent ('' for none).
+        self.usage_agents: dict[tuple[str, str], AgentUsage] = {}
+        #: Requests by key, day and hashed client address.
+        self.usage_clients: dict[tuple[str, date, bytes], int] = {}
+        self.usage_salts: dict[date, bytes] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryDatabase]:
@@ -106,6 +124,37 @@ class MemoryDatabase:
         event = dataclasses.replace(record, id=next(self._event_ids))
         self.security_events[event.id] = event
         return event
+
+    def change_keys(
+        self,
+        changed: Iterable[KeyRecord],
+        entries: Iterable[LogEntry] = (),
+        *,
+        added: Mapping[bytes, KeyRecord] | None = None,
+    ) -> None:
+        """Store the keys ``added`` (by the SHA-256 of each) and the keys as a change left them,
+        each change numbered for the pollers, with the security-log entries of it all. Callers
+        make the entries first: one that cannot be made changes nothing, as a rolled-back
+        transaction."""
+        events = [_event(entry, utcnow()) for entry in entries]
+        for digest, record in (added or {}).items():
+            self.keys[record.id] = record
+            self.key_hashes[digest] = record.id
+        for record in changed:
+            self.keys[record.id] = record
+            self.key_changes.append((next(self._key_change_numbers), record.id))
+        for event in events:
+            self.add_event(event)
+
+    def delete_keys(self, key_ids: Iterable[str]) -> None:
+        """Delete keys with their usage, as the SQL foreign keys cascade."""
+        gone = set(key_ids) & self.keys.keys()
+        for key_id in gone:
+            del self.keys[key_id]
+        self.key_hashes = {h: k for h, k in self.key_hashes.items() if k not in gone}
+        self.usage_days = {slot: n for slot, n in self.usage_days.items() if slot[0] not in gone}
+        self.usage_agents = {slot: a for slot, a in self.usage_agents.items() if slot[0] not in gone}
+        self.usage_clients = {slot: n for slot, n in self.usage_clients.items() if slot[0] not in gone}
 
     def delete_sessions(self, session_ids: Iterable[str]) -> int:
         """End sessions, and forget the form tokens spent in them (the SQL foreign key cascades)."""
@@ -120,6 +169,7 @@ class MemoryDatabase:
         gone = set(account_ids) & self.accounts.keys()
         for account_id in gone:
             del self.accounts[account_id], self.password_hashes[account_id]
+        self.delete_keys([k.id for k in self.keys.values() if k.account_id in gone])
         self.delete_sessions([s.id for s in self.web_sessions.values() if s.account_id in gone])
         self.security_events = {i: e for i, e in self.security_events.items() if e.account_id not in gone}
         self.passkeys = {i: p for i, p in self.passkeys.items() if p.account_id not in gone}
@@ -207,6 +257,146 @@ def _account_by_email(db: MemoryDatabase, email: str) -> AccountRecord | None:
     return next((a for a in db.accounts.values() if a.email == email), None)
 
 
+class MemoryKeyStore:
+    """Each change and its security-log entry happen under the one lock, the entry only when
+    something changed (KeyStore)."""
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def create(
+        self,
+        account_id: str,
+        name: str,
+        *,
+        expires_at: datetime | None = None,
+        read_only: bool = False,
+        log: EntryFor | None = None,
+    ) -> tuple[str, KeyRecord]:
+        raw, digest, record = new_key(account_id, name, expires_at=expires_at, read_only=read_only)
+        with self.db.transaction() as db:
+            if account_id not in db.accounts:  # the SQL foreign key refuses it too
+                raise NotFound(f"No account with id {account_id!r}.")
+            db.change_keys([], _entries(log, [record]), added={digest: record})
+        return raw, record
+
+    def roll(
+        self,
+        key_id: str,
+        *,
+        expires_at: datetime | None,
+        old_expires_at: datetime,
+        log: Callable[[KeyRecord, KeyRecord], Sequence[LogEntry]] | None = None,
+    ) -> tuple[str, KeyRecord, KeyRecord]:
+        with self.db.transaction() as db:
+            old = _key(db, key_id)
+            raw, digest, new = new_key(
+                old.account_id, old.name, expires_at=expires_at, read_only=old.read_only
+            )
+            old = dataclasses.replace(old, expires_at=old_expires_at)
+            entries = log(new, old) if log is not None else ()
+            db.change_keys([old], entries, added={digest: new})
+        return raw, new, old
+
+    def find_by_hash(self, digest: bytes) -> KeyRecord | None:
+        with self.db.transaction() as db:
+            key_id = db.key_hashes.get(digest)
+            if key_id is None:
+                return None
+            record = db.keys[key_id]
+            return dataclasses.replace(record, account_disabled=db.accounts[record.account_id].disabled)
+
+    def find(self, key_id: str) -> KeyRecord | None:
+        with self.db.transaction() as db:
+            return db.keys.get(key_id)
+
+    def get(self, key_id: str) -> KeyRecord:
+        record = self.find(key_id)
+        if record is None:
+            raise NotFound(f"No API key with id {key_id!r}.")
+        return record
+
+    def list_for_account(self, account_id: str) -> list[KeyRecord]:
+        with self.db.transaction() as db:
+            # Newest made first, so that keys made in the same microsecond come newest first too.
+            mine = [k for k in reversed(db.keys.values()) if k.account_id == account_id]
+        return sorted(mine, key=lambda k: k.created_at, reverse=True)
+
+    def revoke(
+        self, key_id: str, *, reason: RevokedReason = RevokedReason.OWNER, log: EntryFor | None = None
+    ) -> KeyChange:
+        with self.db.transaction() as db:
+            record = _key(db, key_id)
+            if record.revoked_at is not None:
+                return KeyChange(record, changed=False)
+            record = dataclasses.replace(record, revoked_at=utcnow(), revoked_reason=reason)
+            db.change_keys([record], _entries(log, [record]))
+        return KeyChange(record, changed=True)
+
+    def revoke_by_hashes(
+        self, digests: Sequence[bytes], *, reason: RevokedReason, log: EntryFor | None = None
+    ) -> list[KeyRecord]:
+        now = utcnow()
+        with self.db.transaction() as db:
+            wanted = {db.key_hashes.get(digest) for digest in digests}
+            revoked = [
+                dataclasses.replace(k, revoked_at=now, revoked_reason=reason)
+                for k in db.keys.values()
+                if k.id in wanted and k.revoked_at is None
+            ]
+            db.change_keys(revoked, _entries(log, revoked))
+        return revoked
+
+    def grant(self, key_id: str, grant: str, *, log: EntryFor | None = None) -> KeyChange:
+        with self.db.transaction() as db:
+            record = _key(db, key_id)
+            if grant in record.grants:
+                return KeyChange(record, changed=False)
+            record = dataclasses.replace(record, grants=record.grants | {grant})
+            db.change_keys([record], _entries(log, [record]))
+        return KeyChange(record, changed=True)
+
+    def rename(self, key_id: str, name: str, *, log: EntryFor | None = None) -> KeyChange:
+        with self.db.transaction() as db:
+            record = dataclasses.replace(_key(db, key_id), name=redact(name))
+            db.change_keys([record], _entries(log, [record]))
+        return KeyChange(record, changed=True)
+
+    def set_expiry(
+        self, key_id: str, expires_at: datetime | None, *, log: EntryFor | None = None
+    ) -> KeyChange:
+        with self.db.transaction() as db:
+            record = dataclasses.replace(_key(db, key_id), expires_at=expires_at)
+            db.change_keys([record], _entries(log, [record]))
+        return KeyChange(record, changed=True)
+
+    def announce_account_change(self, account_id: str) -> list[str]:
+        with self.db.transaction() as db:
+            theirs = [k for k in db.keys.values() if k.account_id == account_id]
+            db.change_keys(theirs)
+        return [k.id for k in theirs]
+
+    def changes_since(self, seq: int) -> tuple[int, list[str]]:
+        with self.db.transaction() as db:
+            later = [(number, key_id) for number, key_id in db.key_changes if number > seq]
+        return (later[-1][0] if later else seq), [key_id for _, key_id in later]
+
+    def latest_change(self) -> int:
+        with self.db.transaction() as db:
+            return db.key_changes[-1][0] if db.key_changes else 0
+
+
+def _key(db: MemoryDatabase, key_id: str) -> KeyRecord:
+    found = db.keys.get(key_id)
+    if found is None:
+        raise NotFound(f"No API key with id {key_id!r}.")
+    return found
+
+
+def _entries(log: EntryFor | None, records: Iterable[KeyRecord]) -> list[LogEntry]:
+    return [log(record) for record in records] if log is not None else []
+
+
 class MemorySecurityLog:
     def __init__(self, db: MemoryDatabase) -> None:
         self.db = db
@@ -224,17 +414,8 @@ class MemorySecurityLog:
         fold: bool = False,
         now: datetime | None = None,
     ) -> None:
-        event = SecurityEventRecord(
-            id=0,
-            account_id=account_id,
-            action=action,
-            actor=redact(actor),
-            key_id=key_id,
-            detail=redact(detail),
-            ip_address=ip_address,
-            user_agent=redact_cut(user_agent, _MAX_UA) if user_agent else None,
-            created_at=now or utcnow(),
-        )
+        entry = LogEntry(account_id, action, actor, key_id, detail, ip_address, user_agent)
+        event = _event(entry, now or utcnow())
         with self.db.transaction() as db:
             first = _first_of_fold(db, event) if fold and account_id is not None else None
             if first is None:
@@ -289,6 +470,21 @@ class MemorySecurityLog:
     def _events(self, account_id: str) -> list[SecurityEventRecord]:
         with self.db.transaction() as db:
             return [e for e in db.security_events.values() if e.account_id == account_id]
+
+
+def _event(entry: LogEntry, now: datetime) -> SecurityEventRecord:
+    """The event to keep for ``entry``, redacted as storage/security_log.py does (id 0: unnumbered)."""
+    return SecurityEventRecord(
+        id=0,
+        account_id=entry.account_id,
+        action=entry.action,
+        actor=redact(entry.actor),
+        key_id=entry.key_id,
+        detail=redact(entry.detail),
+        ip_address=entry.ip_address,
+        user_agent=redact_cut(entry.user_agent, _MAX_UA) if entry.user_agent else None,
+        created_at=now,
+    )
 
 
 def _place(event: SecurityEventRecord) -> tuple[datetime, int]:
@@ -802,3 +998,111 @@ class MemoryWebSecretStore:
     def ensure(self, name: str) -> bytes:
         with self.db.transaction() as db:
             return db.web_secrets.setdefault(name, secrets.token_bytes(32))
+
+
+class MemoryUsageStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def write(self, batch: UsageBatch) -> None:
+        agents = merge_agents(batch.agents)  # parsed before the lock is taken
+        with self.db.transaction() as db:
+            known = batch.key_ids() & db.keys.keys()
+            for row in batch.days:
+                if row.key_id in known:
+                    requests, unitemised = db.usage_days.get((row.key_id, row.day), (0, 0))
+                    db.usage_days[row.key_id, row.day] = (
+                        requests + row.requests,
+                        unitemised + row.unitemised,
+                    )
+            for slot, agent in agents.items():
+                seen = db.usage_agents.get(slot)
+                if slot[0] in known:
+                    db.usage_agents[slot] = (
+                        add_agent(agent, seen.first_seen, seen.last_seen, seen.requests) if seen else agent
+                    )
+            for client in batch.clients:
+                if client.key_id in known:
+                    place = (client.key_id, client.day, client.client_hash)
+                    db.usage_clients[place] = db.usage_clients.get(place, 0) + client.requests
+            for key_id, use in batch.last_used.items():
+                key = db.keys.get(key_id)
+                if key is not None and (key.last_used_at is None or key.last_used_at < use.last_used_at):
+                    db.keys[key_id] = dataclasses.replace(
+                        key, last_used_at=use.last_used_at, last_user_agent=clean(use.user_agent)
+                    )
+
+    def ensure_salts(self, days: Iterable[date]) -> dict[date, bytes]:
+        with self.db.transaction() as db:
+            return {day: db.usage_salts.setdefault(day, secrets.token_bytes(32)) for day in sorted(set(days))}
+
+    def prune(self, keep_since: date, salts_since: date) -> int:
+        cutoff = datetime.combine(keep_since, time(), UTC)
+        with self.db.transaction() as db:
+            before = _usage_rows(db)
+            db.usage_days = {slot: n for slot, n in db.usage_days.items() if slot[1] >= keep_since}
+            db.usage_clients = {slot: n for slot, n in db.usage_clients.items() if slot[1] >= keep_since}
+            db.usage_agents = {slot: a for slot, a in db.usage_agents.items() if a.last_seen >= cutoff}
+            db.usage_salts = {day: salt for day, salt in db.usage_salts.items() if day >= salts_since}
+            return before - _usage_rows(db)
+
+    def daily(self, key_id: str, since: date) -> dict[date, int]:
+        with self.db.transaction() as db:
+            return _daily(db, key_id, since)
+
+    def agents(self, key_id: str) -> list[AgentUsage]:
+        with self.db.transaction() as db:
+            return _busiest_first(a for (k, _), a in db.usage_agents.items() if k == key_id)
+
+    def key_summary(self, key_id: str, since: date, *, max_agents: int = 50) -> KeyUsageSummary:
+        with self.db.transaction() as db:
+            daily = _daily(db, key_id, since)
+            unitemised = sum(u for (k, _), (_, u) in db.usage_days.items() if k == key_id)
+        agents = self.agents(key_id)
+        return KeyUsageSummary(
+            daily,
+            tuple(agents[:max_agents]),
+            agent_count=len(agents),
+            agent_requests=sum(a.requests for a in agents),
+            unitemised=unitemised,
+        )
+
+    def distinct_clients(self, key_id: str, day: date) -> int:
+        with self.db.transaction() as db:
+            return sum(1 for k, d, _ in db.usage_clients if (k, d) == (key_id, day))
+
+    def integrations(self) -> list[KeyAgents]:
+        with self.db.transaction() as db:
+            agents: dict[str, list[AgentUsage]] = {}
+            for (key_id, _), agent in db.usage_agents.items():
+                agents.setdefault(key_id, []).append(agent)
+            unitemised: dict[str, int] = {}
+            for (key_id, _), (_, count) in db.usage_days.items():
+                if count > 0:
+                    unitemised[key_id] = unitemised.get(key_id, 0) + count
+            report = [
+                KeyAgents(
+                    account_email=db.accounts[db.keys[key_id].account_id].email,
+                    key=db.keys[key_id],
+                    agents=tuple(_busiest_first(agents.get(key_id, ()))),
+                    unitemised=unitemised.get(key_id, 0),
+                )
+                for key_id in agents.keys() | unitemised.keys()
+            ]
+        return sorted(report, key=lambda k: (-k.requests, k.account_email, k.key.id))
+
+
+def _usage_rows(db: MemoryDatabase) -> int:
+    return len(db.usage_days) + len(db.usage_clients) + len(db.usage_agents) + len(db.usage_salts)
+
+
+def _daily(db: MemoryDatabase, key_id: str, since: date) -> dict[date, int]:
+    return {
+        day: requests
+        for (k, day), (requests, _) in sorted(db.usage_days.items())
+        if k == key_id and day >= since
+    }
+
+
+def _busiest_first(agents: Iterable[AgentUsage]) -> list[AgentUsage]:
+    return sorted(agents, key=lambda a: (-a.requests, a.user_agent or ""))

@@ -6,6 +6,7 @@ add counts, so every instance flushes into the same rows and a retried batch is 
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ __all__ = [
     "KeyUsageSummary",
     "SQLUsageStore",
     "UsageBatch",
+    "add_agent",
+    "merge_agents",
 ]
 
 _CHUNK = 500
@@ -302,29 +305,22 @@ class SQLUsageStore:
                 "ua_class": excluded.ua_class,
             },
         )
-        merged: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in rows:
-            user_agent = clean(r.user_agent) or ""
-            slot = (r.key_id, user_agent)
-            seen = merged.get(slot)
-            if seen is None:
-                parsed = parse(user_agent)
-                merged[slot] = {
-                    "key_id": r.key_id,
-                    "user_agent": user_agent,
-                    "app": parsed.app,
-                    "version": parsed.version,
-                    "contact": parsed.contact,
-                    "ua_class": parsed.ua_class.value,
-                    "first_seen": r.first_seen,
-                    "last_seen": r.last_seen,
-                    "requests": r.requests,
-                }
-            else:
-                seen["requests"] += r.requests
-                seen["first_seen"] = min(seen["first_seen"], r.first_seen)
-                seen["last_seen"] = max(seen["last_seen"], r.last_seen)
-        _execute_chunked(session, stmt, [merged[slot] for slot in sorted(merged)])
+        merged = merge_agents(rows)
+        params = [
+            {
+                "key_id": key_id,
+                "user_agent": user_agent,
+                "app": agent.app,
+                "version": agent.version,
+                "contact": agent.contact,
+                "ua_class": agent.ua_class.value,
+                "first_seen": agent.first_seen,
+                "last_seen": agent.last_seen,
+                "requests": agent.requests,
+            }
+            for (key_id, user_agent), agent in sorted(merged.items(), key=lambda item: item[0])
+        ]
+        _execute_chunked(session, stmt, params)
 
     @staticmethod
     def _upsert_clients(session: Session, rows: list[ClientCount]) -> None:
@@ -358,6 +354,38 @@ class SQLUsageStore:
             for key_id, use in sorted(usage.items())
         ]
         _execute_chunked(session, stmt, params)
+
+
+def merge_agents(rows: Iterable[AgentCount]) -> dict[tuple[str, str], AgentUsage]:
+    """The rows by key and cleaned User-Agent ('' for none), their counts added, each parsed once."""
+    merged: dict[tuple[str, str], AgentUsage] = {}
+    for r in rows:
+        user_agent = clean(r.user_agent) or ""
+        seen = merged.get((r.key_id, user_agent))
+        if seen is None:
+            parsed = parse(user_agent)
+            seen = AgentUsage(
+                user_agent=user_agent or None,
+                app=parsed.app,
+                version=parsed.version,
+                contact=parsed.contact,
+                ua_class=parsed.ua_class,
+                first_seen=r.first_seen,
+                last_seen=r.last_seen,
+                requests=0,
+            )
+        merged[r.key_id, user_agent] = add_agent(seen, r.first_seen, r.last_seen, r.requests)
+    return merged
+
+
+def add_agent(agent: AgentUsage, first_seen: datetime, last_seen: datetime, requests: int) -> AgentUsage:
+    """``agent`` with more requests, seen from the earlier first time to the later last one."""
+    return dataclasses.replace(
+        agent,
+        first_seen=min(agent.first_seen, first_seen),
+        last_seen=max(agent.last_seen, last_seen),
+        requests=agent.requests + requests,
+    )
 
 
 _Insert = sqlite.Insert | postgresql.Insert

@@ -1,3 +1,5 @@
+"""Usage per key: counts per day, User-Agents, client addresses and last use, on every store backend."""
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -23,7 +25,7 @@ def _batch(
     )
 
 
-class TestSQLUsageStore:
+class TestUsageStore:
     def test_write_adds_to_what_is_there(self, services: Services) -> None:
         _, key = make_api_key(services)
 
@@ -74,6 +76,17 @@ class TestSQLUsageStore:
         [agent] = services.usage.agents(key.id)
         assert agent.user_agent == "acme/1.0\ufffd\ufffd[31m"
         assert services.keys.get(key.id).last_user_agent == "acme/1.0\ufffd\ufffd[31m"
+
+    def test_a_key_pasted_into_the_user_agent_is_not_kept_among_its_agents(self, services: Services) -> None:
+        raw, record = make_api_key(services)
+
+        services.usage.write(_batch(record.id, user_agent=f"acme/1.0 {raw}"))
+
+        [agent] = services.usage.agents(record.id)
+        assert agent.user_agent is not None
+        assert agent.user_agent.startswith("acme/1.0 ")
+        assert raw not in agent.user_agent
+        assert raw[len("thot_ak_") :][4:-4] not in agent.user_agent
 
     def test_write_updates_last_used_only_forward(self, services: Services) -> None:
         _, key = make_api_key(services)
