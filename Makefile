@@ -8,7 +8,8 @@ T ?= tests
 LOCK := requirements.lock
 LOCKFLAGS ?=
 # pytest's worker processes (pytest-xdist); each test file runs whole in one of them. JOBS=0: none.
-JOBS ?= 2
+# Four on two cores: most of the suite's wall time is servers starting and outages waited out, not CPU.
+JOBS ?= 4
 
 # The suite under coverage (subprocesses included, see [tool.coverage] in pyproject.toml); the floor
 # (fail_under) holds for the whole suite only, so a part (T=tests/api) reports without failing.

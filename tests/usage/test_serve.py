@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from tests.factories import make_api_key
 from tests.live import LiveServer, start_server
-from tests.services import PG_ADMIN_URL, postgres_database
 from thotbot.cli import main
 from thotbot.config import load_settings
 from thotbot.services import build_services
@@ -162,7 +160,7 @@ class Traffic:
             time.sleep(0.02)
 
 
-def _outage_keeps_every_count(
+def outage_keeps_every_count(
     database_url: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -199,30 +197,4 @@ def test_sqlite_locked_for_20_seconds_under_traffic(
         finally:
             connection.close()
 
-    _outage_keeps_every_count(sqlite_url, tmp_path, capsys, exclusive_lock)
-
-
-@pytest.mark.postgres
-def test_postgres_unreachable_for_20_seconds_under_traffic(
-    postgres_template: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    with postgres_database(template=postgres_template) as url:  # migrated: a copy of the template
-        monkeypatch.setenv("THOTBOT_DATABASE_URL", url)
-        name = url.rsplit("/", 1)[1]
-
-        @contextmanager
-        def disconnected() -> Iterator[None]:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-                )
-                try:
-                    yield
-                finally:
-                    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-        _outage_keeps_every_count(url, tmp_path, capsys, disconnected)
+    outage_keeps_every_count(sqlite_url, tmp_path, capsys, exclusive_lock)
