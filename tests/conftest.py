@@ -189,9 +189,30 @@ def postgres_url(_postgres_url: str, _empty_postgres: Callable[[], None]) -> Ite
     _empty_postgres()
 
 
-def pytest_collection_modifyitems(items: list[Any]) -> None:
-    # Browser tests are the slowest: run them last so quick failures show first.
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+#: The files that take longest (live servers, 20-second outages, browsers), slowest first. Under
+#: pytest-xdist (`make test`) each file runs whole in one worker, handed out in collection order:
+#: starting these first keeps one of them from being the last thing a run waits for.
+SLOW_FILES = (
+    "tests/usage/test_serve.py",
+    "tests/usage/test_serve_postgres_outage.py",
+    "tests/test_server.py",
+    "tests/test_security_log_server.py",
+    "tests/dashboard/test_browser.py",
+    "tests/dashboard/test_passkeys_browser.py",
+    "tests/core/test_redaction.py",
+    "tests/test_behind_nginx.py",
+    "tests/dashboard/test_security.py",
+    "tests/test_protocol_limits.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None):
+        rank = {name: i for i, name in enumerate(SLOW_FILES)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(SLOW_FILES)))
+    else:
+        # In one process, browser tests (the slowest) go last, so quick failures show first.
+        items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
