@@ -25,10 +25,10 @@ from thotbot.core.errors import (
     AccountDisabled,
     APIKeyInURL,
     DatabaseUnavailable,
+    DuplicateAuthorization,
     ExpiredAPIKey,
     InsufficientScope,
     InvalidAPIKey,
-    MalformedAPIKey,
     MissingAPIKey,
     RateLimited,
     RevokedAPIKey,
@@ -90,7 +90,7 @@ class KeyVerifier:
         if query_string:
             refuse_key_in_query(query_string)
         if isinstance(authorization, tuple):
-            raise MalformedAPIKey("Send exactly one Authorization header.")
+            raise DuplicateAuthorization()
         digest = keys.digest(_bearer_token(authorization, cookie))
         entry = self.cache.get(digest)
         if entry is None:

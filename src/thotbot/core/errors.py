@@ -12,6 +12,7 @@ __all__ = [
     "Conflict",
     "ContentTooLarge",
     "DatabaseUnavailable",
+    "DuplicateAuthorization",
     "EmailNotVerified",
     "ExpiredAPIKey",
     "InsufficientScope",
@@ -90,14 +91,15 @@ class AuthenticationError(ThotbotError):
     """A 401: the request did not prove who it comes from."""
 
     status = 401
-    #: The RFC 6750 ``error`` attribute of the ``WWW-Authenticate`` challenge.
-    bearer_error: ClassVar[str] = "invalid_token"
+    #: The RFC 6750 ``error`` attribute of the ``WWW-Authenticate`` challenge; None when the request
+    #: carried no credentials at all, which RFC 6750 section 3.1 answers with no error information.
+    bearer_error: ClassVar[str | None] = "invalid_token"
 
 
 class MissingAPIKey(AuthenticationError):
     code = "missing_api_key"
     title = "Missing API key"
-    bearer_error = "invalid_request"
+    bearer_error = None
     default_detail = (
         "This endpoint needs an API key: send it as 'Authorization: Bearer thot_ak_...'. "
         "Create one on the dashboard under API Keys."
@@ -107,14 +109,14 @@ class MissingAPIKey(AuthenticationError):
 class UnsupportedAuthScheme(AuthenticationError):
     code = "unsupported_auth_scheme"
     title = "Unsupported authorization scheme"
-    bearer_error = "invalid_request"
+    bearer_error = None
     default_detail = "Only the Bearer scheme is accepted: 'Authorization: Bearer thot_ak_...'."
 
 
 class SessionCookieNotAccepted(AuthenticationError):
     code = "session_cookie_not_accepted"
     title = "Session cookies do not work on the API"
-    bearer_error = "invalid_request"
+    bearer_error = None
     default_detail = (
         "The API does not accept the dashboard's session cookie. Create an API key on the "
         "dashboard under API Keys and send it as 'Authorization: Bearer thot_ak_...'."
@@ -128,6 +130,13 @@ class MalformedAPIKey(AuthenticationError):
         "The bearer token is not a Thotbot API key: keys are 'thot_ak_' followed by "
         "96 lowercase hexadecimal digits. Check that it was copied whole."
     )
+
+
+class DuplicateAuthorization(MalformedAPIKey):
+    """Two ``Authorization`` headers: refused rather than picking one, as a malformed request."""
+
+    bearer_error = "invalid_request"
+    default_detail = "Send exactly one Authorization header."
 
 
 class InvalidAPIKey(AuthenticationError):

@@ -10,7 +10,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from thotbot.core.errors import AuthenticationError, InsufficientScope, RateLimited, ThotbotError
+from thotbot.core.errors import APIKeyInURL, AuthenticationError, InsufficientScope, RateLimited, ThotbotError
 from thotbot.core.redaction import redact
 
 __all__ = ["NO_STORE", "PROBLEM_TYPE", "REALM", "problem_parts", "send_problem"]
@@ -37,7 +37,13 @@ def problem_parts(exc: ThotbotError, instance: str) -> tuple[int, list[tuple[byt
     body.update({k: redact(v) if isinstance(v, str) else v for k, v in exc.extra.items() if k not in body})
     headers = [(b"content-type", PROBLEM_TYPE)]
     if isinstance(exc, AuthenticationError):
-        challenge = f'{REALM}, error="{exc.bearer_error}", error_description="{exc.title}"'
+        # RFC 6750 3.1: no credentials, no error information; a refused key or a malformed request, both.
+        challenge = REALM
+        if exc.bearer_error is not None:
+            challenge += f', error="{exc.bearer_error}", error_description="{exc.title}"'
+        headers.append((b"www-authenticate", challenge.encode()))
+    elif isinstance(exc, APIKeyInURL):
+        challenge = f'{REALM}, error="invalid_request", error_description="{exc.title}"'
         headers.append((b"www-authenticate", challenge.encode()))
     elif isinstance(exc, InsufficientScope):
         challenge = f'{REALM}, error="insufficient_scope", error_description="{exc.title}"'
