@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from tests.factories import make_api_key
 from tests.smtp import Inbox
 from thotbot.app import create_app
 from thotbot.config import load_settings
-from thotbot.services import build_services
+from thotbot.services import Services, build_services
 from thotbot.storage.migrate import upgrade
 
 
@@ -36,3 +37,25 @@ def test_shutdown_delivers_mail_waiting_for_a_retry(
 
     assert [r.rcpt_tos for r in inbox.received] == [["ann@example.com"]]
     assert inbox.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", "/v1/version", "GET"),
+        ("POST", "/healthz", "GET"),
+        ("POST", "/openapi/api.yaml", "GET"),
+        ("DELETE", "/login", "GET"),
+    ],
+)
+def test_a_405_names_what_the_path_accepts_in_a_problem(
+    client: TestClient, services: Services, method: str, path: str, allowed: str
+) -> None:
+    raw, _ = make_api_key(services)
+
+    response = client.request(method, path, headers={"Authorization": f"Bearer {raw}"})
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "method_not_allowed"
+    assert allowed in [m.strip() for m in response.headers["allow"].split(",")]

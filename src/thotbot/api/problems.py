@@ -55,7 +55,10 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         error = ValidationFailed(str(exc.detail))
     else:
         error = ThotbotError(str(exc.detail))
-    return problem_response(error, request.url.path)
+    response = problem_response(error, request.url.path)
+    if exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]  # RFC 9110 15.5.6: what the path does accept
+    return response
 
 
 async def server_error_handler(request: Request, exc: Exception) -> Response:

@@ -9,7 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from thotbot.core.errors import NotFound, ThotbotError, ValidationFailed
+from thotbot.core.errors import MethodNotAllowed, NotFound, ThotbotError, ValidationFailed
+from thotbot.core.problems import NO_STORE as NO_STORE_HEADER
+from thotbot.core.problems import problem_parts
 from thotbot.dashboard.sudo import SudoRequired, sudo_required
 from thotbot.dashboard.templating import templates
 from thotbot.dashboard.web import NO_STORE, SignInRequired, login_url, redirect
@@ -21,7 +23,6 @@ log = logging.getLogger("thotbot.dashboard")
 _HTTP_TITLES = {
     400: ("Bad request", "The request could not be understood. Go back and try again."),
     404: (NotFound.title, NotFound.default_detail),
-    405: ("Not allowed", "This page does not accept that kind of request."),
     413: ("Too large", "What was sent is too large."),
 }
 
@@ -40,10 +41,22 @@ async def thotbot_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return _method_not_allowed(request, exc)
     title, detail = _HTTP_TITLES.get(exc.status_code, ("Error", str(exc.detail)))
     if exc.status_code in (400, 422):
         title, detail = ValidationFailed.title, "The form could not be read. Go back and try again."
     return _page(request, exc.status_code, title, detail)
+
+
+def _method_not_allowed(request: Request, exc: HTTPException) -> Response:
+    """A 405 is a program's mistake, not a person's: problem+json with ``Allow`` (RFC 9110), as on /v1."""
+    status, headers, body = problem_parts(MethodNotAllowed(), request.url.path)
+    response = Response(body, status_code=status)
+    response.raw_headers = [*headers, NO_STORE_HEADER]
+    if exc.headers and "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
 
 
 async def sign_in_required(request: Request, exc: Exception) -> Response:
