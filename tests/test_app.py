@@ -59,3 +59,15 @@ def test_a_405_names_what_the_path_accepts_in_a_problem(
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "method_not_allowed"
     assert allowed in [m.strip() for m in response.headers["allow"].split(",")]
+
+
+def test_every_page_has_an_icon_and_a_description(client: TestClient) -> None:
+    # Lighthouse: no 404 for the icon a browser asks for, and a meta description on every page.
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.url.path == "/static/favicon.svg"
+    for path in ("/login", "/signup", "/forgot-password"):
+        page = client.get(path).text
+        assert '<link rel="icon" href="/static/favicon.svg' in page, path
+        assert '<meta name="description" content="Thotbot: ' in page, path

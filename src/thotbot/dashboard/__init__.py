@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -61,8 +63,14 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/forgot-password", recovery.forgot_password_submit, methods=_POST),
         Route("/reset-password", recovery.reset_password_form, methods=_GET),
         Route("/reset-password", recovery.reset_password_submit, methods=_POST),
+        # Browsers and crawlers ask for /favicon.ico whatever the page's <link rel="icon"> says.
+        Route("/favicon.ico", _favicon, methods=_GET),
         Mount("/static", StaticFiles(packages=[("thotbot.dashboard", "static")]), name="static"),
     ]
+
+
+async def _favicon(request: Request) -> Response:
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 def middleware(services: Services) -> list[Middleware]:
