@@ -31,7 +31,14 @@ from thotbot.storage.email_changes import (
 from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
-from thotbot.storage.security_log import FOLD_WINDOW, Cursor, LogPage, SecurityEventRecord, page_of
+from thotbot.storage.security_log import (
+    FOLD_WINDOW,
+    Cursor,
+    LogPage,
+    SecurityEventRecord,
+    page_of,
+    stored_entry,
+)
 from thotbot.storage.throttle import Attempt, ThrottleRules
 from thotbot.storage.usage import AgentUsage, KeyAgents, KeyUsageSummary, UsageBatch, add_agent, merge_agents
 from thotbot.storage.users import new_account_id
@@ -473,16 +480,17 @@ class MemorySecurityLog:
 
 
 def _event(entry: LogEntry, now: datetime) -> SecurityEventRecord:
-    """The event to keep for ``entry``, redacted as storage/security_log.py does (id 0: unnumbered)."""
+    """The event to keep for ``entry``, redacted by the SQL log's own rule (id 0: unnumbered)."""
+    entry = stored_entry(entry)
     return SecurityEventRecord(
         id=0,
         account_id=entry.account_id,
         action=entry.action,
-        actor=redact(entry.actor),
+        actor=entry.actor,
         key_id=entry.key_id,
-        detail=redact(entry.detail),
+        detail=entry.detail,
         ip_address=entry.ip_address,
-        user_agent=redact_cut(entry.user_agent, _MAX_UA) if entry.user_agent else None,
+        user_agent=entry.user_agent,
         created_at=now,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from thotbot.storage.models import SecurityEvent
 
 __all__ = [
     "FOLD_WINDOW",
+    "MAX_USER_AGENT",
     "PAGE_SIZE",
     "Cursor",
     "LogPage",
@@ -24,11 +26,14 @@ __all__ = [
     "add_entry",
     "page_of",
     "parse_cursor",
+    "stored_entry",
 ]
 
 #: Repeats of one refusal within this long of its first are one row (a count and the last time).
 FOLD_WINDOW = timedelta(hours=1)
 PAGE_SIZE = 50
+#: The ``user_agent`` column's length: longer ones are cut to it.
+MAX_USER_AGENT = 512
 _MAX_CURSOR = 64
 
 
@@ -169,16 +174,27 @@ def add_entry(session: Session, entry: LogEntry) -> None:
     session.add(_event(entry, utcnow()))
 
 
+def stored_entry(entry: LogEntry) -> LogEntry:
+    """``entry`` as any security log may keep it: every text a client could have put key material
+    in, redacted in any encoding, and the User-Agent cut to its column (the SQL and memory logs alike)."""
+    return dataclasses.replace(
+        entry,
+        actor=redact(entry.actor),
+        detail=redact(entry.detail),
+        user_agent=redact_cut(entry.user_agent, MAX_USER_AGENT) if entry.user_agent else None,
+    )
+
+
 def _event(entry: LogEntry, now: datetime) -> SecurityEvent:
+    entry = stored_entry(entry)
     return SecurityEvent(
         account_id=entry.account_id,
         action=entry.action,
-        # Every text a client could have put key material in, in any encoding.
-        actor=redact(entry.actor),
+        actor=entry.actor,
         key_id=entry.key_id,
-        detail=redact(entry.detail),
+        detail=entry.detail,
         ip_address=entry.ip_address,
-        user_agent=redact_cut(entry.user_agent, 512) if entry.user_agent else None,
+        user_agent=entry.user_agent,
         created_at=now,
         count=1,
     )
