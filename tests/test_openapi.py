@@ -48,8 +48,8 @@ def _operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
 
 def _app_operations(app: ThotbotApp) -> set[tuple[str, str]]:
     """(method, path) of every /v1 route and /healthz; HEAD is implied by GET, as in OpenAPI."""
-    assert isinstance(app.api, Starlette)
-    api_routes = [r for r in app.api.routes if isinstance(r, Route)]
+    assert isinstance(app.api_router, Starlette)
+    api_routes = [r for r in app.api_router.routes if isinstance(r, Route)]
     web_routes = [r for r in app.web.routes if isinstance(r, Route) and r.path == "/healthz"]
     return {
         (method, route.path)

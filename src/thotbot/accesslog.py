@@ -14,18 +14,21 @@ work happens here, in the batch, not on the request path.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from thotbot.core.logsafe import field, json_line
+from thotbot.core.logsafe import field, json_line, json_string
 from thotbot.core.redaction import redact
 
 __all__ = ["AccessLog", "write_stderr"]
 
 LOGGER = "thotbot.access"
+#: Lines formatted between two turns of the event loop: about a millisecond's work.
+CHUNK = 500
 _Entry = tuple[float, str, str, str, int, str, float]
 
 
@@ -55,6 +58,7 @@ class AccessLog:
             self.dropped += 1  # Never block or grow without end; say so at the next flush.
 
     def flush(self) -> int:
+        """Write every pending line now, in one call (at shutdown, and embedded)."""
         entries, self._pending = self._pending, []
         dropped, self.dropped = self.dropped, 0
         if not (entries or dropped) or not self.enabled:
@@ -66,35 +70,71 @@ class AccessLog:
             if dropped:
                 self._logger.warning("%d access log lines dropped", dropped)
             return len(entries)
-        lines = [self._format(entry) for entry in entries]
+        text = self._format(entries)
         if dropped:
-            lines.append(self._line(time.time(), "WARNING", f"{dropped} access log lines dropped", {}))
-        self._write("".join(lines))
+            text += self._line(time.time(), "WARNING", f"{dropped} access log lines dropped")
+        self._write(text)
         return len(entries)
 
-    def _format(self, entry: _Entry) -> str:
-        at, address, method, path, status, key_id, duration = entry
-        if not self._json:
-            return self._line(at, "INFO", _message(entry), {})
-        fields = {
-            "client": redact(address),
-            "method": redact(method),
-            "path": redact(path),
-            "status": status,
-            "key_id": None if key_id == "-" else key_id,
-            "duration_ms": round(duration * 1000, 1),
-        }
-        return self._line(at, "INFO", _message(entry), fields)
+    async def drain(self, chunk: int = CHUNK) -> int:
+        """``flush``, a chunk of lines at a time, letting requests run between chunks.
 
-    def _line(self, at: float, level: str, message: str, fields: dict[str, object]) -> str:
+        The server's background task calls this: at ten thousand requests a second, half a second
+        of lines formatted in one go held the event loop for tens of milliseconds, and every
+        request that arrived meanwhile waited that long (the p99 of docs/PERFORMANCE.md).
+        """
+        if self._write is None or len(self._pending) <= chunk:
+            return self.flush()
+        entries, self._pending = self._pending, []
+        if not self.enabled:
+            return 0
+        for start in range(0, len(entries), chunk):
+            self._write(self._format(entries[start : start + chunk]))
+            await asyncio.sleep(0)
+        return len(entries) + self.flush()
+
+    def _format(self, entries: list[_Entry]) -> str:
+        """The lines of ``entries``, formatted in one pass.
+
+        Clients repeat themselves (one address, a few paths), so each field is redacted and
+        escaped once per batch, and each second's time stamp is formatted once.
+        """
+        fields: dict[str, str] = {}
+        encoded: dict[str, str] = {}
+        stamps: dict[int, str] = {}
+        lines: list[str] = []
+        add = lines.append
+        json_format = self._json
+        for at, address, method, path, status, key_id, duration in entries:
+            client, verb, where = fields.get(address), fields.get(method), fields.get(path)
+            if client is None:
+                client = fields[address] = field(address)
+            if verb is None:
+                verb = fields[method] = field(method)
+            if where is None:
+                where = fields[path] = field(path)
+            second = int(at)
+            stamp = stamps.get(second)
+            if stamp is None:
+                stamp = stamps[second] = _stamp(second, json_format)
+            message = f'{client} "{verb} {where}" {status} {key_id} {duration * 1000:.1f}ms'
+            if not json_format:
+                add(f"{stamp},{int(at % 1 * 1000):03d} INFO {LOGGER}: {message}\n")
+                continue
+            # json.dumps of the record, spelled out: the repeated fields are encoded once a batch.
+            key = "null" if key_id == "-" else _encoded(encoded, key_id)
+            add(
+                f'{{"time": "{stamp}.{int(at % 1 * 1_000_000):06d}+00:00", "level": "info", '
+                f'"logger": "{LOGGER}", "message": {json_string(message)}, '
+                f'"client": {_encoded(encoded, address)}, "method": {_encoded(encoded, method)}, '
+                f'"path": {_encoded(encoded, path)}, "status": {status}, "key_id": {key}, '
+                f'"duration_ms": {round(duration * 1000, 1)!r}}}\n'
+            )
+        return "".join(lines)
+
+    def _line(self, at: float, level: str, message: str) -> str:
         if self._json:
-            entry = {
-                "time": _iso(at),
-                "level": level.lower(),
-                "logger": LOGGER,
-                "message": message,
-                **fields,
-            }
+            entry = {"time": _iso(at), "level": level.lower(), "logger": LOGGER, "message": message}
             return json_line(entry) + "\n"
         return f"{_asctime(at)} {level} {LOGGER}: {message}\n"
 
@@ -109,10 +149,25 @@ def write_stderr(text: str) -> None:
     sys.stderr.flush()
 
 
+def _encoded(seen: dict[str, str], text: str) -> str:
+    """``text`` redacted and as a JSON string, remembered for the rest of the batch."""
+    found = seen.get(text)
+    if found is None:
+        found = seen[text] = json_string(redact(text))
+    return found
+
+
+def _stamp(second: int, json_format: bool) -> str:
+    """A second's time stamp, up to its fraction: as ``_iso`` in JSON, as ``_asctime`` in text."""
+    if json_format:
+        return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+
+
 def _asctime(at: float) -> str:
     # The same shape as logging's default asctime: "2026-11-29 19:08:45,832".
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f",{int(at % 1 * 1000):03d}"
 
 
 def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat()
+    return f"{_stamp(int(at), True)}.{int(at % 1 * 1_000_000):06d}+00:00"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from thotbot import dashboard
 from thotbot.accesslog import AccessLog, write_stderr
+from thotbot.api.dispatch import ExactRoutes
 from thotbot.api.problems import http_exception_handler, server_error_handler, thotbot_error_handler
 from thotbot.api.routes import routes as api_routes
 from thotbot.auth.refusals import RefusalLog
@@ -52,9 +55,16 @@ class ThotbotApp:
     """Sends /v1 to the API stack and everything else (lifespan included) to the web stack."""
 
     def __init__(
-        self, api: ASGIApp, web: Starlette, services: Services, proxies: TrustedProxies | None = None
+        self,
+        api: ASGIApp,
+        web: Starlette,
+        services: Services,
+        proxies: TrustedProxies | None = None,
+        api_router: Starlette | None = None,
     ) -> None:
         self.api = api
+        #: The Starlette app that holds the /v1 routes, behind the guard (``api``).
+        self.api_router = api_router
         self.web = web
         self.services = services
         # None without THOTBOT_TRUSTED_PROXIES: then a request costs one attribute test, no more.
@@ -124,6 +134,10 @@ def _content_length(scope: Scope) -> int:
 def create_app_from_env() -> ThotbotApp:
     """Factory for `uvicorn --factory` and for each worker of `thotbot serve --workers N`."""
     settings = load_settings()
+    # A worker thread (a usage flush, a cache miss, the key-change poll) holds the interpreter for
+    # up to this long before the event loop may run again: 1 ms, not Python's 5 ms, bounds what it
+    # adds to a request's latency (docs/PERFORMANCE.md, the tail).
+    sys.setswitchinterval(0.001)
     # Each worker of `serve --workers N` is a fresh process: set its logging up like the parent's.
     configure_logging(settings.log_format)
     services = build_services(settings)
@@ -133,27 +147,27 @@ def create_app_from_env() -> ThotbotApp:
 
 def create_app(settings: Settings, services: Services | None = None) -> ThotbotApp:
     services = services or build_services(settings)
-    api = Starlette(
+    routed = Starlette(
         routes=api_routes,
-        middleware=[
-            Middleware(
-                APIKeyGuard,
-                verifier=KeyVerifier(services.keys, services.key_cache, services.rate_limiter),
-                usage_recorder=services.usage_recorder,
-                limiter=services.rate_limiter,
-                access_log=services.access_log,
-                refusals=RefusalLog(services.security_log),
-            ),
-            Middleware(_BodyLimit, max_body_size=MAX_BODY),
-        ],
+        middleware=[Middleware(_BodyLimit, max_body_size=MAX_BODY)],
         exception_handlers={
             ThotbotError: thotbot_error_handler,
             HTTPException: http_exception_handler,
             Exception: server_error_handler,
         },
     )
-    api.state.services = services
-    install_slash_redirects(api)
+    routed.state.services = services
+    install_slash_redirects(routed)
+    # The guard first, on every /v1 request; then reads go straight to their handler (ExactRoutes)
+    # and everything else through Starlette's routing.
+    api = APIKeyGuard(
+        ExactRoutes(routed),
+        verifier=KeyVerifier(services.keys, services.key_cache, services.rate_limiter),
+        usage_recorder=services.usage_recorder,
+        limiter=services.rate_limiter,
+        access_log=services.access_log,
+        refusals=RefusalLog(services.security_log),
+    )
     web = Starlette(
         routes=[*_service_routes(services), *dashboard.routes(services)],
         middleware=dashboard.middleware(services),
@@ -163,7 +177,7 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
     )
     web.state.services = services
     install_slash_redirects(web)
-    return ThotbotApp(api, web, services, settings.proxies)
+    return ThotbotApp(api, web, services, settings.proxies, api_router=routed)
 
 
 @functools.cache
@@ -220,6 +234,9 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
                 services.key_changes.listen(_evict(services), stop), name="thotbot-key-changes"
             ),
         ]
+        # What start-up built lives as long as the process: the garbage collector need not walk it
+        # again, which keeps its rare full passes short (a pause there is every request's pause).
+        gc.freeze()
         try:
             yield
         finally:
@@ -299,7 +316,7 @@ async def _write_access_log(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await _sleep_unless_stopped(stop, ACCESS_LOG_INTERVAL)
         try:
-            services.access_log.flush()
+            await services.access_log.drain()
         except Exception:  # The edge of a background task: a full disk must not stop the loop.
             log.warning("could not write the access log", exc_info=True)
 

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
     # Over a year, so last year's events are still there when someone looks back at them.
     security_log_retention_days: int = Field(default=400, ge=30, le=3650)
+    # Memory for the cache of verified keys, per process (docs/OPERATING.md): about 0.8 kB a key.
+    key_cache_mb: int = Field(default=64, ge=1, le=65536)
     # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
     usage_recording: Literal["on", "off"] = "on"
 

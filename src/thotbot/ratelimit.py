@@ -7,6 +7,7 @@ requests through and says so in the log: an outage of the limiter is not an outa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -90,6 +91,13 @@ class RateLimiter:
         if bridge is not None:
             await bridge.get_connection().aclose()
 
+    def hit_key_now(self, key_id: str) -> Decision | None:
+        """``hit_key`` without a coroutine, when the counters are in this process; None when they
+        are shared (then await ``hit_key``). The guard calls it on every request."""
+        if self._local is not None:
+            return self._hit_local(self._per_key, "key/" + key_id)
+        return None
+
     async def hit_key(self, key_id: str) -> Decision:
         if self._local is not None:
             return self._hit_local(self._per_key, "key/" + key_id)
@@ -115,9 +123,10 @@ class RateLimiter:
     def _hit_local(self, item: RateLimitItem, key: str) -> Decision:
         assert self._local is not None
         now = time.time()
-        count, resets_at = self._local.hit(key, item.get_expiry(), now)
+        count, resets_at = self._local.hit(key, _expiry(item), now)
         amount = item.amount
-        return Decision(count <= amount, amount, max(0, amount - count), math.ceil(resets_at - now))
+        remaining = amount - count if count < amount else 0
+        return Decision(count <= amount, amount, remaining, math.ceil(resets_at - now))
 
     async def _hit_shared(self, item: RateLimitItem, kind: str, identifier: str) -> Decision:
         unlimited = Decision(True, item.amount, item.amount, item.get_expiry())
@@ -143,6 +152,12 @@ class RateLimiter:
         if now - self._warned_at > 60:
             self._warned_at = now
             log.warning("rate limit storage unreachable: requests are not being limited", exc_info=True)
+
+
+@functools.cache
+def _expiry(item: RateLimitItem) -> int:
+    """The item's period in seconds; ``get_expiry`` computes it anew each time it is asked."""
+    return item.get_expiry()
 
 
 class _LocalWindows:

@@ -77,7 +77,7 @@ class Services:
     web_secrets: WebSecretStore
     usage: UsageStore
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
-    key_cache: KeyCache = field(default_factory=KeyCache)
+    key_cache: KeyCache = field(init=False)
     #: Counts requests and last use per key in memory; flushed in batches off the request path.
     usage_recorder: UsageRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
@@ -93,6 +93,7 @@ class Services:
     key_lifecycle: KeyLifecycle = field(init=False)
 
     def __post_init__(self) -> None:
+        self.key_cache = KeyCache(max_bytes=self.settings.key_cache_mb * 1024 * 1024)
         recorder = UsageRecorder if self.settings.usage_recording == "on" else DisabledRecorder
         self.usage_recorder = recorder(self.usage, retention_days=self.settings.usage_retention_days)
         self.web_key = SharedKey(self.web_secrets, "web")

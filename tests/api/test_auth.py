@@ -396,3 +396,21 @@ def test_every_error_body_holds_no_key_material(client: TestClient, services: Se
     assert_problem(response, 401, "revoked_api_key")
     assert raw[len(PREFIX) :][:8] not in response.text
     assert keys.hash_key(raw).hex() not in response.text
+
+
+def test_a_failure_inside_the_guard_is_a_500_problem_with_the_api_headers(
+    client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw, _ = make_api_key(services)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("the usage recorder broke")
+
+    monkeypatch.setattr(services.usage_recorder, "record", broken)
+    with caplog.at_level(logging.ERROR, logger="thotbot.api"):
+        response = client.get("/v1/version", headers=bearer(raw))
+
+    assert_problem(response, 500, "internal_error")
+    assert response.headers["cache-control"] == "no-store"
+    assert "broke" not in response.text
+    assert any(r.exc_info and "broke" in str(r.exc_info[1]) for r in caplog.records)

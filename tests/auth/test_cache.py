@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx2
@@ -49,7 +50,8 @@ class TestKeyCache:
         entry = cache.put(_digest(1), record)
 
         assert cache.get(_digest(1)) is entry
-        assert entry.record is record
+        assert entry.key_id == record.id
+        assert entry.account_id == record.account_id
         assert entry.expires_ts == (T0 + timedelta(days=1)).timestamp()
         assert entry.revoked_ts == T0.timestamp()
         assert cache.get(_digest(2)) is None
@@ -113,7 +115,7 @@ class TestKeyCache:
 
         entry = cache.put(_digest(1), _record("key_1"), generation)
 
-        assert entry.record.id == "key_1"
+        assert entry.key_id == "key_1"
         assert cache.get(_digest(1)) is None
 
     def test_a_lookup_with_no_eviction_since_is_cached(self) -> None:
@@ -141,7 +143,7 @@ def test_the_guard_caches_verified_keys(client: TestClient, services: Services) 
 
     entry = services.key_cache.get(keys.hash_key(raw))
     assert entry is not None
-    assert entry.record.id == record.id
+    assert entry.key_id == record.id
 
 
 def test_unknown_keys_are_not_cached(client: TestClient, services: Services) -> None:
@@ -178,19 +180,70 @@ def test_a_revocation_racing_the_first_lookup_is_not_lost(
     client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     raw, record = make_api_key(services)
-    find_by_hash = services.keys.find_by_hash
+    find_by_hashes = services.keys.find_by_hashes
 
-    def racing(digest: bytes) -> KeyRecord | None:
-        found = find_by_hash(digest)  # read before the revocation commits...
+    def racing(digests: Sequence[bytes]) -> dict[bytes, KeyRecord]:
+        found = find_by_hashes(digests)  # read before the revocation commits...
         services.keys.revoke(record.id)
         services.key_cache.evict(record.id)  # ...and the poller evicts before the lookup returns
         return found
 
-    monkeypatch.setattr(services.keys, "find_by_hash", racing)
+    monkeypatch.setattr(services.keys, "find_by_hashes", racing)
     client.get("/v1/version", headers=bearer(raw))
-    monkeypatch.setattr(services.keys, "find_by_hash", find_by_hash)
+    monkeypatch.setattr(services.keys, "find_by_hashes", find_by_hashes)
 
     response = client.get("/v1/version", headers=bearer(raw))
 
     assert response.status_code == 401
     assert response.json()["code"] == "revoked_api_key"
+
+
+class TestMemoryBound:
+    def test_the_estimate_covers_what_an_entry_really_holds(self) -> None:
+        import tracemalloc
+
+        cache = KeyCache()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(2000):
+            # As a miss has it: the record, its strings and its digest are new, and only the cache keeps them.
+            grants = frozenset({"account:security"}) if n % 2 else frozenset()
+            record = _record(f"key_{n:026d}", account_id=f"acct_{n:026d}", expires_at=T0, grants=grants)
+            cache.put(_digest(n), record)
+        del record
+        real = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+
+        # From above, and not wildly: the cache stays within its budget, and fills most of it.
+        assert real <= cache.bytes
+        assert cache.bytes <= 2 * real
+
+    def test_it_holds_no_more_bytes_than_its_budget_dropping_the_oldest(self) -> None:
+        cache = KeyCache(max_bytes=10_000)
+        for n in range(100):
+            cache.put(_digest(n), _record(f"key_{n}"))
+
+        assert 0 < cache.bytes <= 10_000
+        kept = [n for n in range(100) if cache.get(_digest(n)) is not None]
+        assert kept == list(range(100 - len(kept), 100))
+        assert len(kept) == len(cache) > 5
+
+    def test_unknown_digests_are_bounded_and_forgotten_on_a_key_change(self) -> None:
+        cache = KeyCache(max_bytes=8 * 200 * 10)  # room for ten negative entries
+        for n in range(50):
+            cache.put_missing(_digest(n))
+
+        assert cache.missing == 10
+        assert cache.is_missing(_digest(49))
+        assert not cache.is_missing(_digest(0))
+        cache.evict("key_anything")
+        assert cache.missing == 0
+
+    def test_a_lookup_older_than_an_eviction_learns_nothing_missing(self) -> None:
+        cache = KeyCache()
+        generation = cache.generation
+        cache.evict("key_1")
+
+        cache.put_missing(_digest(1), generation)
+
+        assert not cache.is_missing(_digest(1))

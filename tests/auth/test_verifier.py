@@ -7,11 +7,13 @@ tests/api/test_auth.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from tests.factories import fake_key, make_api_key, make_user
 from thotbot.auth.cache import KeyCache
@@ -84,7 +86,7 @@ async def test_a_valid_key_is_verified_and_cached(verifier: KeyVerifier, service
 
     entry = await verifier.verify(_bearer(raw), address=ADDRESS)
 
-    assert entry.record.id == record.id
+    assert entry.key_id == record.id
     assert entry.identity.account_id == record.account_id
     assert entry.identity.method is AuthMethod.API_KEY
     assert entry.identity.key_id == record.id
@@ -101,7 +103,7 @@ async def test_the_scheme_is_case_insensitive_and_spaces_are_tolerated(
 
     entry = await verifier.verify(b"  bEaReR   " + raw.encode() + b"  ")
 
-    assert entry.record.id == record.id
+    assert entry.key_id == record.id
 
 
 @pytest.mark.parametrize(
@@ -155,7 +157,7 @@ async def test_an_address_that_keeps_failing_is_refused_before_the_store_is_read
     with pytest.raises(RateLimited):
         await verifier.verify(_bearer(fake_key()), address=ADDRESS)
     # A key already verified needs no lookup, so the address's failures do not stop it.
-    assert (await verifier.verify(_bearer(raw), address=ADDRESS)).record.id == record.id
+    assert (await verifier.verify(_bearer(raw), address=ADDRESS)).key_id == record.id
     # Another address is not stopped: its unknown key is looked up.
     with pytest.raises(DatabaseUnavailable):
         await verifier.verify(_bearer(fake_key()), address="192.0.2.8")
@@ -168,7 +170,7 @@ async def test_a_revoked_key(verifier: KeyVerifier, services: Services) -> None:
     with pytest.raises(RevokedAPIKey):
         await verifier.verify(_bearer(raw))
     # identify names the key all the same: the guard logs a refused key by its id.
-    assert (await verifier.identify(_bearer(raw))).record.id == record.id
+    assert (await verifier.identify(_bearer(raw))).key_id == record.id
 
 
 async def test_an_expired_key(verifier: KeyVerifier, services: Services) -> None:
@@ -232,7 +234,7 @@ async def test_a_session_cookie_beside_a_valid_key_is_ignored(
 
     entry = await verifier.verify(_bearer(raw), b";thotbot_session=abc123")
 
-    assert entry.record.id == record.id
+    assert entry.key_id == record.id
 
 
 @pytest.mark.parametrize("template", ["api_key={key}", "q=Bearer+{key}", "x=%74hot_ak_{hex}", "{key}"])
@@ -254,7 +256,7 @@ async def test_a_query_without_a_key_is_fine(verifier: KeyVerifier, services: Se
 
     entry = await verifier.verify(_bearer(raw), query_string=b"from=2026-05-01&to=2026-05-31")
 
-    assert entry.record.id == record.id
+    assert entry.key_id == record.id
 
 
 async def test_an_unreachable_store_is_a_typed_error(unreachable: KeyStore, limiter: RateLimiter) -> None:
@@ -262,3 +264,95 @@ async def test_an_unreachable_store_is_a_typed_error(unreachable: KeyStore, limi
 
     with pytest.raises(DatabaseUnavailable):
         await verifier.verify(_bearer(fake_key()))
+
+
+@pytest.fixture
+def key_reads(services: Services) -> Iterator[list[str]]:
+    """Every SELECT on api_keys the real engine runs, as SQL text: what a lookup costs the database."""
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "api_keys" in statement:
+            seen.append(statement)
+
+    event.listen(services.engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(services.engine, "before_cursor_execute", count)
+
+
+async def test_a_flood_of_one_unknown_key_costs_one_database_read(
+    verifier: KeyVerifier, key_reads: list[str]
+) -> None:
+    unknown = fake_key()
+    for n in range(50):
+        with pytest.raises(InvalidAPIKey):
+            await verifier.verify(_bearer(unknown), address=f"198.51.100.{n}")
+
+    assert len(key_reads) == 1
+    assert verifier.cache.missing == 1
+
+
+async def test_concurrent_misses_share_one_database_read(
+    verifier: KeyVerifier, services: Services, key_reads: list[str]
+) -> None:
+    made = [make_api_key(services) for _ in range(20)]
+    unknown = [fake_key() for _ in range(5)]
+
+    async def one(raw: str) -> str:
+        try:
+            return (await verifier.verify(_bearer(raw), address=ADDRESS)).key_id
+        except InvalidAPIKey:
+            return "invalid"
+
+    # Twice each known key, at once: the copies wait for the same answer.
+    raws = [raw for raw, _ in made] * 2 + unknown
+    answers = await asyncio.gather(*(one(raw) for raw in raws))
+
+    assert answers == [record.id for _, record in made] * 2 + ["invalid"] * 5
+    # The first miss goes out alone; all the others queue behind it and go out together.
+    assert len(key_reads) <= 2
+    assert len(verifier.cache) == 20
+
+
+async def test_a_key_created_after_a_flood_of_unknown_keys_works_at_once(
+    services: Services, limiter: RateLimiter
+) -> None:
+    # Two instances on one database: this one has learnt many digests that name no key...
+    here = KeyVerifier(services.keys, KeyCache(), limiter)
+    for n in range(100):
+        with pytest.raises(InvalidAPIKey):
+            await here.verify(_bearer(fake_key()), address=f"203.0.113.{n}")
+    # ...when another instance creates a key: no key change has reached this one yet.
+    elsewhere = build_services(load_settings(database_url=services.settings.database_url_value()))
+    try:
+        raw, record = make_api_key(elsewhere)
+    finally:
+        elsewhere.engine.dispose()
+
+    assert (await here.verify(_bearer(raw), address=ADDRESS)).key_id == record.id
+
+
+async def test_an_unknown_key_is_asked_for_again_after_its_time(
+    services: Services, limiter: RateLimiter, key_reads: list[str]
+) -> None:
+    verifier = KeyVerifier(services.keys, KeyCache(missing_ttl=0.0), limiter)
+    unknown = fake_key()
+    for _ in range(3):
+        with pytest.raises(InvalidAPIKey):
+            await verifier.verify(_bearer(unknown), address=ADDRESS)
+
+    assert len(key_reads) == 3
+
+
+async def test_a_database_outage_fails_every_waiting_miss(
+    verifier: KeyVerifier, unreachable: KeyStore
+) -> None:
+    verifier.store = unreachable
+
+    answers = await asyncio.gather(
+        *(verifier.verify(_bearer(fake_key()), address=ADDRESS) for _ in range(5)), return_exceptions=True
+    )
+
+    assert all(isinstance(answer, DatabaseUnavailable) for answer in answers)
+    # Nothing was learnt from a failed read: the same keys are asked for again later.
+    assert verifier.cache.missing == 0

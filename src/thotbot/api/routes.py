@@ -30,8 +30,12 @@ from thotbot.services import Services
 __all__ = ["routes"]
 
 MAX_LEAKED_KEYS = 100
-# Serialised once: /v1/version is the endpoint clients and load tests call most.
-_VERSION_BODY = json.dumps({"version": __version__, "api": "v1"}, separators=(",", ":")).encode()
+# Built once, body and headers: /v1/version is the endpoint clients and load tests call most. A
+# Response is only read when sent (the guard adds its headers to a copy), so one serves them all.
+_VERSION = Response(
+    json.dumps({"version": __version__, "api": "v1"}, separators=(",", ":")).encode(),
+    media_type="application/json",
+)
 
 
 def _services(request: Request) -> Services:
@@ -57,7 +61,7 @@ def _client_meta(request: Request) -> _ClientMeta:
 
 
 async def version(request: Request) -> Response:
-    return Response(_VERSION_BODY, media_type="application/json")
+    return _VERSION
 
 
 async def me(request: Request) -> Response:

@@ -7,11 +7,14 @@ the cache lookup and, on a miss, the key store's read. The ASGI guard (``thotbot
 around it: scope parsing, rate limits, usage, the access log and the problem response.
 
 It runs on every API call, so it keeps to dict lookups and one SHA-256 for a cached key: no I/O, no
-thread hop and no await that suspends. Only a cache miss reads the store, in a worker thread.
+thread hop and no await (``cached``). Only a cache miss reads the store, in a worker thread, with
+the other misses of the moment (``KeyLookups``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import time
 
@@ -40,7 +43,7 @@ from thotbot.core.redaction import holds_key
 from thotbot.ratelimit import RateLimiter
 from thotbot.storage import KeyStore
 
-__all__ = ["Authorization", "KeyVerifier", "check_key", "refuse_key_in_query"]
+__all__ = ["Authorization", "KeyLookups", "KeyVerifier", "check_key", "refuse_key_in_query"]
 
 #: The Authorization header's value; a tuple of every value when the header came more than once.
 Authorization = bytes | tuple[bytes, ...] | None
@@ -52,9 +55,17 @@ class KeyVerifier:
     """Answers who a request's credentials name, from the cache or, on a miss, the key store."""
 
     def __init__(self, store: KeyStore, cache: KeyCache, limiter: RateLimiter) -> None:
-        self.store = store
         self.cache = cache
         self.limiter = limiter
+        self._lookups = KeyLookups(store, cache)
+
+    @property
+    def store(self) -> KeyStore:
+        return self._lookups.store
+
+    @store.setter
+    def store(self, store: KeyStore) -> None:
+        self._lookups.store = store
 
     async def verify(
         self,
@@ -74,42 +85,117 @@ class KeyVerifier:
         check_key(entry, method)
         return entry
 
-    async def identify(
-        self, authorization: Authorization, cookie: bytes = b"", query_string: bytes = b"", address: str = "-"
-    ) -> CachedKey:
-        """The key these credentials name, whatever its state (``check_key`` judges that).
+    def cached(
+        self, authorization: Authorization, cookie: bytes = b"", query_string: bytes = b""
+    ) -> CachedKey | bytes:
+        """Without awaiting: the cached key these credentials name, or the digest to look up.
 
-        The guard calls this and ``check_key`` apart: a refused key is still named in the access log
-        and, on a restricted endpoint, in its account's security log.
-
-        Raises APIKeyInURL (a key in the query, checked first), MalformedAPIKey (two Authorization
-        headers, or not a key), MissingAPIKey, SessionCookieNotAccepted, UnsupportedAuthScheme,
-        InvalidAPIKey (no such key), RateLimited (an address that keeps failing, before a store read)
-        or DatabaseUnavailable.
+        Raises as ``identify`` does, InvalidAPIKey included for a digest lately found to name no key.
         """
         if query_string:
             refuse_key_in_query(query_string)
         if isinstance(authorization, tuple):
             raise DuplicateAuthorization()
         digest = keys.digest(_bearer_token(authorization, cookie))
-        entry = self.cache.get(digest)
+        cache = self.cache
+        entry = cache.get(digest)
+        if entry is not None:
+            return entry
+        if cache.is_missing(digest):
+            raise InvalidAPIKey
+        return digest
+
+    async def identify(
+        self, authorization: Authorization, cookie: bytes = b"", query_string: bytes = b"", address: str = "-"
+    ) -> CachedKey:
+        """The key these credentials name, whatever its state (``check_key`` judges that).
+
+        The guard calls ``cached``, then ``load`` on a miss, and ``check_key`` apart: a refused key
+        is still named in the access log and, on a restricted endpoint, in its account's security log.
+
+        Raises APIKeyInURL (a key in the query, checked first), MalformedAPIKey (two Authorization
+        headers, or not a key), MissingAPIKey, SessionCookieNotAccepted, UnsupportedAuthScheme,
+        InvalidAPIKey (no such key), RateLimited (an address that keeps failing, before a store read)
+        or DatabaseUnavailable.
+        """
+        found = self.cached(authorization, cookie, query_string)
+        if isinstance(found, CachedKey):
+            return found
+        return await self.load(found, address)
+
+    async def load(self, digest: bytes, address: str = "-") -> CachedKey:
+        """A cache miss: read the key from the store, with other requests' misses, and cache it."""
+        if await self.limiter.anon_exhausted(address):
+            # This address keeps failing: answer 429 before spending a database lookup on it.
+            raise RateLimited(60, "Too many failed requests from this address; retry later.")
+        entry = await self._lookups.find(digest)
         if entry is None:
-            if await self.limiter.anon_exhausted(address):
-                # This address keeps failing: answer 429 before spending a database lookup on it.
-                raise RateLimited(60, "Too many failed requests from this address; retry later.")
-            entry = await self._load(digest)
+            raise InvalidAPIKey
         return entry
 
-    async def _load(self, digest: bytes) -> CachedKey:
-        generation = self.cache.generation
+
+class KeyLookups:
+    """Cache misses that arrive together share one store read and one worker thread.
+
+    A miss waits for the read in flight to finish, then goes out with every miss that queued meanwhile,
+    up to ``max_batch`` digests in one ``find_by_hashes``: under a flood of new keys (a cold start,
+    a key rotation across a fleet) the database sees a few reads a moment, not one per request, and
+    the event loop hops to a thread once per batch. What was read is cached, found or not.
+    """
+
+    def __init__(self, store: KeyStore, cache: KeyCache, max_batch: int = 200) -> None:
+        self.store = store
+        self._cache = cache
+        self._max_batch = max_batch
+        self._queued: dict[bytes, asyncio.Future[CachedKey | None]] = {}
+        self._reading = False
+
+    async def find(self, digest: bytes) -> CachedKey | None:
+        future = self._queued.get(digest)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._queued[digest] = future
+            if not self._reading:
+                self._reading = True
+                asyncio.get_running_loop().create_task(self._read_queued(), name="thotbot-key-lookup")
+        # Shielded: a client that hangs up must not cancel the answer others wait for.
+        return await asyncio.shield(future)
+
+    async def _read_queued(self) -> None:
         try:
-            record = await anyio.to_thread.run_sync(self.store.find_by_hash, digest)
+            while self._queued:
+                batch = dict(itertools.islice(self._queued.items(), self._max_batch))
+                for digest in batch:
+                    del self._queued[digest]
+                await self._read(batch)
+        finally:
+            self._reading = False
+
+    async def _read(self, batch: dict[bytes, asyncio.Future[CachedKey | None]]) -> None:
+        cache = self._cache
+        generation = cache.generation
+        try:
+            records = await anyio.to_thread.run_sync(self.store.find_by_hashes, list(batch))
         except SQLAlchemyError:
             log.warning("key lookup failed: database unavailable", exc_info=True)
-            raise DatabaseUnavailable from None
-        if record is None:
-            raise InvalidAPIKey
-        return self.cache.put(digest, record, generation)
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(DatabaseUnavailable())
+            return
+        except BaseException as exc:  # the edge of a task: every waiter gets an answer
+            for future in batch.values():
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else DatabaseUnavailable())
+            raise
+        for digest, future in batch.items():
+            record = records.get(digest)
+            if record is None:
+                cache.put_missing(digest, generation)
+                entry = None
+            else:
+                entry = cache.put(digest, record, generation)
+            if not future.done():
+                future.set_result(entry)
 
 
 def check_key(entry: CachedKey, method: str | None = None) -> None:
@@ -121,9 +207,9 @@ def check_key(entry: CachedKey, method: str | None = None) -> None:
             raise RevokedAPIKey
         if entry.expires_ts is not None and entry.expires_ts <= now:
             raise ExpiredAPIKey
-    if entry.record.account_disabled:
+    if entry.account_disabled:
         raise AccountDisabled
-    if method is not None and entry.record.read_only and method not in READ_METHODS:
+    if method is not None and entry.read_only and method not in READ_METHODS:
         raise InsufficientScope
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from thotbot.core.redaction import redact
 
-__all__ = ["CONTINUATION", "field", "json_line", "record_text"]
+__all__ = ["CONTINUATION", "field", "json_line", "json_string", "record_text"]
 
 #: What starts each line of a multi-line record after its first: no forged record starts so.
 CONTINUATION = "    "
@@ -55,7 +55,19 @@ def json_line(entry: Mapping[str, object]) -> str:
     They can only occur inside strings (the rest of the document is ASCII), where ``\\uXXXX`` is
     the same value, so the document still parses to the same thing.
     """
-    return json.dumps(entry, ensure_ascii=False).translate(_UNSAFE_IN_JSON)
+    return _safe(json.dumps(entry, ensure_ascii=False))
+
+
+def json_string(text: str) -> str:
+    """One string as JSON, escaped as ``json_line`` escapes it: for records built piece by piece."""
+    return _safe(json.dumps(text, ensure_ascii=False))
+
+
+def _safe(text: str) -> str:
+    # Every character to escape is DEL or beyond ASCII: most lines need no translation at all.
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return text.translate(_UNSAFE_IN_JSON)
 
 
 def record_text(text: str) -> str:

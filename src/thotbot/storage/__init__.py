@@ -160,6 +160,10 @@ class KeyStore(Protocol):
     def find_by_hash(self, digest: bytes) -> KeyRecord | None:
         """The key and whether its account is disabled (the guard's cache miss)."""
 
+    def find_by_hashes(self, digests: Sequence[bytes]) -> dict[bytes, KeyRecord]:
+        """``find_by_hash`` for many digests in one read: the found ones, by digest (the guard's
+        concurrent cache misses share it)."""
+
     def find(self, key_id: str) -> KeyRecord | None: ...
 
     def get(self, key_id: str) -> KeyRecord:

@@ -187,6 +187,20 @@ class SQLKeyStore:
             row, disabled_at = found
             return to_record(row, account_disabled=disabled_at is not None)
 
+    def find_by_hashes(self, digests: Sequence[bytes]) -> dict[bytes, KeyRecord]:
+        found: dict[bytes, KeyRecord] = {}
+        if not digests:
+            return found
+        with self._sessions() as session:
+            rows = session.execute(
+                select(APIKey, Account.disabled_at)
+                .join(Account, Account.id == APIKey.account_id)
+                .where(APIKey.key_hash.in_(list(digests)))
+            )
+            for row, disabled_at in rows:
+                found[row.key_hash] = to_record(row, account_disabled=disabled_at is not None)
+        return found
+
     def announce_account_change(self, account_id: str) -> list[str]:
         """Write a key change for every key of the account, so every server drops them from its
         cache and reads them again (with the account's new state) within a second."""

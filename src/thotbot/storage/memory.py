@@ -313,6 +313,10 @@ class MemoryKeyStore:
             record = db.keys[key_id]
             return dataclasses.replace(record, account_disabled=db.accounts[record.account_id].disabled)
 
+    def find_by_hashes(self, digests: Sequence[bytes]) -> dict[bytes, KeyRecord]:
+        found = {digest: self.find_by_hash(digest) for digest in digests}
+        return {digest: record for digest, record in found.items() if record is not None}
+
     def find(self, key_id: str) -> KeyRecord | None:
         with self.db.transaction() as db:
             return db.keys.get(key_id)

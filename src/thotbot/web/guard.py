@@ -35,6 +35,8 @@ from thotbot.usage import UsageRecorder, user_agent_notice
 
 __all__ = ["PUBLIC_ENDPOINTS", "APIKeyGuard"]
 
+log = logging.getLogger("thotbot.api")
+
 #: (method, path) pairs under /v1 that need no key.
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
 # Longer than the 512 characters kept: a key across that limit is redacted whole before the cut.
@@ -63,9 +65,9 @@ class APIKeyGuard:
             await self.app(scope, receive, send)
             return
         # This runs on every API request: keep it to dict lookups and one SHA-256 when the key
-        # is cached (docs/PERFORMANCE.md has the measurements behind each choice).
+        # is cached, and no coroutine it does not need (docs/PERFORMANCE.md has the measurements).
         started = time.perf_counter()
-        status = 500
+        status = 0  # until the response starts
         key_id = "-"
         extra_headers = [NO_STORE]
 
@@ -88,29 +90,37 @@ class APIKeyGuard:
         entry: CachedKey | None = None
         user_agent: str | None = None
         passed = False
+        limiter = self.limiter
         try:
             try:
                 if key_in_path:
                     raise APIKeyInURL
                 if (method, path) in PUBLIC_ENDPOINTS:
                     refuse_key_in_query(scope["query_string"])
-                    decision = await self.limiter.hit_anon(address)
+                    decision = await limiter.hit_anon(address)
                 else:
                     authorization, cookie, agent = _credentials(scope["headers"])
-                    query = scope["query_string"]
-                    entry = await self.verifier.identify(authorization, cookie, query, address)
-                    key_id = entry.record.id
-                    user_agent = agent[:_MAX_UA].decode("latin-1") if agent else None
+                    found = self.verifier.cached(authorization, cookie, scope["query_string"])
+                    entry = (
+                        found if isinstance(found, CachedKey) else await self.verifier.load(found, address)
+                    )
+                    key_id = entry.key_id
+                    if agent is not None:
+                        user_agent = agent[:_MAX_UA].decode("latin-1")
                     check_key(entry, method)
-                    scope.setdefault("state", {})["identity"] = entry.identity
+                    state = scope.get("state")
+                    if state is None:
+                        scope["state"] = {"identity": entry.identity}
+                    else:
+                        state["identity"] = entry.identity
                     self.usage_recorder.record(key_id, time.time(), user_agent, address)
                     notice = user_agent_notice(user_agent)
                     if notice is not None:
                         extra_headers.append(notice)
-                    decision = await self.limiter.hit_key(key_id)
+                    decision = limiter.hit_key_now(key_id) or await limiter.hit_key(key_id)
             except (AuthenticationError, APIKeyInURL, InsufficientScope, AccountDisabled):
                 # Failed attempts count against the client's address, not against any key.
-                decision = await self.limiter.hit_anon(address)
+                decision = await limiter.hit_anon(address)
                 extra_headers.extend(decision.headers())
                 if not decision.allowed:
                     raise RateLimited(decision.reset_after) from None
@@ -127,10 +137,17 @@ class APIKeyGuard:
             if refused and entry is not None and is_restricted(method, path):
                 await self._log_refusal(entry, method, path, exc.code, address, user_agent)
             await send_problem(send_no_store, exc, path)
+        except Exception:
+            # The edge of the API: whatever broke, the client gets a problem, never a traceback.
+            log.exception("unhandled error on %s %s", method, path)
+            if status:
+                raise  # the response is under way: let the server end the connection
+            await send_problem(send_no_store, ThotbotError(), path)
         finally:
             if self.access_log.enabled:
                 # The query string is never logged: it is where a misplaced key would be.
-                self.access_log.record(address, method, path, status, key_id, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                self.access_log.record(address, method, path, status or 500, key_id, elapsed)
 
     async def _log_refusal(
         self, entry: CachedKey, method: str, path: str, code: str, address: str, user_agent: str | None
@@ -138,12 +155,12 @@ class APIKeyGuard:
         """Write a refused restricted call to the account's security log, on refusals only."""
         if self.refusals is None:
             return
-        refusals, record = self.refusals, entry.record
+        refusals = self.refusals
         try:
             await anyio.to_thread.run_sync(
                 lambda: refusals.record(
-                    record.account_id,
-                    record.id,
+                    entry.account_id,
+                    entry.key_id,
                     method,
                     path,
                     code,
@@ -153,8 +170,9 @@ class APIKeyGuard:
             )
         except SQLAlchemyError:
             # The refusal stands whatever happens to its log line.
-            log = logging.getLogger("thotbot.auth")
-            log.warning("could not log a refused restricted call", exc_info=True)
+            logging.getLogger("thotbot.auth").warning(
+                "could not log a refused restricted call", exc_info=True
+            )
 
 
 def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[Authorization, bytes, bytes | None]:

@@ -43,6 +43,26 @@ class TestCreate:
         assert services.keys.find_by_hash(keys.hash_key(raw)) == record
         assert services.keys.find_by_hash(keys.hash_key(keys.generate())) is None
 
+    def test_find_by_hashes_answers_many_in_one_read(self, services: Services) -> None:
+        raw_one, one = make_api_key(services)
+        raw_two, two = make_api_key(services)
+        unknown = keys.hash_key(keys.generate())
+        digests = [keys.hash_key(raw_one), unknown, keys.hash_key(raw_two)]
+
+        found = services.keys.find_by_hashes(digests)
+
+        assert found == {keys.hash_key(raw_one): one, keys.hash_key(raw_two): two}
+        assert services.keys.find_by_hashes([]) == {}
+
+    def test_find_by_hashes_says_when_the_account_is_disabled(self, services: Services) -> None:
+        raw, record = make_api_key(services)
+        services.users.set_disabled(record.account_id, True)
+
+        found = services.keys.find_by_hashes([keys.hash_key(raw)])
+
+        assert found[keys.hash_key(raw)].account_disabled is True
+        assert services.keys.find_by_hash(keys.hash_key(raw)) == found[keys.hash_key(raw)]
+
     def test_find_and_get(self, services: Services) -> None:
         _, record = make_api_key(services)
 
