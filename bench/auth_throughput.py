@@ -296,7 +296,9 @@ def touch_every_key(server: Server, load: Load, connections: int) -> str:
             f"bench: the warm-up sent {data['requests']:.0f} of {len(load.keys)} keys to {server.name}: "
             f"{data['non_2xx']:.0f} non-2xx answers, {data['errors']:.0f} socket errors"
         )
-    return f"{len(load.keys)} keys in use sent once to {server.name} in {elapsed:.1f} s"
+    return (
+        f"warm-up: each of the {len(load.keys):,} keys in use sent once to {server.name} in {elapsed:.1f} s"
+    )
 
 
 # Starting and stopping the servers.
@@ -588,8 +590,8 @@ def main() -> None:
         workdir = Path(tmp)
         with key_store(args.database, args.keys_in_store, args.keys_in_use, workdir) as store:
             print(
-                f"database: {store.backend}, {store.keys_in_store} keys in store "
-                f"(made in {store.seconds_to_create:.1f} s), {args.keys_in_use} in use"
+                f"database: {store.backend}; keys in store: {store.keys_in_store:,} "
+                f"(made in {store.seconds_to_create:.1f} s); keys in use: {args.keys_in_use:,}"
             )
             summaries = run_point(store, args.keys_in_use, options, workdir)
     print()
