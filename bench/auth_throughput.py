@@ -296,9 +296,7 @@ def touch_every_key(server: Server, load: Load, connections: int) -> str:
             f"bench: the warm-up sent {data['requests']:.0f} of {len(load.keys)} keys to {server.name}: "
             f"{data['non_2xx']:.0f} non-2xx answers, {data['errors']:.0f} socket errors"
         )
-    return (
-        f"warm-up: each of the {len(load.keys):,} keys in use sent once to {server.name} in {elapsed:.1f} s"
-    )
+    return f"warm-up: every key in use ({len(load.keys):,}) sent once to {server.name} in {elapsed:.1f} s"
 
 
 # Starting and stopping the servers.
@@ -596,6 +594,7 @@ def main() -> None:
             summaries = run_point(store, args.keys_in_use, options, workdir)
     print()
     report(summaries)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

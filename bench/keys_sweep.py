@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
 import tempfile
 from html import escape
 from pathlib import Path
@@ -90,7 +92,9 @@ def sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
                         "servers": as_json(summaries),
                     }
                 )
+    info["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return {
+        "commit": _commit(),
         "grid": grid_name,
         "database": args.database,
         "machine": info,
@@ -102,6 +106,21 @@ def sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str
         },
         "points": points,
     }
+
+
+def _commit() -> str:
+    """The commit measured (``+`` when the tree has changes), or "unknown" outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD"], check=False).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
 
 
 # The chart: two panels, each with requests/s on the left axis and p99 on the right.
@@ -199,7 +218,8 @@ def draw(data: dict[str, object]) -> str:
     info: dict[str, object] = dict(data["machine"])  # type: ignore[call-overload]
     load: dict[str, object] = dict(data["load"])  # type: ignore[call-overload]
     subtitle = (
-        f"{data['grid']} grid, {data['database']}; {info['cpus']} CPUs ({info['cpu']}), "
+        (f"commit {data['commit']}, " if "commit" in data else "")
+        + f"{data['grid']} grid, {data['database']}; {info['cpus']} CPUs ({info['cpu']}), "
         f"Python {info['python']}; {load['client']}, {load['connections']} connections, "
         f"median of {load['runs']} x {load['duration_s']} s; pinned: {info['pinned']}"
     )
