@@ -21,10 +21,10 @@ TEST_COV = $(PYTEST_COV)
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint check fmt cov lock bench clean
+.PHONY: help run test lint check fmt cov lock bench bench-keys clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # One locked environment for every target; `pip check` fails when pyproject.toml asks for something
 # the lock lacks (run `make lock` then).
@@ -63,8 +63,11 @@ lock: ## re-pin requirements.lock from pyproject.toml (LOCKFLAGS=--upgrade: newe
 	$(VENV)/bin/pip-compile --quiet --extra dev --generate-hashes --allow-unsafe --strip-extras \
 		--no-emit-index-url --no-emit-find-links $(LOCKFLAGS) --output-file $(LOCK) pyproject.toml
 
-bench: $(VENV)/.installed ## measure /v1/version beside a bare Starlette app
+bench: $(VENV)/.installed ## /v1/version: req/s, p50/p99, CPU/req of bare Starlette, FastAPI and Thotbot
 	$(PY) bench/auth_throughput.py
+
+bench-keys: $(VENV)/.installed ## the same against keys in store and in use: bench/results/, docs/keys_sweep.svg
+	$(PY) bench/keys_sweep.py
 
 clean: ## remove the virtualenv, local data and coverage files
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

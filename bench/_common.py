@@ -11,7 +11,20 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "free_port", "run_wrk", "thotbot_cli"]
+__all__ = [
+    "cpu_seconds",
+    "free_port",
+    "keys_script",
+    "peak_rss_mb",
+    "pinned",
+    "private_file",
+    "run_wrk",
+    "run_wrk_script",
+    "thotbot_cli",
+]
+
+#: wrk's latency units, in milliseconds.
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
 def free_port() -> int:
@@ -46,16 +59,77 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pinned(cpu: int | None) -> list[str]:
+    """The prefix that runs a command on one CPU (`taskset -c N`), or nothing when ``cpu`` is None."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """A process's peak resident memory so far (VmHWM, Linux), in MB; None when unknown."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"^VmHWM:\s*(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) / 1024 if found else None
+
+
+def private_file(path: Path, text: str) -> None:
+    """Write ``text`` to a file only the current user can read, made so before anything is written."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
 def run_wrk(
     url: str, headers: Mapping[str, str], duration: float, connections: int, script: Path
 ) -> dict[str, float]:
-    """One wrk run: requests/s, non-2xx answers and socket errors."""
+    """One wrk run with fixed headers: requests/s, non-2xx answers, socket errors and latency percentiles."""
     # The key goes in a script file only we can read, never on a command line that `ps` shows.
-    script.touch(mode=0o600)
     lines = [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
-    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    private_file(script, "\n".join(lines) + "\n")
+    return run_wrk_script(url, script, duration, connections)
+
+
+def keys_script(script: Path, secrets_file: Path, path: str, user_agent: str) -> None:
+    """A wrk script that sends ``GET path`` with the keys of ``secrets_file`` (one a line) round-robin.
+
+    The keys are read by wrk itself when its thread starts (``init``): they are in no command line
+    and not in this script, which names only the file (0600, like the script).
+    """
+    lua = f"""-- Written by bench/_common.py: GET {path} with each key of a file in turn.
+local keys, count, turn = {{}}, 0, 0
+local path, user_agent = {json.dumps(path)}, {json.dumps(user_agent)}
+
+function init(args)
+  for line in io.lines({json.dumps(str(secrets_file))}) do
+    if #line > 0 then
+      count = count + 1
+      keys[count] = "Bearer " .. line
+    end
+  end
+  if count == 0 then error("no key in the secrets file") end
+end
+
+function request()
+  turn = turn % count + 1
+  return wrk.format("GET", path, {{["Authorization"] = keys[turn], ["User-Agent"] = user_agent}})
+end
+"""
+    private_file(script, lua)
+
+
+def run_wrk_script(
+    url: str, script: Path, duration: float, connections: int, cpu: int | None = None
+) -> dict[str, float]:
+    """One `wrk --latency` run of ``script`` (on CPU ``cpu`` when given): requests/s, non-2xx answers,
+    socket errors, and the 50th and 99th latency percentiles in ms."""
     done = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "-s", str(script), url],
+        [
+            *pinned(cpu),
+            *("wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", str(script), url),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -70,4 +144,14 @@ def run_wrk(
         "requests_per_s": float(rate.group(1)),
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "errors": sum(int(n) for n in errors.groups()) if errors else 0,
+        **{f"p{p}_ms": _percentile_ms(done.stdout, p) for p in (50, 99)},
     }
+
+
+def _percentile_ms(output: str, percentile: int) -> float:
+    """A row of wrk's "Latency Distribution" table ("     99%    4.12ms"), in milliseconds."""
+    table = output.partition("Latency Distribution")[2]
+    found = re.search(rf"^\s*{percentile}(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", table, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"bench: no {percentile}th percentile in wrk's output:\n{output}")
+    return float(found.group(1)) * _UNITS_MS[found.group(2)]
