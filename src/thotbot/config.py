@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(default=None, ge=1, le=1_000_000)
     # Over a year, so last year's events are still there when someone looks back at them.
     security_log_retention_days: int = Field(default=400, ge=30, le=3650)
+    #: How many processes serve this database: `thotbot serve --workers N` sets it for its workers.
+    #: Over 1 (or on PostgreSQL), without Redis, rate limits are shared through the database.
+    workers: int = Field(default=1, ge=1, le=1024)
     # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
     usage_recording: Literal["on", "off"] = "on"
 
