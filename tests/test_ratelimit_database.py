@@ -12,8 +12,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from sqlalchemy import Engine, select
+from starlette.testclient import TestClient
 
+from tests.factories import bearer, make_api_key
 from tests.services import PG_ADMIN_URL
+from thotbot.app import create_app
 from thotbot.config import load_settings
 from thotbot.ratelimit import RateLimiter, hash_address
 from thotbot.services import build_memory_services, build_services
@@ -205,7 +208,9 @@ def take_down(database_url: str, engines: list[Engine]) -> Callable[[], Abstract
         name = database_url.rsplit("/", 1)[1]
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
             try:
                 yield
             finally:
@@ -282,3 +287,17 @@ def test_services_on_postgresql_share_through_the_database(postgres_url: str) ->
 
 def test_memory_services_count_locally() -> None:
     assert build_memory_services(load_settings()).rate_limiter.mode == "local"
+
+
+def test_the_app_shares_what_it_counted_by_the_time_it_stops(database_url: str) -> None:
+    settings = load_settings(database_url=database_url, workers=2, rate_limit="3/minute")
+    services = build_services(settings)
+    raw, key = make_api_key(services)
+
+    with TestClient(create_app(settings, services), base_url="http://localhost") as client:
+        codes = [client.get("/v1/version", headers=bearer(raw)).status_code for _ in range(4)]
+
+    assert codes == [200, 200, 200, 429]
+    engine = make_engine(database_url)
+    assert [(bucket, hits) for bucket, _, hits in rows(engine)] == [("key/" + key.id, 4)]
+    engine.dispose()
