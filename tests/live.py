@@ -61,13 +61,14 @@ def start_server(
     public_url: bool = False,
     open_files: int | None = None,
     scheme: str = "http",
+    workers: int = 1,
 ) -> LiveServer:
     """Start `thotbot serve` with these THOTBOT_* settings (and no others) and wait for /healthz.
 
     With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT (``scheme`` "https" makes it
     https, as behind a TLS proxy; the server itself still speaks http); with ``open_files``, it runs
-    under that RLIMIT_NOFILE, as under `ulimit -n`. A port another process took between our look
-    and uvicorn's bind is retried on another one.
+    under that RLIMIT_NOFILE, as under `ulimit -n`; ``workers`` is `serve --workers`. A port another
+    process took between our look and uvicorn's bind is retried on another one.
     """
     log = log or workdir / "server.log"
     base = {k: v for k, v in os.environ.items() if not k.startswith("THOTBOT_")}
@@ -78,7 +79,10 @@ def start_server(
             env["THOTBOT_PUBLIC_URL"] = f"{scheme}://localhost:{port}"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "thotbot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [
+                    *(sys.executable, "-m", "thotbot", "serve", "--host", "127.0.0.1", "--port", str(port)),
+                    *(("--workers", str(workers)) if workers > 1 else ()),
+                ],
                 cwd=workdir,
                 env=env,
                 stdout=out,

@@ -35,6 +35,7 @@ from thotbot.config import Settings, load_settings
 from thotbot.core.errors import ThotbotError
 from thotbot.core.proxies import TrustedProxies
 from thotbot.logs import configure_logging
+from thotbot.ratelimit import SYNC_INTERVAL
 from thotbot.services import Services, build_services
 from thotbot.web.guard import APIKeyGuard
 from thotbot.web.hsts import StrictTransportSecurity
@@ -230,6 +231,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             asyncio.create_task(_flush_periodically(services, stop), name="thotbot-usage-flusher"),
             asyncio.create_task(_write_access_log(services, stop), name="thotbot-access-log"),
             asyncio.create_task(_prune_security_log(services, stop), name="thotbot-security-log-pruner"),
+            asyncio.create_task(_sync_rate_limits(services, stop), name="thotbot-rate-limit-sync"),
             asyncio.create_task(
                 services.key_changes.listen(_evict(services), stop), name="thotbot-key-changes"
             ),
@@ -247,6 +249,8 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             # A graceful shutdown (SIGTERM) loses no usage data.
             await services.usage_recorder.flush()
             services.access_log.flush()
+            # The other processes count what this one let through in the current windows.
+            await _sync_once(services)
             await services.rate_limiter.close()
             services.key_changes.close()
             # Queued mail gets one last try (bounded), and what is still undelivered is logged.
@@ -310,6 +314,23 @@ async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
         await services.usage_recorder.flush()
         await _sleep_unless_stopped(stop, FLUSH_INTERVAL)
+
+
+async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
+    """Share the rate limits' counts with the other processes through the database, every 100 ms
+    (ratelimit.py); nothing to do when this process counts alone or Redis holds the counts."""
+    if services.rate_limiter.mode != "database":
+        return
+    while not stop.is_set():
+        await _sync_once(services)
+        await _sleep_unless_stopped(stop, SYNC_INTERVAL)
+
+
+async def _sync_once(services: Services) -> None:
+    try:
+        await services.rate_limiter.sync()
+    except Exception:  # The edge of a background task: the next sync tries again.
+        log.warning("could not share the rate limits' counts", exc_info=True)
 
 
 async def _write_access_log(services: Services, stop: asyncio.Event) -> None:

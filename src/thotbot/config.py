@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     security_log_retention_days: int = Field(default=400, ge=30, le=3650)
     # Memory for the cache of verified keys, per process (docs/OPERATING.md): about 0.8 kB a key.
     key_cache_mb: int = Field(default=64, ge=1, le=65536)
+    #: How many processes serve this database: `thotbot serve --workers N` sets it for its workers.
+    #: Over 1 (or on PostgreSQL), without Redis, rate limits are shared through the database.
+    workers: int = Field(default=1, ge=1, le=1024)
     # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
     usage_recording: Literal["on", "off"] = "on"
 

@@ -1,8 +1,34 @@
-"""Rate limits over the `limits` library: in memory by default, shared through Redis by URL.
+"""Rate limits: counted in memory, shared through the database or Redis when several processes serve.
 
 Per key for authenticated requests (THOTBOT_RATE_LIMIT), per hashed client address for
-unauthenticated and failed ones (THOTBOT_ANON_RATE_LIMIT). A limiter that cannot reach Redis lets
-requests through and says so in the log: an outage of the limiter is not an outage of the API.
+unauthenticated and failed ones (THOTBOT_ANON_RATE_LIMIT); the key verifier also asks, before it
+looks an unknown key up, whether the address has failed too often already (``anon_exhausted``).
+services.py picks one of three modes:
+
+- **local**: one process on SQLite, no Redis. Counters in a dict of this process (``_Windows``):
+  exact, and a request costs a dict update.
+- **database**: several processes without Redis: `thotbot serve --workers N` with N > 1 (it sets
+  THOTBOT_WORKERS for its workers), or any PostgreSQL database, which several instances may share.
+  Each process still decides in memory, as in local mode; a background task (``sync``, run by the
+  app every ``SYNC_INTERVAL``, 100 ms, and at shutdown) adds the hits it counted since the last sync
+  to one row per bucket and window (storage/rate_windows.py: one upsert batch, no write per
+  request) and reads back every process's totals for the windows it uses. A decision counts the
+  totals as of the last sync plus this process's hits since. Windows are aligned to the clock
+  (a window starts at ``floor(now / period) * period``), so every process means the same window.
+- **redis**: THOTBOT_REDIS_URL set. Every hit goes to Redis through `limits`, shared at once.
+
+What the database mode lets through beyond a limit is bounded by what the processes admit within one
+sync interval: each process learns of the others' hits at its next sync, and of a bucket it had not
+seen in the window (a key that only another worker had served) only once it has hit it. With N
+processes and a limit L per window, a burst may pass L by the hits all N admit in about 100 ms
+(plus a sync's duration): nothing at a steady rate far below L, a few requests for a client going
+flat out. Hits still unshared when their window ends are dropped: no one decides on that window any
+more. Rows of ended windows are deleted by each process once a minute, a minute after their end.
+
+An outage of the limiter is not an outage of the API. A Redis that cannot be reached lets requests
+through; a database that cannot be reached leaves each process counting on its own (with what it
+last learnt of the others), and its unshared hits are sent when it answers again. Either is logged
+once a minute at most, and retried after a few seconds.
 """
 
 from __future__ import annotations
@@ -12,20 +38,30 @@ import hashlib
 import logging
 import math
 import time
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Literal, NamedTuple
 
+import anyio.to_thread
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
+from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot.core.clientaddr import address_bucket
+from thotbot.storage import RateWindowStore
+from thotbot.storage.rate_windows import WindowHits, WindowId
 
-__all__ = ["Decision", "RateLimiter", "hash_address"]
+__all__ = ["SYNC_INTERVAL", "Decision", "RateLimiter", "hash_address"]
 
 log = logging.getLogger("thotbot.ratelimit")
 RETRY_STORAGE_AFTER = 5.0
+#: How often a process shares its counts in database mode: the bound on what may pass a limit.
+SYNC_INTERVAL = 0.1
+#: Ended windows are deleted this often, and this long after their end (hosts' clocks differ a little).
+PRUNE_EVERY = 60.0
+PRUNE_GRACE = 60
 
 
 class Decision(NamedTuple):
@@ -56,20 +92,32 @@ def hash_address(address: str) -> str:
 class RateLimiter:
     """Fixed-window limits: one counter per key or hashed address and window.
 
-    With Redis the counters go through `limits`' async Redis storage, shared by every instance.
-    Without it they live in this process, in _LocalWindows: a dict update, where `limits`' memory
-    storage (its locks, key building and async wrappers) cost 4 to 5 µs a request, a tenth of a
-    whole bare request (docs/PERFORMANCE.md). Both count the same fixed windows: a window opens
-    at a key's first hit and lasts the limit's period.
+    Locally and through the database the counters are _Windows, in this process: a dict update,
+    where `limits`' memory storage (its locks, key building and async wrappers) cost 4 to 5 µs a
+    request, a tenth of a whole bare request (docs/PERFORMANCE.md); their windows are aligned to
+    the clock. With Redis they go through `limits`' async Redis storage, whose window opens at a
+    key's first hit and lasts the limit's period.
     """
 
-    def __init__(self, per_key: str, anon: str, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        per_key: str,
+        anon: str,
+        redis_url: str | None = None,
+        shared: RateWindowStore | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        retry_after: float = RETRY_STORAGE_AFTER,
+    ) -> None:
         self._per_key: RateLimitItem = parse(per_key)
         self._anon: RateLimitItem = parse(anon)
-        self._local: _LocalWindows | None = None
+        self._clock = clock
+        self._retry_after = retry_after
+        self._local: _Windows | None = None
+        self._store: RateWindowStore | None = None
         self._shared: AsyncStorage | None = None
         if redis_url:
-            shared = storage_from_string(
+            shared_storage = storage_from_string(
                 "async+" + redis_url,
                 implementation="redispy",
                 key_prefix="thotbot-rl",
@@ -77,13 +125,21 @@ class RateLimiter:
                 socket_timeout=0.5,
                 socket_connect_timeout=0.5,
             )
-            assert isinstance(shared, AsyncStorage)
-            self._shared = shared
-            self._limiter = FixedWindowRateLimiter(shared)
+            assert isinstance(shared_storage, AsyncStorage)
+            self._shared = shared_storage
+            self._limiter = FixedWindowRateLimiter(shared_storage)
         else:
-            self._local = _LocalWindows()
+            self._local = _Windows()
+            self._store = shared
         self._warned_at = 0.0
         self._down_until = 0.0
+        self._next_prune = 0.0
+
+    @property
+    def mode(self) -> Literal["local", "database", "redis"]:
+        if self._shared is not None:
+            return "redis"
+        return "local" if self._store is None else "database"
 
     async def close(self) -> None:
         """Close the Redis connections (they belong to the event loop that opened them)."""
@@ -111,18 +167,52 @@ class RateLimiter:
     async def anon_exhausted(self, address: str) -> bool:
         """True when this address may not fail again yet: spare the database its lookups."""
         if self._local is not None:
-            return self._local.count("anon/" + hash_address(address), time.time()) >= self._anon.amount
+            count = self._local.count("anon/" + hash_address(address), self._clock())
+            return count >= self._anon.amount
         if self._storage_down():
             return False
         try:
             return not await self._limiter.test(self._anon, "anon", hash_address(address))
         except StorageError:
-            self._mark_down()
+            self._mark_down("rate limit storage unreachable: requests are not being limited")
             return False
+
+    async def sync(self) -> None:
+        """Share this process's counts through the database (in database mode; else nothing).
+
+        Adds the hits counted here since the last sync to the shared rows and reads back every
+        process's totals for the windows this process uses, in one transaction run off the event
+        loop; requests go on being decided meanwhile. Deletes ended windows once a minute. When the
+        database fails, the hits are kept for the next sync and it is retried after a few seconds.
+        """
+        store, local = self._store, self._local
+        if store is None or local is None or self._storage_down():
+            return
+        now = self._clock()
+        hits, watch = local.take(now)
+        prune_before = int(now) - PRUNE_GRACE if now >= self._next_prune else None
+        if not hits and not watch and prune_before is None:
+            return
+        try:
+            totals = await anyio.to_thread.run_sync(_exchange, store, hits, watch, prune_before)
+        except Exception as exc:
+            local.restore(hits)
+            if not isinstance(exc, SQLAlchemyError):
+                raise
+            self._mark_down(
+                "rate limit database unreachable: each process counts on its own until it answers"
+            )
+            return
+        local.apply(totals)
+        if prune_before is not None:
+            self._next_prune = now + PRUNE_EVERY
+        if self._down_until:
+            self._down_until = 0.0
+            log.info("rate limit database reachable again: counts are shared")
 
     def _hit_local(self, item: RateLimitItem, key: str) -> Decision:
         assert self._local is not None
-        now = time.time()
+        now = self._clock()
         count, resets_at = self._local.hit(key, _expiry(item), now)
         amount = item.amount
         remaining = amount - count if count < amount else 0
@@ -136,7 +226,7 @@ class RateLimiter:
             allowed = await self._limiter.hit(item, kind, identifier)
             stats = await self._limiter.get_window_stats(item, kind, identifier)
         except StorageError:
-            self._mark_down()
+            self._mark_down("rate limit storage unreachable: requests are not being limited")
             return unlimited
         reset_after = max(0, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, item.amount, stats.remaining, reset_after)
@@ -144,14 +234,14 @@ class RateLimiter:
     def _storage_down(self) -> bool:
         return self._down_until > 0 and time.monotonic() < self._down_until
 
-    def _mark_down(self) -> None:
+    def _mark_down(self, message: str) -> None:
         # Try the storage again in a few seconds, not on every request: a Redis that hangs
         # would otherwise add its timeout to each one.
         now = time.monotonic()
-        self._down_until = now + RETRY_STORAGE_AFTER
+        self._down_until = now + self._retry_after
         if now - self._warned_at > 60:
             self._warned_at = now
-            log.warning("rate limit storage unreachable: requests are not being limited", exc_info=True)
+            log.warning(message, exc_info=True)
 
 
 @functools.cache
@@ -160,30 +250,75 @@ def _expiry(item: RateLimitItem) -> int:
     return item.get_expiry()
 
 
-class _LocalWindows:
-    """Fixed-window counters for one process: ``{key: (resets_at, count)}``, swept as they expire."""
+def _exchange(
+    store: RateWindowStore, hits: Sequence[WindowHits], watch: Sequence[WindowId], prune_before: int | None
+) -> dict[WindowId, int]:
+    # Pruning first: if it fails, nothing was added, and the hits are kept for the next sync.
+    if prune_before is not None:
+        store.prune(prune_before)
+    return store.add(hits, watch)
+
+
+class _Windows:
+    """Fixed windows aligned to the clock, one per key: ``{key: [ends_at, count, unshared, start]}``.
+
+    ``count`` is what decisions use: in database mode, every process's hits as of the last sync
+    plus this process's since; ``unshared`` is this process's hits not yet sent (in local mode it
+    just grows with the window). Expired windows are swept, so memory stays bounded by the keys
+    and addresses seen within one period.
+    """
 
     def __init__(self, sweep_every: float = 60.0) -> None:
-        self._windows: dict[str, tuple[float, int]] = {}
+        self._windows: dict[str, list[int]] = {}
         self._sweep_every = sweep_every
         self._next_sweep = 0.0
 
-    def hit(self, key: str, period: int, now: float) -> tuple[int, float]:
+    def hit(self, key: str, period: int, now: float) -> tuple[int, int]:
         window = self._windows.get(key)
         if window is None or window[0] <= now:
-            window = (now + period, 1)
+            start = int(now // period) * period
+            window = [start + period, 0, 0, start]
+            self._windows[key] = window
             if now >= self._next_sweep:
                 self._sweep(now)
-        else:
-            window = (window[0], window[1] + 1)
-        self._windows[key] = window
+        window[1] += 1
+        window[2] += 1
         return window[1], window[0]
 
     def count(self, key: str, now: float) -> int:
         window = self._windows.get(key)
         return window[1] if window is not None and window[0] > now else 0
 
+    def take(self, now: float) -> tuple[list[WindowHits], list[WindowId]]:
+        """The unshared hits of the current windows (now counted as shared), and the windows with
+        none, whose totals the other processes may have moved."""
+        hits: list[WindowHits] = []
+        watch: list[WindowId] = []
+        for key, window in self._windows.items():
+            ends_at, _, unshared, start = window
+            if ends_at <= now:
+                continue
+            if unshared:
+                hits.append(WindowHits(key, start, ends_at, unshared))
+                window[2] = 0
+            else:
+                watch.append((key, start))
+        return hits, watch
+
+    def restore(self, hits: Sequence[WindowHits]) -> None:
+        """Hits that could not be shared: unshared again, for the next sync."""
+        for bucket, start, _, count in hits:
+            window = self._windows.get(bucket)
+            if window is not None and window[3] == start:
+                window[2] += count
+
+    def apply(self, totals: dict[WindowId, int]) -> None:
+        """Every process's totals, read back: the count is those plus what was hit here since."""
+        for (key, start), total in totals.items():
+            window = self._windows.get(key)
+            if window is not None and window[3] == start:
+                window[1] = total + window[2]
+
     def _sweep(self, now: float) -> None:
-        # Memory stays bounded by the keys and addresses seen within one period.
         self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
         self._next_sweep = now + self._sweep_every

@@ -29,6 +29,7 @@ from thotbot.storage import (
     KeyStore,
     PasskeyStore,
     QuotaStore,
+    RateWindowStore,
     SecurityLog,
     SignInThrottleStore,
     UsageStore,
@@ -43,6 +44,7 @@ from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
+from thotbot.storage.rate_windows import SQLRateWindowStore
 from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
@@ -76,6 +78,8 @@ class Services:
     quotas: QuotaStore
     web_secrets: WebSecretStore
     usage: UsageStore
+    #: The rate limits' counters, when several processes share them through the database.
+    rate_windows: RateWindowStore
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(init=False)
     #: Counts requests and last use per key in memory; flushed in batches off the request path.
@@ -99,8 +103,18 @@ class Services:
         self.web_key = SharedKey(self.web_secrets, "web")
         self._build_account_security()
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
-        self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.anon_rate_limit, redis_url)
+        self.rate_limiter = RateLimiter(
+            self.settings.rate_limit,
+            self.settings.anon_rate_limit,
+            redis_url,
+            self.rate_windows if self._several_processes() else None,
+        )
         self.access_log = AccessLog(self.settings.log_format)
+
+    def _several_processes(self) -> bool:
+        """Whether other processes may serve this database: `serve --workers N` says so (through
+        THOTBOT_WORKERS), and a PostgreSQL database may serve several instances."""
+        return self.settings.workers > 1 or self.engine.dialect.name == "postgresql"
 
     def _build_account_security(self) -> None:
         self.mailer = Mailer.from_settings(self.settings)
@@ -155,6 +169,7 @@ def build_services(settings: Settings) -> Services:
         quotas=SQLQuotaStore(sessions),
         web_secrets=SQLWebSecretStore(sessions),
         usage=SQLUsageStore(sessions),
+        rate_windows=SQLRateWindowStore(sessions),
         key_changes=key_changes,
     )
 
@@ -180,4 +195,5 @@ def build_memory_services(settings: Settings) -> Services:
         quotas=memory.MemoryQuotaStore(db),
         web_secrets=memory.MemoryWebSecretStore(db),
         usage=memory.MemoryUsageStore(db),
+        rate_windows=memory.MemoryRateWindowStore(db),
     )

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.services import free_port
-from thotbot.cli import _workers_warning, main
+from thotbot.cli import _rate_limits_notice, main
 from thotbot.config import load_settings
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
-WARNING = "rate limits are counted per worker"
+NOTICE = "rate limits: the 2 workers share them through the database"
 
 
 @pytest.fixture
@@ -48,28 +48,30 @@ def serve_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Pat
             process.wait(10)
 
 
-def test_workers_without_redis_warn_at_start(serve_workers: tuple[subprocess.Popen[bytes], Path]) -> None:
+def test_workers_without_redis_say_they_share_the_limits_through_the_database(
+    serve_workers: tuple[subprocess.Popen[bytes], Path],
+) -> None:
     process, stderr = serve_workers
     deadline = time.monotonic() + 60
-    while WARNING not in stderr.read_text(errors="replace"):
+    while NOTICE not in stderr.read_text(errors="replace"):
         assert process.poll() is None, stderr.read_text(errors="replace")
-        assert time.monotonic() < deadline, "no warning within 60 s"
+        assert time.monotonic() < deadline, "no notice within 60 s"
         time.sleep(0.1)
 
-    [line] = [line for line in stderr.read_text().splitlines() if WARNING in line]
+    [line] = [line for line in stderr.read_text().splitlines() if NOTICE in line]
     assert line == (
-        "warning: 2 workers without THOTBOT_REDIS_URL: rate limits are counted per worker,"
-        " so each one is in effect 2 times higher; set THOTBOT_REDIS_URL to share them"
+        "rate limits: the 2 workers share them through the database, every 100 ms"
+        " (THOTBOT_REDIS_URL is unset)"
     )
 
 
 @pytest.mark.parametrize(
-    ("workers", "redis", "warns"),
+    ("workers", "redis", "says"),
     [(1, None, False), (2, None, True), (8, None, True), (2, "redis://127.0.0.1:6379/0", False)],
 )
-def test_workers_warning(workers: int, redis: str | None, warns: bool) -> None:
+def test_rate_limits_notice(workers: int, redis: str | None, says: bool) -> None:
     settings = load_settings(redis_url=redis)
-    assert (_workers_warning(workers, settings) is not None) is warns
+    assert (_rate_limits_notice(workers, settings) is not None) is says
 
 
 def test_bad_trusted_proxies_stop_serve(

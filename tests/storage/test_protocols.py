@@ -17,6 +17,7 @@ from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
+from thotbot.storage.rate_windows import SQLRateWindowStore
 from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
@@ -35,6 +36,7 @@ STORES: list[tuple[type, type, type]] = [
     (storage.EmailChangeStore, SQLEmailChangeStore, memory.MemoryEmailChangeStore),
     (storage.AccountTokenStore, SQLAccountTokenStore, memory.MemoryAccountTokenStore),
     (storage.QuotaStore, SQLQuotaStore, memory.MemoryQuotaStore),
+    (storage.RateWindowStore, SQLRateWindowStore, memory.MemoryRateWindowStore),
     (storage.WebSecretStore, SQLWebSecretStore, memory.MemoryWebSecretStore),
     (storage.UsageStore, SQLUsageStore, memory.MemoryUsageStore),
 ]

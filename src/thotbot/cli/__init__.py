@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -99,9 +100,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         keep_alive_timeout=settings.keepalive_timeout,
         max_connections=settings.max_connections or default_max_connections(),
     )
-    warning = _workers_warning(args.workers, settings)
-    if warning:
-        _say(warning)
+    if args.workers > 1:
+        # uvicorn calls create_app_from_env in each worker, a fresh process that reads the
+        # environment: this tells it that it shares the database (and so the rate limits).
+        os.environ["THOTBOT_WORKERS"] = str(args.workers)
+    notice = _rate_limits_notice(args.workers, settings)
+    if notice:
+        _say(notice)
     uvicorn.run(
         "thotbot.app:create_app_from_env",
         factory=True,
@@ -123,13 +128,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _workers_warning(workers: int, settings: Settings) -> str | None:
-    """Without Redis each worker counts on its own: say so, as N workers multiply every limit."""
+def _rate_limits_notice(workers: int, settings: Settings) -> str | None:
+    """Several workers without Redis share the rate limits through the database: say so."""
     if workers <= 1 or settings.redis_url is not None:
         return None
     return (
-        f"warning: {workers} workers without THOTBOT_REDIS_URL: rate limits are counted per worker,"
-        f" so each one is in effect {workers} times higher; set THOTBOT_REDIS_URL to share them"
+        f"rate limits: the {workers} workers share them through the database, every 100 ms"
+        " (THOTBOT_REDIS_URL is unset)"
     )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from thotbot.storage.email_changes import AppliedEmailChange, PendingEmailChange
     from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord
     from thotbot.storage.quotas import Quota
+    from thotbot.storage.rate_windows import WindowHits, WindowId
     from thotbot.storage.security_log import Cursor, LogPage, SecurityEventRecord
     from thotbot.storage.throttle import Attempt, ThrottleRule
     from thotbot.storage.usage import AgentUsage, KeyAgents, KeyUsageSummary, UsageBatch
@@ -38,6 +39,7 @@ __all__ = [
     "LogEntry",
     "PasskeyStore",
     "QuotaStore",
+    "RateWindowStore",
     "SecurityLog",
     "SignInThrottleStore",
     "UsageStore",
@@ -444,6 +446,17 @@ class QuotaStore(Protocol):
         """Count one action; 0 when within the quota, else the seconds until the window ends."""
 
     def prune(self, older_than: timedelta, *, now: datetime | None = None) -> int: ...
+
+
+class RateWindowStore(Protocol):
+    """The API rate limits' counters, shared by every process: hits per bucket and clock-aligned window."""
+
+    def add(self, hits: Sequence[WindowHits], watch: Sequence[WindowId] = ()) -> dict[WindowId, int]:
+        """Add each count to its window, at once; the totals of those windows and of the watched
+        ones that were ever counted."""
+
+    def prune(self, ended_before: int) -> int:
+        """Forget the windows that ended before ``ended_before`` (Unix seconds)."""
 
 
 class WebSecretStore(Protocol):

@@ -31,6 +31,7 @@ from thotbot.storage.email_changes import (
 from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
+from thotbot.storage.rate_windows import WindowHits, WindowId
 from thotbot.storage.security_log import (
     FOLD_WINDOW,
     Cursor,
@@ -53,6 +54,7 @@ __all__ = [
     "MemoryKeyStore",
     "MemoryPasskeyStore",
     "MemoryQuotaStore",
+    "MemoryRateWindowStore",
     "MemorySecurityLog",
     "MemorySignInThrottle",
     "MemoryUsageStore",
@@ -114,6 +116,8 @@ class MemoryDatabase:
         #: hits and the start of the window, by bucket.
         self.quotas: dict[str, tuple[int, datetime]] = {}
         self.web_secrets: dict[str, bytes] = {}
+        #: (hits, end of the window) by bucket and window start.
+        self.rate_windows: dict[WindowId, tuple[int, int]] = {}
         #: (requests, unitemised) by key and day.
         self.usage_days: dict[tuple[str, date], tuple[int, int]] = {}
         #: By key and cleaned User-Agent ('' for none).
@@ -1000,6 +1004,30 @@ class MemoryQuotaStore:
             old = [bucket for bucket, (_, started) in db.quotas.items() if started < cutoff]
             for bucket in old:
                 del db.quotas[bucket]
+            return len(old)
+
+
+class MemoryRateWindowStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def add(self, hits: Sequence[WindowHits], watch: Sequence[WindowId] = ()) -> dict[WindowId, int]:
+        with self.db.transaction() as db:
+            totals: dict[WindowId, int] = {}
+            for bucket, start, expires_at, count in hits:
+                total = db.rate_windows.get((bucket, start), (0, expires_at))[0] + count
+                db.rate_windows[bucket, start] = (total, expires_at)
+                totals[bucket, start] = total
+            for window in watch:
+                if window in db.rate_windows:
+                    totals[window] = db.rate_windows[window][0]
+            return totals
+
+    def prune(self, ended_before: int) -> int:
+        with self.db.transaction() as db:
+            old = [window for window, (_, expires_at) in db.rate_windows.items() if expires_at < ended_before]
+            for window in old:
+                del db.rate_windows[window]
             return len(old)
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "KeyEvent",
     "Passkey",
     "QuotaCount",
+    "RateLimitWindow",
     "SecurityEvent",
     "SignInThrottle",
     "UTCDateTime",
@@ -277,6 +278,22 @@ class QuotaCount(Base):
     bucket: Mapped[str] = mapped_column(String(80), primary_key=True, comment="kind:sha256-hex")
     hits: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RateLimitWindow(Base):
+    """The API rate limits' counters, shared by the processes of one deployment (thotbot.ratelimit):
+    hits per bucket and clock-aligned window, added to in batches by storage.rate_windows."""
+
+    __tablename__ = "rate_limit_windows"
+
+    bucket: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="key/<key id> or anon/<hashed client address>"
+    )
+    window_start: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, comment="Unix seconds, a multiple of the period"
+    )
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True, comment="Unix seconds: the window's end")
+    hits: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 # Usage: written in batches by thotbot.storage.usage.SQLUsageStore.
