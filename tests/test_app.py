@@ -71,3 +71,11 @@ def test_every_page_has_an_icon_and_a_description(client: TestClient) -> None:
         page = client.get(path).text
         assert '<link rel="icon" href="/static/favicon.svg' in page, path
         assert '<meta name="description" content="Thotbot: ' in page, path
+
+
+def test_usage_flushes_take_at_most_a_twentieth_of_the_time() -> None:
+    from thotbot.app import flush_pause
+
+    assert flush_pause(0.001) == 2.0  # quick flushes: every 2 s
+    assert flush_pause(0.5) == 0.5 * 19  # a long one: the pause is 19 times as long
+    assert flush_pause(10.0) == 60.0  # and never more than a minute

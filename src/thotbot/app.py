@@ -9,6 +9,7 @@ import gc
 import json
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 
@@ -47,6 +48,8 @@ __all__ = ["ThotbotApp", "create_app", "create_app_from_env"]
 log = logging.getLogger("thotbot")
 POLL_INTERVAL = 0.5  # revocations by other processes are honoured within a second
 FLUSH_INTERVAL = 2.0
+MAX_FLUSH_INTERVAL = 60.0
+FLUSH_DUTY = 20  # a usage flush takes at most 1/20 of the time
 ACCESS_LOG_INTERVAL = 0.5
 PRUNE_INTERVAL = 3600.0  # as usage retention: an hour late is nothing against 400 days
 MAX_BODY = 1024 * 1024
@@ -312,8 +315,21 @@ def _evict(services: Services) -> Callable[[list[str]], None]:
 async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
+        began = time.perf_counter()
         await services.usage_recorder.flush()
-        await _sleep_unless_stopped(stop, FLUSH_INTERVAL)
+        await _sleep_unless_stopped(stop, flush_pause(time.perf_counter() - began))
+
+
+def flush_pause(took: float) -> float:
+    """Seconds until the next usage flush, after one that took ``took`` seconds.
+
+    Every 2 s while flushes are quick. A flush costs one row per key (and User-Agent, and client)
+    used since the last one, so with tens of thousands of keys in use it can take a large part of
+    the process's CPU away from requests. The pause then grows so that flushing takes at most a
+    twentieth of the time, and each later flush carries more requests per row; the cost per request
+    stays bounded however many keys are in use. Last-used times are then up to a minute late.
+    """
+    return min(MAX_FLUSH_INTERVAL, max(FLUSH_INTERVAL, took * (FLUSH_DUTY - 1)))
 
 
 async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
