@@ -4,7 +4,8 @@ As docs/OPERATING.md lays it out: nginx, run with the committed deploy/nginx.con
 second server line filled in), takes turns between two real server processes on loopback ports,
 which share a fresh PostgreSQL database and the real Redis. Every response through nginx names the
 instance that answered (an X-Upstream header the test's main config adds), so each claim is checked
-on each instance, directly and through nginx.
+on each instance, directly and through nginx: revocations, the shared rate limit, dashboard
+sessions, and what SIGKILL of one instance in the middle of key creations costs.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from typing import NamedTuple
 import httpx
 import pytest
 
+from tests.dashboard.helpers import csrf_token
 from tests.factories import bearer
 from tests.live import LiveServer, start_server
 from tests.nginx import Nginx, start_nginx
 from tests.services import postgres_database, redis_url
 from thotbot.config import load_settings
+from thotbot.core.accounts import hash_password
 from thotbot.services import Services, build_services
 
 pytestmark = [pytest.mark.nginx, pytest.mark.postgres, pytest.mark.redis]
@@ -189,6 +192,26 @@ def test_instances_share_one_rate_limit(with_redis: Cluster) -> None:
         assert refused.json()["code"] == "rate_limited"
         assert 0 < int(refused.headers["retry-after"]) <= 60
         assert 0 < int(refused.headers["ratelimit-reset"]) <= 60
+
+
+def test_a_dashboard_session_is_good_on_every_instance(with_redis: Cluster) -> None:
+    """No sticky sessions needed: a form from one instance is accepted by the other, and the
+    session it opens is honoured by both (the signing keys and sessions live in the database)."""
+    email, password = "browser@example.com", "a long enough password"
+    with_redis.services.users.create(email, hash_password(password))
+    first, second = with_redis.instances
+
+    with httpx.Client(timeout=10) as browser:  # cookies are per host, whatever the port
+        form = browser.get(first.url + "/login")
+        data = {"email": email, "password": password, "csrf_token": csrf_token(form.text)}
+        signed_in = browser.post(second.url + "/login", data=data)
+        pages = [browser.get(i.url + "/dashboard/api-keys") for i in with_redis.instances]
+        through = [browser.get(with_redis.nginx.url + "/dashboard/api-keys") for _ in with_redis.instances]
+
+    assert signed_in.status_code == 303, signed_in.text
+    assert [p.status_code for p in pages + through] == [200] * 4
+    assert {_answered_by(r) for r in through} == {with_redis.upstream(i) for i in with_redis.instances}
+    assert all(email in p.text for p in pages + through)
 
 
 class Answer(NamedTuple):
