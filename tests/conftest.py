@@ -196,6 +196,7 @@ SLOW_FILES = (
     "tests/usage/test_serve.py",
     "tests/usage/test_serve_postgres_outage.py",
     "tests/test_server.py",
+    "tests/test_cluster.py",
     "tests/test_security_log_server.py",
     "tests/dashboard/test_browser.py",
     "tests/dashboard/test_passkeys_browser.py",

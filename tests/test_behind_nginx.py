@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import socket
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import pytest
 
 from tests.dashboard.helpers import csrf_token
 from tests.live import LiveServer, start_server
-from tests.services import free_port, missing_service
+from tests.nginx import Nginx, start_nginx
 from thotbot.config import load_settings
 from thotbot.core.accounts import hash_password
 from thotbot.core.keys import PREFIX
@@ -30,85 +28,10 @@ from thotbot.storage.migrate import upgrade
 
 pytestmark = pytest.mark.nginx
 
-NGINX = Path("/usr/sbin/nginx")
-SITE = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf"
 EMAIL = "ops@example.com"
 PASSWORD = "a long enough password"
 ANON_LIMIT = 5
 ALICE, BOB = "127.0.0.2", "127.0.0.3"
-
-
-@dataclass
-class Nginx:
-    process: subprocess.Popen[bytes]
-    port: int
-    error_log: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def render_config(site: str, *, listen: int, upstream: int, prefix: Path) -> str:
-    """The committed site file, on our ports, inside a main config that keeps every path in ``prefix``."""
-    for old, new in [
-        ("listen 80;", f"listen 127.0.0.1:{listen};"),
-        ("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream};"),
-    ]:
-        assert site.count(old) == 1, f"deploy/nginx.conf no longer has exactly one {old!r}"
-        site = site.replace(old, new)
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    return (
-        f"worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'} warn;\n"
-        "events { worker_connections 128; }\n"
-        f"http {{\n    access_log off;\n{temp}\n{site}\n}}\n"
-    )
-
-
-def start_nginx(workdir: Path, upstream: int) -> Nginx:
-    if not NGINX.exists():
-        missing_service(f"nginx is not installed at {NGINX}")
-    prefix = workdir / "nginx"
-    prefix.mkdir()
-    for _ in range(3):
-        port = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(render_config(SITE.read_text(), listen=port, upstream=upstream, prefix=prefix))
-        process = subprocess.Popen(
-            [
-                str(NGINX),
-                "-p",
-                str(prefix),
-                "-c",
-                str(conf),
-                "-e",
-                str(prefix / "error.log"),
-                "-g",
-                "daemon off;",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        server = Nginx(process, port, prefix / "error.log")
-        if _listening(server):
-            return server
-        process.kill()
-        process.wait(10)
-    pytest.fail(f"nginx did not start:\n{server.error_log.read_text(errors='replace')}")
-
-
-def _listening(server: Nginx, timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and server.process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def seed(database_url: str) -> str:
@@ -155,12 +78,11 @@ def _deploy(workdir: Path, trusted: str | None, *, behind_nginx: bool) -> Iterat
     server = start_server(workdir, settings)
     nginx = None
     try:
-        nginx = start_nginx(workdir, server.port) if behind_nginx else None
+        nginx = start_nginx(workdir, [server.port]) if behind_nginx else None
         yield Deployment(server, nginx, key, data / "thotbot.db")
     finally:
         if nginx is not None:
-            nginx.process.terminate()
-            nginx.process.wait(15)
+            nginx.stop()
         server.stop()
 
 

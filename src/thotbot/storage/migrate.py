@@ -8,11 +8,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+#: Taken by every process that migrates a PostgreSQL database; any fixed number ("thot").
+_MIGRATION_LOCK = 0x74686F74
 
 
 def alembic_config() -> Config:
@@ -24,6 +26,12 @@ def alembic_config() -> Config:
 def upgrade(engine: Engine, revision: str = "heads") -> None:
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Instances started together all migrate: unlocked, they would create the same tables
+            # at once and all but one fail. The others wait here until the first commits, then find
+            # nothing left to do. (SQLite is not covered: several instances on one file must run
+            # `thotbot db upgrade` first, docs/OPERATING.md.)
+            connection.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": _MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 
