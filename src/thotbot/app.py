@@ -289,7 +289,16 @@ async def _poll_key_changes(services: Services, stop: asyncio.Event, seq: int | 
                 # Anything cached before the poller knew where it stood may be stale.
                 services.key_cache.clear()
             else:
-                seq, changed = await anyio.to_thread.run_sync(services.keys.changes_since, seq)
+                latest, changed = await anyio.to_thread.run_sync(services.keys.changes_since, seq)
+                if latest < seq:
+                    # The change log went back: a backup was restored under this running server.
+                    # Whatever is cached may be newer than the database now, and the changes made
+                    # since reuse numbers already seen: forget every key.
+                    log.warning(
+                        "the key changes went back from %d to %d (a restore?): key cache emptied", seq, latest
+                    )
+                    services.key_cache.clear()
+                seq = latest
                 for key_id in changed:
                     services.key_cache.evict(key_id)
             if failing:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from tests.factories import bearer, make_api_key
@@ -247,3 +248,24 @@ class TestMemoryBound:
         cache.put_missing(_digest(1), generation)
 
         assert not cache.is_missing(_digest(1))
+
+
+def test_a_restore_under_the_running_server_empties_its_cache(client: TestClient, services: Services) -> None:
+    raw, record = make_api_key(services)
+    other_raw, other = make_api_key(services)
+    for key in (raw, other_raw):
+        assert client.get("/v1/version", headers=bearer(key)).status_code == 200  # cached now
+    services.keys.revoke(other.id)
+    assert _refused_within(client, other_raw, 1.0).status_code == 401  # the server has seen that change
+    # A backup from before those changes is restored: no key change in it, and in it this key was
+    # revoked (say, by the operator, before a key with the same id was made again).
+    with services.engine.begin() as connection:
+        connection.execute(text("DELETE FROM key_events"))
+        connection.execute(
+            text("UPDATE api_keys SET revoked_at = :at WHERE id = :id"), {"at": T0, "id": record.id}
+        )
+
+    response = _refused_within(client, raw, 1.0)
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "revoked_api_key"

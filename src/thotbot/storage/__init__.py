@@ -196,7 +196,11 @@ class KeyStore(Protocol):
         """Number a change for every key of the account (disabled or enabled); returns their ids."""
 
     def changes_since(self, seq: int) -> tuple[int, list[str]]:
-        """Return the newest change number and the ids of the keys changed after ``seq``."""
+        """Return the newest change number and the ids of the keys changed after ``seq``.
+
+        With no change after ``seq``, the newest number there is: lower than ``seq`` when the
+        changes went back (a restored backup), which the caller must take as "forget everything".
+        """
 
     def latest_change(self) -> int:
         """The newest change number (0 before any change)."""

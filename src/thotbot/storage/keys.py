@@ -308,8 +308,10 @@ class SQLKeyStore:
             rows = session.execute(
                 select(KeyEvent.seq, KeyEvent.key_id).where(KeyEvent.seq > seq).order_by(KeyEvent.seq)
             ).all()
-        if not rows:
-            return seq, []
+            if not rows:
+                # One more look at the end of the primary key: has the log gone back (a restore)?
+                latest = session.scalar(select(func.coalesce(func.max(KeyEvent.seq), 0))) or 0
+                return min(seq, latest), []
         return rows[-1][0], [key_id for _, key_id in rows]
 
     def latest_change(self) -> int:

@@ -394,7 +394,8 @@ class MemoryKeyStore:
     def changes_since(self, seq: int) -> tuple[int, list[str]]:
         with self.db.transaction() as db:
             later = [(number, key_id) for number, key_id in db.key_changes if number > seq]
-        return (later[-1][0] if later else seq), [key_id for _, key_id in later]
+            latest = db.key_changes[-1][0] if db.key_changes else 0
+        return (later[-1][0] if later else min(seq, latest)), [key_id for _, key_id in later]
 
     def latest_change(self) -> int:
         with self.db.transaction() as db:

@@ -119,6 +119,16 @@ class TestChanges:
         assert services.keys.latest_change() == newest
         assert services.keys.changes_since(newest) == (newest, [])
 
+    def test_changes_since_a_number_the_log_no_longer_reaches_says_it_went_back(
+        self, services: Services
+    ) -> None:
+        # A server that saw change 10**6 polls a database restored to a backup from before it.
+        make_api_key(services)
+        services.keys.revoke(make_api_key(services)[1].id)
+        newest = services.keys.latest_change()
+
+        assert services.keys.changes_since(10**6) == (newest, [])
+
     def test_revoke_twice_changes_once(self, services: Services) -> None:
         _, record = make_api_key(services)
         first = services.keys.revoke(record.id).record
