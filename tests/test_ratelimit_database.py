@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from starlette.testclient import TestClient
 
 from tests.factories import bearer, make_api_key
@@ -301,3 +301,37 @@ def test_the_app_shares_what_it_counted_by_the_time_it_stops(database_url: str) 
     engine = make_engine(database_url)
     assert [(bucket, hits) for bucket, _, hits in rows(engine)] == [("key/" + key.id, 4)]
     engine.dispose()
+
+
+async def test_idle_windows_far_from_their_limit_are_not_read_back(
+    make_limiter: MakeLimiter, engines: list[Engine]
+) -> None:
+    # Tens of thousands of keys in use: reading every window back every 100 ms cost more than serving.
+    limiter = make_limiter("100/minute")
+    for n in range(300):
+        await limiter.hit_key(f"key_{n}")
+    await limiter.sync()  # shares the hits
+    await limiter.sync()  # reads back what was just shared, once
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engines[-1], "before_cursor_execute", seen)
+    try:
+        await limiter.sync()
+    finally:
+        event.remove(engines[-1], "before_cursor_execute", seen)
+
+    assert not [s for s in statements if "rate_limit_windows" in s]
+    # One key near its limit is still watched: others' hits there change a decision.
+    for _ in range(50):
+        await limiter.hit_key("key_busy")
+    await limiter.sync()
+    await limiter.sync()
+    event.listen(engines[-1], "before_cursor_execute", seen)
+    try:
+        await limiter.sync()
+    finally:
+        event.remove(engines[-1], "before_cursor_execute", seen)
+    assert [s for s in statements if "rate_limit_windows" in s]

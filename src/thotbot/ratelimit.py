@@ -213,7 +213,7 @@ class RateLimiter:
     def _hit_local(self, item: RateLimitItem, key: str) -> Decision:
         assert self._local is not None
         now = self._clock()
-        count, resets_at = self._local.hit(key, _expiry(item), now)
+        count, resets_at = self._local.hit(key, _expiry(item), now, item.amount)
         amount = item.amount
         remaining = amount - count if count < amount else 0
         return Decision(count <= amount, amount, remaining, math.ceil(resets_at - now))
@@ -260,7 +260,10 @@ def _exchange(
 
 
 class _Windows:
-    """Fixed windows aligned to the clock, one per key: ``{key: [ends_at, count, unshared, start]}``.
+    """Fixed windows aligned to the clock, one per key.
+
+    ``{key: [ends_at, count, unshared, start, limit, shared_at]}``: ``shared_at`` is the sync that
+    last sent its hits.
 
     ``count`` is what decisions use: in database mode, every process's hits as of the last sync
     plus this process's since; ``unshared`` is this process's hits not yet sent (in local mode it
@@ -270,14 +273,16 @@ class _Windows:
 
     def __init__(self, sweep_every: float = 60.0) -> None:
         self._windows: dict[str, list[int]] = {}
+        #: Syncs so far: a window remembers the one that last shared its hits.
+        self._round = 0
         self._sweep_every = sweep_every
         self._next_sweep = 0.0
 
-    def hit(self, key: str, period: int, now: float) -> tuple[int, int]:
+    def hit(self, key: str, period: int, now: float, limit: int = 0) -> tuple[int, int]:
         window = self._windows.get(key)
         if window is None or window[0] <= now:
             start = int(now // period) * period
-            window = [start + period, 0, 0, start]
+            window = [start + period, 0, 0, start, limit, -2]
             self._windows[key] = window
             if now >= self._next_sweep:
                 self._sweep(now)
@@ -291,17 +296,28 @@ class _Windows:
 
     def take(self, now: float) -> tuple[list[WindowHits], list[WindowId]]:
         """The unshared hits of the current windows (now counted as shared), and the windows with
-        none, whose totals the other processes may have moved."""
+        none that are past half their limit, whose totals the other processes may have moved.
+
+        A window hit here learns every process's total from its own upsert, and is read back at
+        the sync after too. One not hit since is read back only near its limit, where a few hits
+        elsewhere change a decision: with tens of thousands of keys in use, reading every one back
+        every 100 ms cost more than serving them. Below half the limit a count may then lag until
+        this process next hits the key, which its next sync corrects: the bound stays what the
+        processes admit in one interval.
+        """
         hits: list[WindowHits] = []
         watch: list[WindowId] = []
+        self._round += 1
+        current = self._round
         for key, window in self._windows.items():
-            ends_at, _, unshared, start = window
+            ends_at, count, unshared, start, limit, shared_at = window
             if ends_at <= now:
                 continue
             if unshared:
                 hits.append(WindowHits(key, start, ends_at, unshared))
                 window[2] = 0
-            else:
+                window[5] = current
+            elif shared_at == current - 1 or 2 * count >= limit:
                 watch.append((key, start))
         return hits, watch
 
