@@ -51,6 +51,7 @@ FLUSH_INTERVAL = 2.0
 MAX_FLUSH_INTERVAL = 60.0
 FLUSH_DUTY = 20  # a usage flush (or a rate-limit sync) takes at most 1/20 of the time
 MAX_SYNC_INTERVAL = 1.0
+GC_THRESHOLDS = (10_000, 20, 100)
 ACCESS_LOG_INTERVAL = 0.5
 PRUNE_INTERVAL = 3600.0  # as usage retention: an hour late is nothing against 400 days
 MAX_BODY = 1024 * 1024
@@ -143,6 +144,13 @@ def create_app_from_env() -> ThotbotApp:
     # up to this long before the event loop may run again: 1 ms, not Python's 5 ms, bounds what it
     # adds to a request's latency (docs/PERFORMANCE.md, the tail).
     sys.setswitchinterval(0.001)
+    # Python's cyclic garbage collector runs after every 700 net new container objects, and a full
+    # pass walks every object the process holds: with 50,000 keys cached and as many rate-limit
+    # windows and usage entries, 200 to 400 ms with every request waiting, several times a minute
+    # (docs/PERFORMANCE.md, the tail). Almost everything here is freed by reference counting, so
+    # the collector may run far less often: its passes then find objects that died young instead
+    # of promoting them to the generation that makes the long passes.
+    gc.set_threshold(*GC_THRESHOLDS)
     # Each worker of `serve --workers N` is a fresh process: set its logging up like the parent's.
     configure_logging(settings.log_format)
     services = build_services(settings)
