@@ -16,6 +16,7 @@ import random
 import re
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,7 +198,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - current)
 
 
-class _Base:
+class _Base(ABC):
     def __init__(
         self,
         api_key: str | None = None,
@@ -217,9 +218,9 @@ class _Base:
         self.max_retries = max_retries
         self._connect()
 
+    @abstractmethod
     def _connect(self) -> None:
         """Open the httpx client (sync or async) that sends the requests."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (
@@ -280,6 +281,7 @@ class _Base:
             delay = self._retry_delay(call, attempt, outcome)
             if delay is None:
                 break
+            assert outcome is not None  # nothing is retried without having been sent
             attempt += 1
             log.info(
                 "%s %s: %s; retry %d of %d in %.2f s",
@@ -321,14 +323,12 @@ def _nothing(_: object) -> None:
     return None
 
 
-def _describe(outcome: Outcome) -> str:
+def _describe(outcome: httpx.Response | httpx.RequestError) -> str:
     if isinstance(outcome, httpx.RequestError):
         # httpx's messages name the failure ("[Errno 111] Connection refused"), never a header.
         return f"{type(outcome).__name__}: {outcome}".rstrip(": ")
-    if isinstance(outcome, httpx.Response):
-        code = _problem(outcome).get("code")
-        return f"{outcome.status_code} {code}" if isinstance(code, str) else str(outcome.status_code)
-    return "no answer"
+    code = _problem(outcome).get("code")
+    return f"{outcome.status_code} {code}" if isinstance(code, str) else str(outcome.status_code)
 
 
 def _problem(response: httpx.Response) -> dict[str, Any]:

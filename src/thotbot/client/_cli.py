@@ -105,8 +105,6 @@ def _me_lines(me: dict[str, Any]) -> list[str]:
 
 
 def _key_table(keys: list[dict[str, Any]]) -> list[str]:
-    if not keys:
-        return ["no keys"]
     header = ("ID", "NAME", "HINT", "CREATED", "LAST USED", "EXPIRES", "STATE", "ACCESS")
     table = [header] + [
         (
