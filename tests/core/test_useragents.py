@@ -69,6 +69,10 @@ EDGE = CHROME + " Edg/126.0.2592.87"
         ("python-requests/2.32", ("python-requests", "2.32", None, G)),
         ("python-httpx/0.28.1", ("python-httpx", "0.28.1", None, G)),
         ("python-httpx", ("python-httpx", None, None, G)),
+        # thotbot.client's own product: generic alone, the app's name when the client is given one.
+        ("thotbot-python/0.1.0", ("thotbot-python", "0.1.0", None, G)),
+        ("acme/2.3.1 (ops@acme.example) thotbot-python/0.1.0", ("acme", "2.3.1", "ops@acme.example", D)),
+        ("thotbot-cli/0.1.0 thotbot-python/0.1.0", ("thotbot-cli", "0.1.0", None, D)),
         ("Python-urllib/3.11", ("Python-urllib", "3.11", None, G)),
         ("python-urllib3/2.2.1", ("python-urllib3", "2.2.1", None, G)),
         ("Python/3.11 aiohttp/3.9.5", ("aiohttp", "3.9.5", None, G)),

@@ -1,4 +1,5 @@
-"""The `thotbot` command for operators: one function per command, one clear line per error."""
+"""The `thotbot` command for operators (and `thotbot api` for API users): one function per command,
+one clear line per error."""
 
 from __future__ import annotations
 
@@ -36,8 +37,15 @@ _opened: list[Services] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["api"]:
+        # For API users: the client alone, no settings, no database (`thotbot api` from the shell
+        # goes there straight from thotbot/__main__.py, without loading this module).
+        from thotbot.client._cli import main as api
+
+        return api(given)
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(given)
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
@@ -346,4 +354,7 @@ def _parser() -> argparse.ArgumentParser:
         "--generic", action="store_true", help="only keys sending generic or missing User-Agents"
     )
     integrations.set_defaults(func=cmd_integrations)
+
+    # Listed here; `thotbot api ...` itself is parsed and run by thotbot.client._cli (see main).
+    sub.add_parser("api", help="for API users: call the API with the key in THOTBOT_API_KEY")
     return parser

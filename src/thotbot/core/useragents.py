@@ -73,6 +73,7 @@ GENERIC_PRODUCTS = frozenset(
         "python", "cpython", "pypy", "python-requests", "requests", "python-httpx", "httpx",
         "python-urllib", "python-urllib3", "urllib3", "urllib", "aiohttp", "python-aiohttp",
         "httplib2", "python-httplib2", "tornado", "twisted", "treq", "scrapy", "pycurl",
+        "thotbot-python",  # thotbot.client's own, sent after the app's product when it is given one
         # JavaScript
         "node", "node.js", "nodejs", "node-fetch", "undici", "axios", "got", "superagent", "needle",
         "deno", "bun", "ky", "ofetch", "request", "node-superagent",
