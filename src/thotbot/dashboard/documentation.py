@@ -116,6 +116,9 @@ def _markdown() -> MarkdownIt:
     md.add_render_rule("code_block", _render_fence)
     md.add_render_rule("table_open", _render_table_open)
     md.add_render_rule("table_close", _render_table_close)
+    md.add_render_rule("th_open", _render_th_open)
+    md.add_render_rule("th_close", _render_th_close)
+    md.add_render_rule("td_open", _render_td_open)
     return md
 
 
@@ -162,6 +165,36 @@ def _render_table_close(
     self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
 ) -> str:
     return "</table>\n</div>\n"
+
+
+def _empty_cell(tokens: Sequence[Token], idx: int) -> bool:
+    return idx < len(tokens) and tokens[idx].type == "inline" and not tokens[idx].content.strip()
+
+
+def _render_th_open(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    # A header cell left empty (above a column of row names) heads nothing: a plain cell.
+    return _cell_open("td" if _empty_cell(tokens, idx + 1) else "th", tokens[idx])
+
+
+def _render_td_open(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    return _cell_open("td", tokens[idx])
+
+
+def _cell_open(tag: str, token: Token) -> str:
+    """A cell; a column's alignment is a class (the CSP allows no style attribute)."""
+    style = str(token.attrGet("style") or "")
+    align = style.removeprefix("text-align:") if style.startswith("text-align:") else ""
+    return f'<{tag} class="align-{escape(align)}">' if align else f"<{tag}>"
+
+
+def _render_th_close(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    return "</td>\n" if _empty_cell(tokens, idx - 1) else "</th>\n"
 
 
 def _inline_text(token: Token) -> str:
@@ -344,14 +377,16 @@ def reference_context(spec: Mapping[str, Any]) -> dict[str, Any]:
             raw_responses = _map(op.get("responses"))
             for status, raw in raw_responses.items():
                 name, response = _resolve(spec, raw)
-                headers = _map(response.get("headers"))
+                # A shared response is described once, under Responses; the row links to it.
                 responses.append(
                     {
                         "status": str(status),
                         "name": name,
-                        "description": _describe(md, env, response.get("description")),
-                        "content": _content(spec, response.get("content")),
-                        "headers": list(headers),
+                        "description": Markup("")
+                        if name
+                        else _describe(md, env, response.get("description")),
+                        "content": [] if name else _content(spec, response.get("content")),
+                        "headers": [] if name else list(_map(response.get("headers"))),
                     }
                 )
             security = op.get("security", default_security)
@@ -394,7 +429,17 @@ def reference_context(spec: Mapping[str, Any]) -> dict[str, Any]:
                 ],
             }
         )
+    shared_responses = [
+        {
+            "name": str(name),
+            "description": _describe(md, env, _map(response).get("description")),
+            "headers": list(_map(_map(response).get("headers"))),
+            "content": _content(spec, _map(response).get("content")),
+        }
+        for name, response in _map(components.get("responses")).items()
+    ]
     return {
+        "responses": shared_responses,
         "api_title": str(info.get("title", "API")),
         "api_version": str(info.get("version", "")),
         "intro": _describe(md, env, info.get("description")),
