@@ -203,6 +203,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         account = services.users.create(EMAIL, hash_password("a-long-password"))
         yield Live(server, services, account.id)
     finally:
+        services.mailer.close()  # the notices of the keys made: written to this process's log
+        services.key_changes.close()
         services.engine.dispose()
         server.stop()
 
