@@ -1,4 +1,4 @@
-"""The dashboard: server-rendered pages for people (sign-up, sign-in, API keys, security)."""
+"""The dashboard: server-rendered pages for people (sign-up, sign-in, API keys, security, /docs)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 from thotbot.dashboard import sudo
 from thotbot.dashboard.errors import exception_handlers as _exception_handlers
 from thotbot.dashboard.middleware import SecurityHeaders
-from thotbot.dashboard.views import email_password, keys, passkeys, recovery, security, sign_in
+from thotbot.dashboard.views import docs, email_password, keys, passkeys, recovery, security, sign_in
 from thotbot.services import Services
 
 __all__ = ["exception_handlers", "middleware", "routes"]
@@ -63,6 +63,8 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/forgot-password", recovery.forgot_password_submit, methods=_POST),
         Route("/reset-password", recovery.reset_password_form, methods=_GET),
         Route("/reset-password", recovery.reset_password_submit, methods=_POST),
+        Route("/docs", docs.docs_index, methods=_GET),
+        Route("/docs/{name}", docs.docs_page, methods=_GET),
         # Browsers and crawlers ask for /favicon.ico whatever the page's <link rel="icon"> says.
         Route("/favicon.ico", _favicon, methods=_GET),
         Mount("/static", StaticFiles(packages=[("thotbot.dashboard", "static")]), name="static"),
