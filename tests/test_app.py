@@ -61,6 +61,29 @@ def test_a_405_names_what_the_path_accepts_in_a_problem(
     assert allowed in [m.strip() for m in response.headers["allow"].split(",")]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        # Two routes share the path: Allow names the methods of both.
+        ("OPTIONS", "/v1/keys", "GET, HEAD, POST"),
+        ("PUT", "/v1/account/passkeys", "GET, HEAD, POST"),
+        # A path of its own beside /v1/keys/{key_id}: not a key id to look up.
+        ("DELETE", "/v1/keys/revoke-leaked", "POST"),
+        ("GET", "/v1/keys/revoke-leaked", "POST"),
+    ],
+)
+def test_a_405_on_the_api_names_every_method_the_path_takes(
+    client: TestClient, services: Services, method: str, path: str, allow: str
+) -> None:
+    raw, _ = make_api_key(services)
+
+    response = client.request(method, path, headers={"Authorization": f"Bearer {raw}"})
+
+    assert response.status_code == 405, response.text
+    assert response.json()["code"] == "method_not_allowed"
+    assert response.headers["allow"] == allow
+
+
 def test_every_page_has_an_icon_and_a_description(client: TestClient) -> None:
     # Lighthouse: no 404 for the icon a browser asks for, and a meta description on every page.
     icon = client.get("/favicon.ico")

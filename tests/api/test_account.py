@@ -418,3 +418,37 @@ def test_a_passkey_name_with_nul_adds_nothing(client: TestClient, services: Serv
     assert response.status_code == 422
     assert response.json()["field"] == "name"
     assert len(services.account_security.list_passkeys(world.account.id)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"name": {"a": 1}}, id="object-name"),
+        pytest.param({"name": ["Laptop"]}, id="list-name"),
+        pytest.param({"name": 7}, id="number-name"),
+        pytest.param({"name": "x" * 101}, id="long-name"),
+        pytest.param({"challenge_id": 5}, id="number-challenge"),
+        pytest.param({"credential": None}, id="null-credential"),
+        pytest.param({"credential": "{}"}, id="text-credential"),
+        pytest.param({"credential": [1]}, id="list-credential"),
+    ],
+)
+def test_a_passkey_body_of_the_wrong_shape_is_refused_in_step_one(
+    client: TestClient, world: World, body: dict[str, object]
+) -> None:
+    # Step one reads none of these, but the description refuses them: so does the server.
+    response = client.post("/v1/account/passkeys", json=body, headers=world.headers["granted key"])
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert response.json()["field"] == next(iter(body))
+
+
+@pytest.mark.parametrize("body", [{}, {"name": None}, {"name": ""}, {"name": "Laptop"}], ids=repr)
+def test_step_one_takes_what_the_description_allows(
+    client: TestClient, world: World, body: dict[str, object]
+) -> None:
+    response = client.post("/v1/account/passkeys", json=body, headers=world.headers["granted key"])
+
+    assert response.status_code == 200, response.text
+    assert set(response.json()) == {"challenge_id", "expires_at", "options"}

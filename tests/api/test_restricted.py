@@ -136,6 +136,12 @@ def test_a_granted_key_mints_a_read_only_key(client: TestClient, services: Servi
         pytest.param({"name": "x" * 101}, id="long-name"),
         pytest.param({"name": "a\x00b"}, id="nul-name"),
         pytest.param({"name": "a\nb"}, id="newline-name"),
+        pytest.param({"name": "ok\x1f"}, id="trailing-unit-separator"),  # a space to str.strip
+        pytest.param({"name": "ok\x85"}, id="trailing-next-line"),
+        pytest.param({"name": "a\u2028b"}, id="line-separator-name"),
+        pytest.param({"name": "\u202eevil"}, id="bidi-override-name"),
+        pytest.param({"name": "\ufeffname"}, id="bom-name"),
+        pytest.param({"name": "x" * 100 + " "}, id="long-before-trimming"),
         pytest.param({"name": "ok", "expires_at": "yesterday"}, id="bad-date"),
         pytest.param({"name": "ok", "expires_at": "2001-01-01T00:00:00Z"}, id="past-date"),
         pytest.param({"name": "ok", "expires_at": "9999-12-31T23:59:59-01:00"}, id="overflow-date"),
@@ -151,6 +157,26 @@ def test_minting_validation_errors(client: TestClient, services: Services, body:
 
     assert_problem(response, 422, "validation_error")
     assert [k.id for k in services.keys.list_for_account(record.account_id)] == [record.id]
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        (" padded ", "padded"),
+        ("naïve ✓ 名前", "naïve ✓ 名前"),
+        ("no\u00a0break", "no\u00a0break"),
+        ("x" * 100, "x" * 100),
+    ],
+)
+def test_a_name_the_description_allows_is_accepted(
+    client: TestClient, services: Services, sent: str, stored: str
+) -> None:
+    raw, _ = _granted(services)
+
+    response = client.post("/v1/keys", headers=bearer(raw), json={"name": sent})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == stored
 
 
 def test_a_grant_made_elsewhere_is_honoured_at_once_after_eviction(
@@ -182,7 +208,8 @@ def test_the_password_stays_when_refused(client: TestClient, services: Services)
 
 def test_every_restricted_route_is_known_to_the_guard() -> None:
     """The guard logs its refusals of restricted calls by identity.is_restricted: it must know them all."""
-    wrapped = [r for r in api_routes if isinstance(r, Route) and r.endpoint.__name__ == "guarded"]
+    # routes.restricted wraps its handler with functools.wraps: the wrapper keeps the original.
+    wrapped = [r for r in api_routes if isinstance(r, Route) and hasattr(r.endpoint, "__wrapped__")]
 
     assert len(wrapped) == len(RESTRICTED)
     for route in wrapped:

@@ -10,7 +10,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from thotbot.account_security import AccountSecurity
+from thotbot.account_security import MAX_PASSKEY_NAME, AccountSecurity
 from thotbot.api.bodies import read_json_object, required_str
 from thotbot.core.dates import iso
 from thotbot.core.errors import ValidationFailed
@@ -82,7 +82,8 @@ async def add_passkey(request: Request) -> Response:
     """Both steps of the ceremony: no ``credential`` gives the options (200), one adds the passkey (201)."""
     security, account_id, actor = _context(request)
     body = await read_json_object(request) if await request.body() else {}
-    if body.get("credential") is None:
+    _check_passkey_body(body)
+    if "credential" not in body:
         ceremony = await anyio.to_thread.run_sync(security.begin_passkey_registration, account_id)
         return JSONResponse(
             {
@@ -104,6 +105,25 @@ async def remove_passkey(request: Request) -> Response:
     passkey_id = request.path_params["passkey_id"]
     await anyio.to_thread.run_sync(lambda: security.remove_passkey(account_id, passkey_id, actor))
     return Response(status_code=204)
+
+
+def _check_passkey_body(body: dict[str, object]) -> None:
+    """The body's members have the types the description gives, in both steps.
+
+    Step one reads none of them, but a body the description refuses is refused in either step:
+    a client sending ``name`` as an object learns it at once, not after the ceremony.
+    """
+    name = body.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_PASSKEY_NAME):
+        raise ValidationFailed(
+            f"'name' must be a string of at most {MAX_PASSKEY_NAME} characters.", field="name"
+        )
+    if "challenge_id" in body and not isinstance(body["challenge_id"], str):
+        raise ValidationFailed("'challenge_id' must be the string step one answered.", field="challenge_id")
+    if "credential" in body and not isinstance(body["credential"], dict):
+        raise ValidationFailed(
+            "'credential' must be the object PublicKeyCredential.toJSON() gives.", field="credential"
+        )
 
 
 def _password(body: dict[str, object], name: str) -> str:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import TypedDict
 
 import anyio.to_thread
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from thotbot import __version__
 from thotbot.api import account
-from thotbot.api.bodies import read_json_object, required_str
+from thotbot.api.bodies import read_json_object, required_name
 from thotbot.api.serializers import account_json, key_json
 from thotbot.auth.refusals import RefusalLog
 from thotbot.core.dates import parse_expiry, utcnow
@@ -30,6 +32,19 @@ from thotbot.services import Services
 __all__ = ["routes"]
 
 MAX_LEAKED_KEYS = 100
+
+
+class _KeyID(StringConvertor):
+    """A key id in a path: one segment, but not ``revoke-leaked``, a path of its own.
+
+    Without this, ``DELETE /v1/keys/revoke-leaked`` would look for a key of that id and answer 404;
+    it is a path that takes POST alone, so it answers 405 with ``Allow: POST``.
+    """
+
+    regex = r"(?!revoke-leaked$)[^/]+"
+
+
+register_url_convertor("key_id", _KeyID())
 # Built once, body and headers: /v1/version is the endpoint clients and load tests call most. A
 # Response is only read when sent (the guard adds its headers to a copy), so one serves them all.
 _VERSION = Response(
@@ -109,6 +124,7 @@ def restricted(
 ) -> Callable[[Request], Awaitable[Response]]:
     """Refuse every key without the operator's account:security grant; log every call."""
 
+    @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
         services, identity = _services(request), _identity(request)
         meta = _client_meta(request)
@@ -145,9 +161,7 @@ def restricted(
 async def create_key(request: Request) -> Response:
     services, identity = _services(request), _identity(request)
     body = await read_json_object(request)
-    name = required_str(body, "name", max_length=100)
-    if not name.isprintable():
-        raise ValidationFailed("'name' must not contain control characters.", field="name")
+    name = required_name(body, "name", max_length=100)
     if holds_key(name) or redact(name) != name:
         # It would travel in mail and logs; the detail does not echo it.
         raise ValidationFailed("'name' must not contain an API key.", field="name")
@@ -174,7 +188,7 @@ routes = [
     Route("/v1/keys", list_keys, methods=["GET"]),
     Route("/v1/keys", create_key, methods=["POST"]),
     Route("/v1/keys/revoke-leaked", revoke_leaked, methods=["POST"]),
-    Route("/v1/keys/{key_id}", revoke_key, methods=["DELETE"]),
+    Route("/v1/keys/{key_id:key_id}", revoke_key, methods=["DELETE"]),
     Route("/v1/account/email", restricted(account.change_email), methods=["PUT"]),
     Route("/v1/account/password", restricted(account.change_password), methods=["PUT"]),
     Route("/v1/account/passkeys", restricted(account.list_passkeys), methods=["GET"]),

@@ -24,6 +24,7 @@ from thotbot.core.errors import (
     APIKeyInURL,
     AuthenticationError,
     InsufficientScope,
+    MissingAPIKey,
     RateLimited,
     ThotbotError,
 )
@@ -32,6 +33,7 @@ from thotbot.core.problems import NO_STORE, send_problem
 from thotbot.core.redaction import holds_key
 from thotbot.ratelimit import RateLimiter
 from thotbot.usage import UsageRecorder, user_agent_notice
+from thotbot.web.cors import is_preflight, refuse_preflight
 
 __all__ = ["PUBLIC_ENDPOINTS", "APIKeyGuard"]
 
@@ -118,7 +120,11 @@ class APIKeyGuard:
                     if notice is not None:
                         extra_headers.append(notice)
                     decision = limiter.hit_key_now(key_id) or await limiter.hit_key(key_id)
-            except (AuthenticationError, APIKeyInURL, InsufficientScope, AccountDisabled):
+            except (AuthenticationError, APIKeyInURL, InsufficientScope, AccountDisabled) as refusal:
+                if isinstance(refusal, MissingAPIKey) and is_preflight(method, scope["headers"]):
+                    # A browser's CORS preflight carries no key: refused as such, at no cost.
+                    await refuse_preflight(send_no_store)
+                    return
                 # Failed attempts count against the client's address, not against any key.
                 decision = await limiter.hit_anon(address)
                 extra_headers.extend(decision.headers())
