@@ -148,6 +148,8 @@ def run_example(example: Example, workdir: Path, url: str, key: str) -> Run:
     script.write_text(example.code.replace(DOCUMENTED_URL, url), encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("THOTBOT_")}
     env.update(THOTBOT_API_KEY=key, THOTBOT_API_URL=url)
+    # As after `pip install thotbot` in the user's environment: its `thotbot` command on the PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     done = subprocess.run(
         [*command, str(script)],
         cwd=workdir,
