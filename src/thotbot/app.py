@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 
@@ -333,19 +332,20 @@ def _evict(services: Services) -> Callable[[list[str]], None]:
 async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
-        began = time.perf_counter()
         await services.usage_recorder.flush()
-        await _sleep_unless_stopped(stop, flush_pause(time.perf_counter() - began))
+        await _sleep_unless_stopped(stop, flush_pause(services.usage_recorder.flush_cpu))
 
 
 def flush_pause(took: float) -> float:
-    """Seconds until the next usage flush, after one that took ``took`` seconds.
+    """Seconds until the next usage flush, after one that took ``took`` seconds of CPU.
 
     Every 2 s while flushes are quick. A flush costs one row per key (and User-Agent, and client)
     used since the last one, so with tens of thousands of keys in use it can take a large part of
     the process's CPU away from requests. The pause then grows so that flushing takes at most a
     twentieth of the time, and each later flush carries more requests per row; the cost per request
     stays bounded however many keys are in use. Last-used times are then up to a minute late.
+    CPU time, not the time taken: a flush that waits for a locked or distant database costs the
+    process nothing meanwhile, and must not push the next one (the retry after an outage) back.
     """
     return min(MAX_FLUSH_INTERVAL, max(FLUSH_INTERVAL, took * (FLUSH_DUTY - 1)))
 
@@ -356,11 +356,10 @@ async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
     if services.rate_limiter.mode != "database":
         return
     while not stop.is_set():
-        began = time.perf_counter()
         await _sync_once(services)
-        # As the usage flush: a sync that takes long (thousands of keys hit since the last one)
-        # spaces the next ones, so sharing takes at most a twentieth of the time.
-        took = time.perf_counter() - began
+        # As the usage flush: a sync that costs much CPU (thousands of keys hit since the last
+        # one) spaces the next ones, so sharing takes at most a twentieth of the process.
+        took = services.rate_limiter.sync_cpu
         await _sleep_unless_stopped(stop, min(MAX_SYNC_INTERVAL, max(SYNC_INTERVAL, took * (FLUSH_DUTY - 1))))
 
 

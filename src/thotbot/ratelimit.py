@@ -133,6 +133,8 @@ class RateLimiter:
             self._store = shared
         self._warned_at = 0.0
         self._down_until = 0.0
+        #: CPU seconds the last sync took in its worker thread: what sharing costs the process.
+        self.sync_cpu = 0.0
         self._next_prune = 0.0
 
     @property
@@ -185,6 +187,7 @@ class RateLimiter:
         loop; requests go on being decided meanwhile. Deletes ended windows once a minute. When the
         database fails, the hits are kept for the next sync and it is retried after a few seconds.
         """
+        self.sync_cpu = 0.0
         store, local = self._store, self._local
         if store is None or local is None or self._storage_down():
             return
@@ -194,7 +197,7 @@ class RateLimiter:
         if not hits and not watch and prune_before is None:
             return
         try:
-            totals = await anyio.to_thread.run_sync(_exchange, store, hits, watch, prune_before)
+            exchanged = await anyio.to_thread.run_sync(_exchange, store, hits, watch, prune_before)
         except Exception as exc:
             local.restore(hits)
             if not isinstance(exc, SQLAlchemyError):
@@ -203,6 +206,7 @@ class RateLimiter:
                 "rate limit database unreachable: each process counts on its own until it answers"
             )
             return
+        totals, self.sync_cpu = exchanged
         local.apply(totals)
         if prune_before is not None:
             self._next_prune = now + PRUNE_EVERY
@@ -252,11 +256,14 @@ def _expiry(item: RateLimitItem) -> int:
 
 def _exchange(
     store: RateWindowStore, hits: Sequence[WindowHits], watch: Sequence[WindowId], prune_before: int | None
-) -> dict[WindowId, int]:
+) -> tuple[dict[WindowId, int], float]:
+    """The totals, and the CPU seconds this thread spent on them (not the time it waited)."""
+    started = time.thread_time()
     # Pruning first: if it fails, nothing was added, and the hits are kept for the next sync.
     if prune_before is not None:
         store.prune(prune_before)
-    return store.add(hits, watch)
+    totals = store.add(hits, watch)
+    return totals, time.thread_time() - started
 
 
 class _Windows:

@@ -130,6 +130,9 @@ class UsageRecorder:
         self._failures_in_a_row = 0
         self._refusals = 0
         self.stats = RecorderStats()
+        #: CPU seconds the last flush's write took in its worker thread (0 when it failed): what
+        #: the flush costs the process, whatever time it spent waiting on the database.
+        self.flush_cpu = 0.0
 
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
         window = self._window
@@ -250,6 +253,8 @@ class UsageRecorder:
 
     def _write(self, window: _Window) -> None:
         """Runs in a worker thread, on a window no other code touches any more."""
+        started = time.thread_time()
+        self.flush_cpu = 0.0
         days: dict[tuple[str, int], list[int]] = {}
         agents: list[AgentCount] = []
         for (key_id, day, user_agent), seen in window.agents.items():
@@ -266,6 +271,7 @@ class UsageRecorder:
             last_used={k: KeyUsage(_utc(ts), ua) for k, (ts, ua) in window.last.items()},
         )
         self._store.write(batch)
+        self.flush_cpu = time.thread_time() - started
         if window.overflow or window.clients_dropped:
             log.warning(
                 "usage over the memory cap: %d requests counted without their User-Agent, "
