@@ -3,19 +3,19 @@ real SQLite file or PostgreSQL database, syncing explicitly, on a clock the test
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, event, select
 from starlette.testclient import TestClient
 
 from tests.factories import bearer, make_api_key
-from tests.services import PG_ADMIN_URL
+from tests.services import postgres_refusing
 from thotbot.app import create_app
 from thotbot.config import load_settings
 from thotbot.ratelimit import RateLimiter, hash_address
@@ -203,20 +203,11 @@ def take_down(database_url: str, engines: list[Engine]) -> Callable[[], Abstract
             for file in aside.iterdir():
                 shutil.move(file, path.parent)
 
-    @contextmanager
-    def postgres_refusing() -> Iterator[None]:
-        name = database_url.rsplit("/", 1)[1]
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            try:
-                yield
-            finally:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-    return sqlite_gone if database_url.startswith("sqlite") else postgres_refusing
+    return (
+        sqlite_gone
+        if database_url.startswith("sqlite")
+        else functools.partial(postgres_refusing, database_url)
+    )
 
 
 async def test_with_the_database_down_each_process_counts_on_its_own_then_shares_again(

@@ -166,7 +166,7 @@ def _stamp(second: int, json_format: bool) -> str:
 
 def _asctime(at: float) -> str:
     # The same shape as logging's default asctime: "2026-11-29 19:08:45,832".
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) + f",{int(at % 1 * 1000):03d}"
+    return f"{_stamp(int(at), False)},{int(at % 1 * 1000):03d}"
 
 
 def _iso(at: float) -> str:

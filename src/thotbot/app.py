@@ -347,7 +347,13 @@ def flush_pause(took: float) -> float:
     CPU time, not the time taken: a flush that waits for a locked or distant database costs the
     process nothing meanwhile, and must not push the next one (the retry after an outage) back.
     """
-    return min(MAX_FLUSH_INTERVAL, max(FLUSH_INTERVAL, took * (FLUSH_DUTY - 1)))
+    return _paced(took, FLUSH_INTERVAL, MAX_FLUSH_INTERVAL)
+
+
+def _paced(took: float, least: float, most: float) -> float:
+    """The pause after background work that cost ``took`` seconds of CPU: ``least`` while it is
+    cheap, then long enough that it takes at most 1/FLUSH_DUTY of the process, up to ``most``."""
+    return min(most, max(least, took * (FLUSH_DUTY - 1)))
 
 
 async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
@@ -359,8 +365,8 @@ async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
         await _sync_once(services)
         # As the usage flush: a sync that costs much CPU (thousands of keys hit since the last
         # one) spaces the next ones, so sharing takes at most a twentieth of the process.
-        took = services.rate_limiter.sync_cpu
-        await _sleep_unless_stopped(stop, min(MAX_SYNC_INTERVAL, max(SYNC_INTERVAL, took * (FLUSH_DUTY - 1))))
+        pause = _paced(services.rate_limiter.sync_cpu, SYNC_INTERVAL, MAX_SYNC_INTERVAL)
+        await _sleep_unless_stopped(stop, pause)
 
 
 async def _sync_once(services: Services) -> None:

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.services import PG_ADMIN_URL, postgres_database
+from tests.services import postgres_database, postgres_refusing
 from tests.usage.test_serve import outage_keeps_every_count
 
 
@@ -23,18 +21,4 @@ def test_postgres_unreachable_for_20_seconds_under_traffic(
 ) -> None:
     with postgres_database(template=postgres_template) as url:  # migrated: a copy of the template
         monkeypatch.setenv("THOTBOT_DATABASE_URL", url)
-        name = url.rsplit("/", 1)[1]
-
-        @contextmanager
-        def disconnected() -> Iterator[None]:
-            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-                )
-                try:
-                    yield
-                finally:
-                    admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-        outage_keeps_every_count(url, tmp_path, capsys, disconnected)
+        outage_keeps_every_count(url, tmp_path, capsys, functools.partial(postgres_refusing, url))
