@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -41,6 +42,8 @@ __all__ = [
     "Base",
     "EmailChange",
     "KeyEvent",
+    "KeyRequest",
+    "KeyRequestHour",
     "Passkey",
     "QuotaCount",
     "RateLimitWindow",
@@ -347,3 +350,44 @@ class UsageSalt(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True, comment="UTC")
     salt: Mapped[bytes] = mapped_column(LargeBinary(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The request log: written in batches by the request log's flush, never on the request path.
+
+
+class KeyRequest(Base):
+    """One of a key's recent requests; the newest 200 per key are kept."""
+
+    __tablename__ = "key_requests"
+    __table_args__ = (Index("ix_key_requests_key_id_at", "key_id", "at"), Index("ix_key_requests_at", "at"))
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(comment="when the request arrived")
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(512), comment="no query string; a key in it redacted")
+    status: Mapped[int] = mapped_column(SmallInteger)
+    code: Mapped[str | None] = mapped_column(String(64), comment="the problem's code; null on success")
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    duration_us: Mapped[int] = mapped_column(Integer, comment="microseconds")
+
+
+class KeyRequestHour(Base):
+    """A key's requests in one hour, by endpoint and error code: what the error views and the
+    operator's outreach list add up."""
+
+    __tablename__ = "key_request_hours"
+    __table_args__ = (Index("ix_key_request_hours_hour", "hour"),)
+
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True, comment="the hour's start, UTC")
+    endpoint: Mapped[str] = mapped_column(
+        String(128), primary_key=True, comment="method and route, e.g. GET /v1/keys/{id}"
+    )
+    code: Mapped[str] = mapped_column(
+        String(64), primary_key=True, comment="the problem's code; '' on success"
+    )
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    user_agent: Mapped[str | None] = mapped_column(String(512), comment="the last one seen")
