@@ -39,7 +39,7 @@ run: $(VENV)/.installed ## install from requirements.lock, migrate the SQLite da
 	$(VENV)/bin/thotbot serve --host $(HOST) --port $(PORT)
 
 test: check ## `make check`, then the tests (T=tests/path for part); CI=true: under coverage, with its floor
-	$(PY) -m pytest -n $(JOBS) --dist loadfile $(TEST_COV) $(T)
+	$(PY) -m pytest -n $(JOBS) --dist loadfile --durations=25 $(TEST_COV) $(T)
 
 cov: $(VENV)/.installed ## the tests under coverage, servers too: lines and branches missed; fails under the floor
 	$(PY) -m pytest $(PYTEST_COV) $(T)

@@ -255,3 +255,17 @@ def test_the_user_agent_notice_points_at_a_section_that_exists(client: TestClien
     page = client.get(url.path)
     assert page.status_code == 200
     assert f'id="{url.fragment}"' in page.text
+
+
+def test_the_pages_ship_inside_the_package() -> None:
+    """An installed wheel has no checkout around it: /docs reads the package's docs/, which the
+    wheel carries as package data (a link to the repository's docs/ in a checkout)."""
+    import tomllib
+
+    package = Path(docs.__file__).resolve().parents[1]
+    assert package / "docs" == docs.DOCS_DIR
+    assert sorted(p.name for p in docs.DOCS_DIR.glob("*.md")) == [p.name for p in DOCS]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    data = project["tool"]["setuptools"]["package-data"]["thotbot"]
+    assert "docs/*.md" in data
+    assert "docs/*.svg" in data

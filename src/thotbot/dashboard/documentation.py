@@ -32,8 +32,9 @@ from thotbot.dashboard.templating import templates
 
 __all__ = ["DOCS_DIR", "NavItem", "Page", "Site", "build_site", "heading_slug", "render_markdown", "site"]
 
-#: docs/ of the checkout the package runs from (src/thotbot/dashboard/documentation.py -> the repository).
-DOCS_DIR = Path(__file__).resolve().parents[3] / "docs"
+#: The package's docs/: a link to the repository's docs/ in a checkout (src/thotbot/docs), the files
+#: themselves in an installed wheel (package data), so `pip install .` serves every page too.
+DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 REFERENCE = "reference"
 #: The pages a reader needs first, in this order, with their label in the navigation.
 PRIMARY = (
