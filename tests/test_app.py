@@ -84,6 +84,26 @@ def test_a_405_on_the_api_names_every_method_the_path_takes(
     assert response.headers["allow"] == allow
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        # Each page's form takes POST on a route of its own beside the page's GET.
+        ("PUT", "/login", "GET, HEAD, POST"),
+        ("DELETE", "/signup", "GET, HEAD, POST"),
+        ("PATCH", "/forgot-password", "GET, HEAD, POST"),
+        ("PUT", "/dashboard/api-keys/new", "GET, HEAD, POST"),
+    ],
+)
+def test_a_405_on_the_dashboard_names_every_method_the_path_takes(
+    client: TestClient, method: str, path: str, allow: str
+) -> None:
+    response = client.request(method, path)
+
+    assert response.status_code == 405, response.text
+    assert response.json()["code"] == "method_not_allowed"
+    assert response.headers["allow"] == allow
+
+
 def test_every_page_has_an_icon_and_a_description(client: TestClient) -> None:
     # Lighthouse: no 404 for the icon a browser asks for, and a meta description on every page.
     icon = client.get("/favicon.ico")

@@ -7,7 +7,6 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
 
 from thotbot.core.errors import (
     ContentTooLarge,
@@ -17,6 +16,7 @@ from thotbot.core.errors import (
     ValidationFailed,
 )
 from thotbot.core.problems import problem_parts
+from thotbot.web.allow import allowed_methods
 
 __all__ = [
     "http_exception_handler",
@@ -60,21 +60,10 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         # RFC 9110 15.5.6: every method the path accepts. Starlette names only those of the first
         # route matching the path, and GET /v1/keys and POST /v1/keys are two routes.
-        allowed = _allowed_methods(request) or (exc.headers or {}).get("Allow")
+        allowed = allowed_methods(request, (exc.headers or {}).get("Allow"))
         if allowed:
             response.headers["Allow"] = allowed
     return response
-
-
-def _allowed_methods(request: Request) -> str:
-    """The methods of every route of the app whose path matches this request's, as in ``Allow``."""
-    methods: set[str] = set()
-    for route in getattr(request.app, "routes", ()):
-        if isinstance(route, Route) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
 
 
 async def server_error_handler(request: Request, exc: Exception) -> Response:

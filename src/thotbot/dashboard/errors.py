@@ -15,6 +15,7 @@ from thotbot.core.problems import problem_parts
 from thotbot.dashboard.sudo import SudoRequired, sudo_required
 from thotbot.dashboard.templating import templates
 from thotbot.dashboard.web import NO_STORE, SignInRequired, login_url, redirect
+from thotbot.web.allow import allowed_methods
 
 __all__ = ["exception_handlers"]
 
@@ -54,8 +55,10 @@ def _method_not_allowed(request: Request, exc: HTTPException) -> Response:
     status, headers, body = problem_parts(MethodNotAllowed(), request.url.path)
     response = Response(body, status_code=status)
     response.raw_headers = [*headers, NO_STORE_HEADER]
-    if exc.headers and "Allow" in exc.headers:
-        response.headers["Allow"] = exc.headers["Allow"]
+    # Every method the path takes: GET /login and POST /login are two routes.
+    allowed = allowed_methods(request, (exc.headers or {}).get("Allow"))
+    if allowed:
+        response.headers["Allow"] = allowed
     return response
 
 
