@@ -28,7 +28,6 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from tests.factories import make_api_key
-from thotbot.api.bodies import NAME_PATTERN
 from thotbot.app import ThotbotApp
 from thotbot.config import Settings, load_settings
 from thotbot.core import errors
@@ -58,6 +57,7 @@ from thotbot.core.errors import (
     ValidationFailed,
 )
 from thotbot.core.identity import READ_METHODS, is_restricted
+from thotbot.core.names import NAME_PATTERN
 from thotbot.services import Services
 from thotbot.web.guard import PUBLIC_ENDPOINTS
 

@@ -196,7 +196,7 @@ class TestKeysCreate:
             (["--expires-at", "9999-12-31T23:59:59-01:00"], "too far"),
             (["--name", ""], "--name"),
             (["--name", "x" * 101], "--name"),
-            (["--name", "tab\there"], "--name"),
+            (["--name", "bell\x07here"], "--name"),
         ],
     )
     def test_user_errors(

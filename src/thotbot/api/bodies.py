@@ -8,16 +8,10 @@ import re
 from starlette.requests import Request
 
 from thotbot.core.errors import ValidationFailed
+from thotbot.core.names import NAME_PATTERN, key_name_problem
 
 __all__ = ["NAME_PATTERN", "read_json_object", "required_name", "required_str"]
 
-# What a name may not hold: control characters (C0, DEL and C1), the line and paragraph separators,
-# the bidirectional formatting characters (they can make a name read as another in mail and logs)
-# and the byte order mark. Written so that JavaScript, Python and Rust read the class alike.
-_FORBIDDEN = r"\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff"
-#: A name: none of those characters, and one at least that is not a space. The OpenAPI description
-#: gives this very pattern (tests/test_openapi.py checks it), so clients validate as the server does.
-NAME_PATTERN = rf"^[^{_FORBIDDEN}]*[^\s{_FORBIDDEN}][^{_FORBIDDEN}]*$"
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -48,7 +42,8 @@ def required_str(body: dict[str, object], name: str, *, max_length: int) -> str:
 def required_name(body: dict[str, object], name: str, *, max_length: int) -> str:
     """A name field, trimmed: ``required_str``, and as sent it matches ``NAME_PATTERN``.
 
-    The pattern is tried before trimming, as a client tries the description's: a control character
+    The pattern (``thotbot.core.names``, one rule for the API, the dashboard and the CLI) is tried
+    before trimming, as a client tries the description's: a control character
     at either end (U+001F is a space to ``str.strip``) is refused, not trimmed away.
     """
     value = required_str(body, name, max_length=max_length)
@@ -59,4 +54,7 @@ def required_name(body: dict[str, object], name: str, *, max_length: int) -> str
             "formatting characters.",
             field=name,
         )
+    problem = key_name_problem(raw)
+    if problem is not None:
+        raise ValidationFailed(problem, field=name)
     return value

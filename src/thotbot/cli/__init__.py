@@ -21,6 +21,7 @@ from thotbot.core.accounts import check_new_password, hash_password
 from thotbot.core.dates import parse_expiry, utcnow
 from thotbot.core.errors import ThotbotError, ValidationFailed
 from thotbot.core.identity import Actor
+from thotbot.core.names import key_name_problem, tidy_key_name
 from thotbot.core.revocation import revocation_phrase
 from thotbot.mail import show_mail_log
 from thotbot.services import Services, build_services
@@ -193,9 +194,10 @@ def cmd_users_enable(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    name = args.name.strip()
-    if not name or len(name) > 100 or not name.isprintable():
-        raise ValidationFailed("--name must be 1 to 100 printable characters")
+    name = tidy_key_name(args.name)
+    problem = key_name_problem(name)
+    if problem is not None:
+        raise ValidationFailed(f"--name: {problem}")
     expires_at = parse_expiry(args.expires_at, utcnow(), field="--expires-at")
     services = _services(settings)
     account = services.users.get_by_email(args.user)

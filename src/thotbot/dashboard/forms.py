@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from thotbot.core.accounts import MAX_PASSWORD_LENGTH, check_new_password, normalize_email
 from thotbot.core.errors import ValidationFailed
-from thotbot.core.redaction import holds_key, redact
+from thotbot.core.names import key_name_problem, tidy_key_name
 
 __all__ = [
     "EXPIRY_CHOICES",
@@ -192,15 +192,12 @@ def parse_passkey_name(form: Mapping[str, object], field_name: str = "name") -> 
 
 
 def _name(form: Mapping[str, object], errors: dict[str, str]) -> str:
-    name = " ".join(_text(form, "name").split())
-    if not name:
-        errors["name"] = "Give the key a name, such as the program or server that will use it."
-    elif len(name) > MAX_NAME:
-        errors["name"] = f"Use at most {MAX_NAME} characters."
-    elif _CONTROL.search(name):
-        errors["name"] = "The name cannot hold control characters."
-    elif holds_key(name) or redact(name) != name:
-        errors["name"] = "The name cannot hold an API key: it is shown in mail and logs."
+    # Only spaces, tabs and line breaks are tidied: str.split would also take U+001F and other
+    # control characters for spaces and let them through.
+    name = tidy_key_name(_text(form, "name"))
+    problem = key_name_problem(name)
+    if problem is not None:
+        errors["name"] = problem
     return name
 
 
