@@ -53,6 +53,7 @@ MAX_SYNC_INTERVAL = 1.0
 GC_THRESHOLDS = (10_000, 20, 100)
 ACCESS_LOG_INTERVAL = 0.5
 PRUNE_INTERVAL = 3600.0  # as usage retention: an hour late is nothing against 400 days
+REMINDER_INTERVAL = 600.0  # expiry reminders: ten minutes late is nothing against 7 days or 1 day
 MAX_BODY = 1024 * 1024
 
 
@@ -243,6 +244,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             asyncio.create_task(_write_access_log(services, stop), name="thotbot-access-log"),
             asyncio.create_task(_prune_security_log(services, stop), name="thotbot-security-log-pruner"),
             asyncio.create_task(_sync_rate_limits(services, stop), name="thotbot-rate-limit-sync"),
+            asyncio.create_task(_send_expiry_reminders(services, stop), name="thotbot-expiry-reminders"),
             asyncio.create_task(
                 services.key_changes.listen(_evict(services), stop), name="thotbot-key-changes"
             ),
@@ -400,3 +402,14 @@ async def _prune_security_log(services: Services, stop: asyncio.Event) -> None:
             # The edge of a background task: the next hour tries again.
             log.warning("could not prune the security log", exc_info=True)
         await _sleep_unless_stopped(stop, PRUNE_INTERVAL)
+
+
+async def _send_expiry_reminders(services: Services, stop: asyncio.Event) -> None:
+    """Mail the keys' 7-day and 1-day expiry reminders (expiry_reminders.py), at start-up and every
+    ten minutes. Every instance does it; each reminder is claimed by one UPDATE, so none twice."""
+    while not stop.is_set():
+        try:
+            await anyio.to_thread.run_sync(lambda: services.expiry_reminders.run())
+        except Exception:  # The edge of a background task: the next round tries again.
+            log.warning("could not send the API key expiry reminders", exc_info=True)
+        await _sleep_unless_stopped(stop, REMINDER_INTERVAL)

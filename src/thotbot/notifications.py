@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot.core.dates import utcnow
 from thotbot.core.identity import Actor
+from thotbot.core.reminders import Reminder, time_left
 from thotbot.core.useragents import describe
 from thotbot.mail import Mailer
 from thotbot.storage import KeyRecord, UserStore
@@ -65,6 +66,27 @@ class Notifier:
             when or key.revoked_at or utcnow(),
             "review the security log and your other keys",
         )
+
+    def key_expires_soon(self, email: str, key: KeyRecord, reminder: Reminder, *, now: datetime) -> None:
+        """The 7-day or 1-day reminder that a key expires: its name, hint and when, and where to
+        roll it. Never the key: it is not kept, and a mail is no place for it."""
+        assert key.expires_at is not None
+        left = time_left(key.expires_at, now)
+        body = (
+            f"Your Thotbot API key {key.name!r} ({key.hint}, id {key.id}) expires {left}, "
+            f"on {when_text(key.expires_at)}. From then on, requests made with it are refused.\n\n"
+            "If a program still uses it, roll the key: a replacement with the same name and access "
+            "is shown to you once, and this key keeps working for the time you choose, so the "
+            "program can switch without downtime. Roll it here:\n\n"
+            f"  {self.key_page(key.id)}#roll\n\n"
+            "If nothing uses it any more, there is nothing to do: it stops working by itself.\n\n"
+            f"This is the {'7-day' if reminder is Reminder.WEEK else '1-day'} reminder; each is sent once. "
+            f"Your keys: {self._public_url}/dashboard/api-keys\n"
+        )
+        self._mailer.send(email, _SUBJECT + f"Your API key {key.name!r} expires {left}", body)
+
+    def key_page(self, key_id: str) -> str:
+        return f"{self._public_url}/dashboard/api-keys/{key_id}"
 
     def passkey_added(
         self, account_id: str, passkey_name: str, actor: Actor, *, when: datetime | None = None

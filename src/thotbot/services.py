@@ -16,6 +16,7 @@ from thotbot.account_recovery import AccountRecovery
 from thotbot.account_security import AccountSecurity
 from thotbot.auth.cache import KeyCache
 from thotbot.config import Settings
+from thotbot.expiry_reminders import ExpiryReminders
 from thotbot.key_lifecycle import KeyLifecycle
 from thotbot.keychanges import KeyChangeBus
 from thotbot.mail import Mailer
@@ -26,6 +27,7 @@ from thotbot.storage import (
     AccountTokenStore,
     ChallengeStore,
     EmailChangeStore,
+    ExpiryReminderStore,
     KeyStore,
     PasskeyStore,
     QuotaStore,
@@ -41,6 +43,7 @@ from thotbot.storage import (
 from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.email_changes import SQLEmailChangeStore
+from thotbot.storage.expiry_reminders import SQLExpiryReminderStore
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
@@ -80,6 +83,8 @@ class Services:
     usage: UsageStore
     #: The rate limits' counters, when several processes share them through the database.
     rate_windows: RateWindowStore
+    #: Which expiring keys were mailed their 7-day and 1-day reminders.
+    reminder_marks: ExpiryReminderStore
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(init=False)
     #: Counts requests and last use per key in memory; flushed in batches off the request path.
@@ -95,6 +100,8 @@ class Services:
     account_recovery: AccountRecovery = field(init=False)
     #: Every change to a key goes through it: the change, its log entry and its mail.
     key_lifecycle: KeyLifecycle = field(init=False)
+    #: Mails each expiring key's owner 7 days and 1 day before it expires (a background task).
+    expiry_reminders: ExpiryReminders = field(init=False)
 
     def __post_init__(self) -> None:
         self.key_cache = KeyCache(max_bytes=self.settings.key_cache_mb * 1024 * 1024)
@@ -120,6 +127,7 @@ class Services:
         self.mailer = Mailer.from_settings(self.settings)
         self.notifier = Notifier(self.mailer, self.users, self.settings.public_url)
         self.key_lifecycle = KeyLifecycle(keys=self.keys, cache=self.key_cache, notifier=self.notifier)
+        self.expiry_reminders = ExpiryReminders(self.reminder_marks, self.notifier)
         self.passkey_ceremonies = PasskeyCeremonies.from_settings(
             self.settings, self.passkeys, self.challenges
         )
@@ -170,6 +178,7 @@ def build_services(settings: Settings) -> Services:
         web_secrets=SQLWebSecretStore(sessions),
         usage=SQLUsageStore(sessions),
         rate_windows=SQLRateWindowStore(sessions),
+        reminder_marks=SQLExpiryReminderStore(sessions),
         key_changes=key_changes,
     )
 
@@ -196,4 +205,5 @@ def build_memory_services(settings: Settings) -> Services:
         web_secrets=memory.MemoryWebSecretStore(db),
         usage=memory.MemoryUsageStore(db),
         rate_windows=memory.MemoryRateWindowStore(db),
+        reminder_marks=memory.MemoryExpiryReminderStore(db),
     )

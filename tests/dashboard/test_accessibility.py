@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.dashboard.browser import DESKTOP, PASSWORD, PHONE, SCREENSHOTS, create_key
 from tests.live import LiveServer, start_server
+from thotbot.core.dates import utcnow
 
 pytestmark = pytest.mark.browser
 
@@ -130,9 +132,18 @@ def test_the_dashboard_pages(context: BrowserContext, viewport: str, server: Liv
     ]
     assert not flagged, flagged
 
+    # A key that expires within 7 days: its "Expires in 3 days" (or 2) badge, and the roll notice on its page.
     page.goto("/dashboard/api-keys")
+    page.get_by_role("button", name="Create New Key").click()
+    page.get_by_label("Name").fill("deploy bot")
+    page.get_by_label("On a date", exact=True).check()
+    page.locator("#expiry_date").fill((utcnow() + timedelta(days=2)).date().isoformat())
+    page.get_by_role("button", name="Create key").click()
+    page.goto("/dashboard/api-keys")
+    expect(page.locator(".badge-expiring")).to_have_text(re.compile(r"^Expires in [23] days$"))
     audit.check("api-keys")
     page.get_by_role("link", name="Manage").first.click()
+    expect(page.get_by_role("link", name="Roll this key")).to_be_visible()
     audit.check("key-detail")
     page.goto("/dashboard/api-keys")
     page.get_by_role("link", name="Revoke").first.click()

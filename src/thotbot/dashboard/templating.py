@@ -8,6 +8,7 @@ import jinja2
 from starlette.templating import Jinja2Templates
 
 from thotbot import __version__
+from thotbot.core.reminders import expires_soon, time_left
 from thotbot.core.revocation import revocation_phrase
 
 __all__ = [
@@ -136,6 +137,8 @@ def _environment() -> jinja2.Environment:
     env.filters["actor"] = describe_actor
     env.filters["action_label"] = lambda action: ACTION_LABELS.get(action, action)
     env.filters["revocation"] = revocation_phrase
+    env.filters["expires_soon"] = expires_soon
+    env.filters["time_left"] = time_left
     env.globals["version"] = __version__
     return env
 

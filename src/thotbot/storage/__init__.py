@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     # Records of one store each, kept beside their SQL store; named here only in annotations.
     from thotbot.storage.account_tokens import AccountLink, Purpose
     from thotbot.storage.email_changes import AppliedEmailChange, PendingEmailChange
+    from thotbot.storage.expiry_reminders import ReminderCandidate
     from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord
     from thotbot.storage.quotas import Quota
     from thotbot.storage.rate_windows import WindowHits, WindowId
@@ -32,6 +33,7 @@ __all__ = [
     "ChallengeStore",
     "EmailChangeStore",
     "EntryFor",
+    "ExpiryReminderStore",
     "KeyChange",
     "KeyRecord",
     "KeyStore",
@@ -204,6 +206,19 @@ class KeyStore(Protocol):
 
     def latest_change(self) -> int:
         """The newest change number (0 before any change)."""
+
+
+class ExpiryReminderStore(Protocol):
+    """Which expiring keys were mailed their 7-day and 1-day reminders (core/reminders.py)."""
+
+    def candidates(self, now: datetime, within: timedelta) -> list[ReminderCandidate]:
+        """Keys that may be due a reminder: unrevoked, of an enabled account, expiring after
+        ``now`` and at most ``within`` later, with a reminder not claimed yet."""
+
+    def claim(self, key_id: str, reminder: str, now: datetime) -> bool:
+        """Mark the reminder ("7d" or "1d") sent at ``now`` unless it is already, or the key was
+        revoked meanwhile: True for the one caller that may send it. Claiming the 1-day reminder
+        claims the 7-day one too, so that one is never sent late."""
 
 
 class UserStore(Protocol):

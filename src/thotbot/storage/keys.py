@@ -166,6 +166,10 @@ class SQLKeyStore:
             )
             session.add(row)
             old_row.expires_at = old_expires_at
+            # Its owner has just replaced it: no expiry reminder for the key rolled (core/reminders.py).
+            now = utcnow()
+            old_row.expiry_reminder_7d_at = old_row.expiry_reminder_7d_at or now
+            old_row.expiry_reminder_1d_at = old_row.expiry_reminder_1d_at or now
             session.flush()
             new, old = to_record(row), to_record(old_row)
             _changed(session, old, None)

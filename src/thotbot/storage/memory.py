@@ -18,6 +18,7 @@ from thotbot.core.accounts import normalize_email
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import Conflict, NotFound
 from thotbot.core.redaction import redact, redact_cut
+from thotbot.core.reminders import Reminder
 from thotbot.core.revocation import RevokedReason
 from thotbot.core.useragents import clean
 from thotbot.storage import AccountRecord, EntryFor, KeyChange, KeyRecord, LogEntry
@@ -28,6 +29,7 @@ from thotbot.storage.email_changes import (
     PendingEmailChange,
     hash_token,
 )
+from thotbot.storage.expiry_reminders import ReminderCandidate
 from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
@@ -51,6 +53,7 @@ __all__ = [
     "MemoryChallengeStore",
     "MemoryDatabase",
     "MemoryEmailChangeStore",
+    "MemoryExpiryReminderStore",
     "MemoryKeyStore",
     "MemoryPasskeyStore",
     "MemoryQuotaStore",
@@ -125,6 +128,8 @@ class MemoryDatabase:
         #: Requests by key, day and hashed client address.
         self.usage_clients: dict[tuple[str, date, bytes], int] = {}
         self.usage_salts: dict[date, bytes] = {}
+        #: When each key's expiry reminder ("7d", "1d") was claimed, by (key id, reminder).
+        self.expiry_reminders: dict[tuple[str, str], datetime] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryDatabase]:
@@ -162,6 +167,7 @@ class MemoryDatabase:
         gone = set(key_ids) & self.keys.keys()
         for key_id in gone:
             del self.keys[key_id]
+        self.expiry_reminders = {k: t for k, t in self.expiry_reminders.items() if k[0] not in gone}
         self.key_hashes = {h: k for h, k in self.key_hashes.items() if k not in gone}
         self.usage_days = {slot: n for slot, n in self.usage_days.items() if slot[0] not in gone}
         self.usage_agents = {slot: a for slot, a in self.usage_agents.items() if slot[0] not in gone}
@@ -306,6 +312,8 @@ class MemoryKeyStore:
             )
             old = dataclasses.replace(old, expires_at=old_expires_at)
             entries = log(new, old) if log is not None else ()
+            for reminder in Reminder:  # no expiry reminder for the key rolled, as in SQL
+                db.expiry_reminders.setdefault((key_id, reminder.value), utcnow())
             db.change_keys([old], entries, added={digest: new})
         return raw, new, old
 
@@ -1147,3 +1155,34 @@ def _daily(db: MemoryDatabase, key_id: str, since: date) -> dict[date, int]:
 
 def _busiest_first(agents: Iterable[AgentUsage]) -> list[AgentUsage]:
     return sorted(agents, key=lambda a: (-a.requests, a.user_agent or ""))
+
+
+class MemoryExpiryReminderStore:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def candidates(self, now: datetime, within: timedelta) -> list[ReminderCandidate]:
+        found = []
+        with self.db.transaction() as db:
+            for key in db.keys.values():
+                account = db.accounts[key.account_id]
+                if key.expires_at is None or not now < key.expires_at <= now + within:
+                    continue
+                if key.revoked_at is not None or account.disabled:
+                    continue
+                week = db.expiry_reminders.get((key.id, Reminder.WEEK.value))
+                day = db.expiry_reminders.get((key.id, Reminder.DAY.value))
+                if week is None or day is None:
+                    found.append(ReminderCandidate(key, account.email, week, day))
+        return sorted(found, key=lambda c: (c.key.expires_at, c.key.id))
+
+    def claim(self, key_id: str, reminder: str, now: datetime) -> bool:
+        which = Reminder(reminder)
+        with self.db.transaction() as db:
+            key = db.keys.get(key_id)
+            if key is None or key.revoked_at is not None or (key_id, which.value) in db.expiry_reminders:
+                return False
+            db.expiry_reminders[(key_id, which.value)] = now
+            if which is Reminder.DAY:
+                db.expiry_reminders.setdefault((key_id, Reminder.WEEK.value), now)
+            return True

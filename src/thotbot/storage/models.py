@@ -112,6 +112,8 @@ class Account(Base):
 
 class APIKey(Base):
     __tablename__ = "api_keys"
+    # The expiry reminders' query: keys expiring within 7 days (core/reminders.py).
+    __table_args__ = (Index("ix_api_keys_expires_at", "expires_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, comment="not secret")
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
@@ -126,6 +128,12 @@ class APIKey(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
     last_used_at: Mapped[datetime | None]
     last_user_agent: Mapped[str | None] = mapped_column(String(512))
+    expiry_reminder_7d_at: Mapped[datetime | None] = mapped_column(
+        comment="when the 7-day expiry reminder was claimed (or passed over); null = not yet"
+    )
+    expiry_reminder_1d_at: Mapped[datetime | None] = mapped_column(
+        comment="when the 1-day expiry reminder was claimed (or passed over); null = not yet"
+    )
 
 
 class KeyEvent(Base):
