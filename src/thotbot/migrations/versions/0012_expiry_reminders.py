@@ -1,7 +1,7 @@
 """Expiry reminders: when each key's 7-day and 1-day reminder mails were claimed, and an index on
 api_keys.expires_at for the reminders' query (keys expiring within 7 days).
 
-Revision ID: 0014_expiry_reminders
+Revision ID: 0012_expiry_reminders
 Revises: 0011_request_log
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 from thotbot.migrations.types import UTCDateTime
 
-revision = "0014_expiry_reminders"
+revision = "0012_expiry_reminders"
 down_revision = "0011_request_log"
 branch_labels = None
 depends_on = None
