@@ -26,6 +26,7 @@ from thotbot.storage import (
     AccountTokenStore,
     ChallengeStore,
     EmailChangeStore,
+    FailingStore,
     KeyStore,
     PasskeyStore,
     QuotaStore,
@@ -41,6 +42,7 @@ from thotbot.storage import (
 from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.email_changes import SQLEmailChangeStore
+from thotbot.storage.failing import SQLFailingStore
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
@@ -80,6 +82,9 @@ class Services:
     usage: UsageStore
     #: The rate limits' counters, when several processes share them through the database.
     rate_windows: RateWindowStore
+    #: The requests per key and hour as the report of failing integrations reads them, and the
+    #: accounts' choice of the daily mail about it.
+    failing: FailingStore
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(init=False)
     #: Counts requests and last use per key in memory; flushed in batches off the request path.
@@ -170,6 +175,7 @@ def build_services(settings: Settings) -> Services:
         web_secrets=SQLWebSecretStore(sessions),
         usage=SQLUsageStore(sessions),
         rate_windows=SQLRateWindowStore(sessions),
+        failing=SQLFailingStore(sessions),
         key_changes=key_changes,
     )
 
@@ -196,4 +202,5 @@ def build_memory_services(settings: Settings) -> Services:
         web_secrets=memory.MemoryWebSecretStore(db),
         usage=memory.MemoryUsageStore(db),
         rate_windows=memory.MemoryRateWindowStore(db),
+        failing=memory.MemoryFailingStore(db),
     )

@@ -28,6 +28,7 @@ from thotbot.storage.email_changes import (
     PendingEmailChange,
     hash_token,
 )
+from thotbot.storage.failing import AgentSeen, EndpointCount, KeyOwner, RequestWindow
 from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
@@ -51,6 +52,7 @@ __all__ = [
     "MemoryChallengeStore",
     "MemoryDatabase",
     "MemoryEmailChangeStore",
+    "MemoryFailingStore",
     "MemoryKeyStore",
     "MemoryPasskeyStore",
     "MemoryQuotaStore",
@@ -1147,3 +1149,101 @@ def _daily(db: MemoryDatabase, key_id: str, since: date) -> dict[date, int]:
 
 def _busiest_first(agents: Iterable[AgentUsage]) -> list[AgentUsage]:
     return sorted(agents, key=lambda a: (-a.requests, a.user_agent or ""))
+
+
+@dataclass
+class _HourRow:
+    """A row of key_request_hours: a key's requests in one hour to one endpoint with one code."""
+
+    key_id: str
+    hour: datetime
+    endpoint: str
+    code: str
+    requests: int
+    first_seen: datetime
+    last_seen: datetime
+    user_agent: str | None
+
+
+class MemoryFailingStore:
+    """The hour rows live here (``hours``, filled by whoever records them) rather than in the
+    MemoryDatabase; rows of deleted keys are skipped when read, as the SQL foreign key cascades."""
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+        self.hours: list[_HourRow] = []
+        #: (mail on, day last claimed) by account; an account not here has the mail on, never sent.
+        self._mail: dict[str, tuple[bool, date | None]] = {}
+
+    def add_hour(
+        self,
+        key_id: str,
+        hour: datetime,
+        endpoint: str,
+        code: str,
+        requests: int,
+        *,
+        first_seen: datetime | None = None,
+        last_seen: datetime | None = None,
+        user_agent: str | None = None,
+    ) -> None:
+        with self.db.transaction():
+            self.hours.append(
+                _HourRow(
+                    key_id, hour, endpoint, code, requests, first_seen or hour, last_seen or hour, user_agent
+                )
+            )
+
+    def window(self, since: datetime, until: datetime) -> RequestWindow:
+        with self.db.transaction() as db:
+            rows = [r for r in self.hours if since <= r.hour < until and r.key_id in db.keys]
+            failing = {r.key_id for r in rows if r.code}
+            counts: dict[tuple[str, str, str], EndpointCount] = {}
+            agents: dict[tuple[str, str | None], AgentSeen] = {}
+            for r in rows:
+                if r.key_id not in failing:
+                    continue
+                slot = (r.key_id, r.endpoint, r.code)
+                was = counts.get(slot)
+                counts[slot] = EndpointCount(
+                    r.key_id,
+                    r.endpoint,
+                    r.code,
+                    r.requests + (was.requests if was else 0),
+                    min(r.first_seen, was.first_seen) if was else r.first_seen,
+                    max(r.last_seen, was.last_seen) if was else r.last_seen,
+                )
+                seen = agents.get((r.key_id, r.user_agent))
+                agents[(r.key_id, r.user_agent)] = AgentSeen(
+                    r.key_id,
+                    r.user_agent,
+                    r.requests + (seen.requests if seen else 0),
+                    max(r.last_seen, seen.last_seen) if seen else r.last_seen,
+                )
+            owners = {}
+            for key_id in failing:
+                key = db.keys[key_id]
+                account = db.accounts[key.account_id]
+                owners[key_id] = KeyOwner(
+                    account.email, dataclasses.replace(key, account_disabled=account.disabled)
+                )
+        return RequestWindow(since, until, tuple(counts.values()), tuple(agents.values()), owners)
+
+    def integration_mail(self, account_id: str) -> bool:
+        with self.db.transaction() as db:
+            return account_id in db.accounts and self._mail.get(account_id, (True, None))[0]
+
+    def set_integration_mail(self, account_id: str, on: bool) -> bool:
+        with self.db.transaction() as db:
+            if account_id not in db.accounts:
+                return False
+            self._mail[account_id] = (on, self._mail.get(account_id, (True, None))[1])
+            return True
+
+    def claim_integration_mail(self, account_id: str, day: date) -> bool:
+        with self.db.transaction() as db:
+            on, sent_on = self._mail.get(account_id, (True, None))
+            if account_id not in db.accounts or not on or (sent_on is not None and sent_on >= day):
+                return False
+            self._mail[account_id] = (on, day)
+            return True
