@@ -10,7 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 from importlib.resources import files
 
 import anyio.to_thread
@@ -413,14 +413,22 @@ async def _mail_failing_daily(services: Services, stop: asyncio.Event) -> None:
     Every instance does it; each account is claimed for the day by one conditional UPDATE before
     its mail is sent, so it gets one mail however many instances try, and however often.
     """
+    reported: date | None = None  # the day this instance last logged about: once a day, not every hour
     while not stop.is_set():
         day = utcnow().date() - timedelta(days=1)
         try:
-            sent = await anyio.to_thread.run_sync(
+            accounts, sent = await anyio.to_thread.run_sync(
                 mail_failing_integrations, services.failing, services.notifier, day
             )
-            if sent:
-                log.info("mailed %d account(s) about keys that mostly failed on %s", sent, day)
+            if accounts and (sent or day != reported):
+                reported = day
+                log.info(
+                    "%d account(s) had keys that mostly failed on %s; this instance mailed %d "
+                    "(the others were mailed already or turned the mail off)",
+                    accounts,
+                    day,
+                    sent,
+                )
         except Exception:  # The edge of a background task: the next hour tries again.
             log.warning("could not mail about failing keys", exc_info=True)
         await _sleep_unless_stopped(stop, FAILING_MAIL_INTERVAL)

@@ -235,10 +235,11 @@ def _origin(actor: Actor) -> str:
 
 def mail_failing_integrations(
     failing: FailingStore, notifier: Notifier, day: date, *, now: datetime | None = None
-) -> int:
+) -> tuple[int, int]:
     """Mail each account whose keys mostly failed on ``day`` (UTC), once: an account is mailed only
     by the caller that claims it for that day (FailingStore.claim_integration_mail), so several
-    instances, or a task run twice, send one mail. Returns how many this caller sent."""
+    instances, or a task run twice, send one mail. Returns how many accounts had such keys, and
+    how many of them this caller mailed."""
     now = now or utcnow()
     start = datetime.combine(day, time(), tzinfo=UTC)
     window = failing.window(start, start + timedelta(days=1))
@@ -251,4 +252,4 @@ def mail_failing_integrations(
         if failing.claim_integration_mail(account_id, day):
             notifier.failing_integrations(keys[0].account_email, day, keys, now=now)
             sent += 1
-    return sent
+    return len(by_account), sent
