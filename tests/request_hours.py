@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from thotbot.services import Services
+from thotbot.storage.failing import HourRow
 from thotbot.storage.memory import MemoryFailingStore
 from thotbot.storage.models import KeyRequestHour
 
@@ -25,8 +26,8 @@ def add_hour(
     """``requests`` requests of ``key_id`` in the hour starting at ``hour``, answered with ``code``."""
     first, last = hour + timedelta(minutes=1), hour + timedelta(minutes=59)
     if isinstance(services.failing, MemoryFailingStore):
-        services.failing.add_hour(
-            key_id, hour, endpoint, code, requests, first_seen=first, last_seen=last, user_agent=user_agent
+        services.failing.hours.append(
+            HourRow(key_id, hour, endpoint, code, requests, first, last, user_agent)
         )
         return
     with services.db.begin() as session:

@@ -14,6 +14,7 @@ from thotbot import storage
 from thotbot.storage import memory
 from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.email_changes import SQLEmailChangeStore
+from thotbot.storage.failing import SQLFailingStore
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
@@ -39,6 +40,7 @@ STORES: list[tuple[type, type, type]] = [
     (storage.RateWindowStore, SQLRateWindowStore, memory.MemoryRateWindowStore),
     (storage.WebSecretStore, SQLWebSecretStore, memory.MemoryWebSecretStore),
     (storage.UsageStore, SQLUsageStore, memory.MemoryUsageStore),
+    (storage.FailingStore, SQLFailingStore, memory.MemoryFailingStore),
 ]
 
 

@@ -28,7 +28,7 @@ from thotbot.storage.email_changes import (
     PendingEmailChange,
     hash_token,
 )
-from thotbot.storage.failing import AgentSeen, EndpointCount, KeyOwner, RequestWindow
+from thotbot.storage.failing import AgentSeen, EndpointCount, HourRow, KeyOwner, RequestWindow
 from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
@@ -1151,48 +1151,15 @@ def _busiest_first(agents: Iterable[AgentUsage]) -> list[AgentUsage]:
     return sorted(agents, key=lambda a: (-a.requests, a.user_agent or ""))
 
 
-@dataclass
-class _HourRow:
-    """A row of key_request_hours: a key's requests in one hour to one endpoint with one code."""
-
-    key_id: str
-    hour: datetime
-    endpoint: str
-    code: str
-    requests: int
-    first_seen: datetime
-    last_seen: datetime
-    user_agent: str | None
-
-
 class MemoryFailingStore:
     """The hour rows live here (``hours``, filled by whoever records them) rather than in the
     MemoryDatabase; rows of deleted keys are skipped when read, as the SQL foreign key cascades."""
 
     def __init__(self, db: MemoryDatabase) -> None:
         self.db = db
-        self.hours: list[_HourRow] = []
+        self.hours: list[HourRow] = []
         #: (mail on, day last claimed) by account; an account not here has the mail on, never sent.
         self._mail: dict[str, tuple[bool, date | None]] = {}
-
-    def add_hour(
-        self,
-        key_id: str,
-        hour: datetime,
-        endpoint: str,
-        code: str,
-        requests: int,
-        *,
-        first_seen: datetime | None = None,
-        last_seen: datetime | None = None,
-        user_agent: str | None = None,
-    ) -> None:
-        with self.db.transaction():
-            self.hours.append(
-                _HourRow(
-                    key_id, hour, endpoint, code, requests, first_seen or hour, last_seen or hour, user_agent
-                )
-            )
 
     def window(self, since: datetime, until: datetime) -> RequestWindow:
         with self.db.transaction() as db:
