@@ -195,7 +195,7 @@ class Notifier:
             f"{count} mostly failed on {day.isoformat()} (UTC): the programs that use them get "
             f"errors instead of answers.\n\n{lines}\n\n"
             "A revoked or expired key can never work again: give the program a new key, or stop it. "
-            "For other errors, each key's page lists its recent requests and their errors.\n\n"
+            f"The other error codes are explained at {self._public_url}/docs.\n\n"
             "You get this mail at most once a day, and only when a key mostly fails. To stop it, turn "
             f'off "Mail me about failing keys" at {self._public_url}/dashboard/api-keys#integration-mail\n'
         )

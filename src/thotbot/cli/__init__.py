@@ -292,7 +292,7 @@ def _failing_integrations(args: argparse.Namespace, settings: Settings) -> int:
     window = services.failing.window(start, now + timedelta(hours=1))
     keys = failing.failing_keys(window, now)
     if args.json:
-        print(json.dumps(failing.failing_json(keys, start, now), indent=2))
+        print(json.dumps(failing.failing_json(keys, start, now.replace(microsecond=0)), indent=2))
         return 0
     if not keys:
         _say(f"no key mostly failed since {start:%Y-%m-%d %H:%M} UTC")

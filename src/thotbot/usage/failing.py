@@ -224,8 +224,9 @@ def mail_line(k: FailingKey, now: datetime) -> str:
     """One sentence of the daily mail: "'nightly-sync' was revoked 3 days ago and was used 1,200
     times yesterday by nightly-sync 3.1". Only the parsed description of a User-Agent is shown, never
     the header itself (no markup, no pasted key, no line break reaches a mail)."""
-    by = f" by {describe(k.agents[0].user_agent)}" if k.agents else ""
+    agent = describe(k.agents[0].user_agent) if k.agents else ""
     if k.state in ("revoked", "expired") and k.state_at is not None:
+        by = f" by {agent}" if agent else ""
         times = "time" if k.requests == 1 else "times"
         verb = "was revoked" if k.state == "revoked" else "expired"
         return (
@@ -233,6 +234,7 @@ def mail_line(k: FailingKey, now: datetime) -> str:
             f"yesterday{by}."
         )
     code = k.top_codes[0][0]
+    by = f", sent by {agent}" if agent else ""
     return (
         f"{k.key.name!r}: {k.failed:,} of its {k.requests:,} requests failed yesterday "
         f"({k.failed_share:.0%}, mostly {code}){by}."
