@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import date, timedelta
 from importlib.resources import files
 
 import anyio.to_thread
@@ -32,9 +33,11 @@ from thotbot.api.routes import routes as api_routes
 from thotbot.auth.refusals import RefusalLog
 from thotbot.auth.verifier import KeyVerifier
 from thotbot.config import Settings, load_settings
+from thotbot.core.dates import utcnow
 from thotbot.core.errors import ThotbotError
 from thotbot.core.proxies import TrustedProxies
 from thotbot.logs import configure_logging
+from thotbot.notifications import mail_failing_integrations
 from thotbot.ratelimit import SYNC_INTERVAL
 from thotbot.services import Services, build_services
 from thotbot.web.guard import APIKeyGuard
@@ -54,6 +57,7 @@ GC_THRESHOLDS = (10_000, 20, 100)
 ACCESS_LOG_INTERVAL = 0.5
 PRUNE_INTERVAL = 3600.0  # as usage retention: an hour late is nothing against 400 days
 REMINDER_INTERVAL = 600.0  # expiry reminders: ten minutes late is nothing against 7 days or 1 day
+FAILING_MAIL_INTERVAL = 3600.0  # the daily mail goes out within an hour of the UTC day's end
 MAX_BODY = 1024 * 1024
 
 
@@ -245,6 +249,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             asyncio.create_task(_prune_security_log(services, stop), name="thotbot-security-log-pruner"),
             asyncio.create_task(_sync_rate_limits(services, stop), name="thotbot-rate-limit-sync"),
             asyncio.create_task(_send_expiry_reminders(services, stop), name="thotbot-expiry-reminders"),
+            asyncio.create_task(_mail_failing_daily(services, stop), name="thotbot-failing-mail"),
             asyncio.create_task(
                 services.key_changes.listen(_evict(services), stop), name="thotbot-key-changes"
             ),
@@ -413,3 +418,30 @@ async def _send_expiry_reminders(services: Services, stop: asyncio.Event) -> Non
         except Exception:  # The edge of a background task: the next round tries again.
             log.warning("could not send the API key expiry reminders", exc_info=True)
         await _sleep_unless_stopped(stop, REMINDER_INTERVAL)
+
+
+async def _mail_failing_daily(services: Services, stop: asyncio.Event) -> None:
+    """At start-up and hourly: mail each account whose keys mostly failed on the previous UTC day.
+
+    Every instance does it; each account is claimed for the day by one conditional UPDATE before
+    its mail is sent, so it gets one mail however many instances try, and however often.
+    """
+    reported: date | None = None  # the day this instance last logged about: once a day, not every hour
+    while not stop.is_set():
+        day = utcnow().date() - timedelta(days=1)
+        try:
+            accounts, sent = await anyio.to_thread.run_sync(
+                mail_failing_integrations, services.failing, services.notifier, day
+            )
+            if accounts and (sent or day != reported):
+                reported = day
+                log.info(
+                    "%d account(s) had keys that mostly failed on %s; this instance mailed %d "
+                    "(the others were mailed already or turned the mail off)",
+                    accounts,
+                    day,
+                    sent,
+                )
+        except Exception:  # The edge of a background task: the next hour tries again.
+            log.warning("could not mail about failing keys", exc_info=True)
+        await _sleep_unless_stopped(stop, FAILING_MAIL_INTERVAL)

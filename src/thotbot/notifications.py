@@ -8,7 +8,8 @@ Call them from async code through ``anyio.to_thread.run_sync``.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -17,9 +18,10 @@ from thotbot.core.identity import Actor
 from thotbot.core.reminders import Reminder, time_left
 from thotbot.core.useragents import describe
 from thotbot.mail import Mailer
-from thotbot.storage import KeyRecord, UserStore
+from thotbot.storage import FailingStore, KeyRecord, UserStore
+from thotbot.usage.failing import FailingKey, failing_keys, mail_line
 
-__all__ = ["Notifier", "when_text"]
+__all__ = ["Notifier", "mail_failing_integrations", "when_text"]
 
 log = logging.getLogger("thotbot.notifications")
 
@@ -202,6 +204,25 @@ class Notifier:
         )
         self._mailer.send(new_email, _SUBJECT + "Email change not possible", body)
 
+    def failing_integrations(
+        self, email: str, day: date, keys: Sequence[FailingKey], *, now: datetime | None = None
+    ) -> None:
+        """The daily mail about an account's keys whose requests mostly failed on ``day`` (UTC)."""
+        now = now or utcnow()
+        lines = "\n\n".join(
+            f"- {mail_line(k, now)}\n  {self._public_url}/dashboard/api-keys/{k.key.id}" for k in keys
+        )
+        count = "One of your API keys" if len(keys) == 1 else f"{len(keys)} of your API keys"
+        body = (
+            f"{count} mostly failed on {day.isoformat()} (UTC): the programs that use them get "
+            f"errors instead of answers.\n\n{lines}\n\n"
+            "A revoked or expired key can never work again: give the program a new key, or stop it. "
+            f"The other error codes are explained at {self._public_url}/docs.\n\n"
+            "You get this mail at most once a day, and only when a key mostly fails. To stop it, turn "
+            f'off "Mail me about failing keys" at {self._public_url}/dashboard/api-keys#integration-mail\n'
+        )
+        self._mailer.send(email, _SUBJECT + "API keys that are failing", body)
+
     def _notify(
         self, account_id: str, subject: str, what: str, actor: Actor, when: datetime, if_not_you: str
     ) -> None:
@@ -232,3 +253,25 @@ def _origin(actor: Actor) -> str:
     agent = actor.user_agent and f"using {describe(actor.user_agent)}"
     parts = [p for p in (actor.ip_address, agent) if p]
     return ", from " + ", ".join(parts) if parts else ""
+
+
+def mail_failing_integrations(
+    failing: FailingStore, notifier: Notifier, day: date, *, now: datetime | None = None
+) -> tuple[int, int]:
+    """Mail each account whose keys mostly failed on ``day`` (UTC), once: an account is mailed only
+    by the caller that claims it for that day (FailingStore.claim_integration_mail), so several
+    instances, or a task run twice, send one mail. Returns how many accounts had such keys, and
+    how many of them this caller mailed."""
+    now = now or utcnow()
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    window = failing.window(start, start + timedelta(days=1))
+    by_account: dict[str, list[FailingKey]] = {}
+    for entry in failing_keys(window, now):
+        if not entry.key.account_disabled:
+            by_account.setdefault(entry.key.account_id, []).append(entry)
+    sent = 0
+    for account_id, keys in by_account.items():
+        if failing.claim_integration_mail(account_id, day):
+            notifier.failing_integrations(keys[0].account_email, day, keys, now=now)
+            sent += 1
+    return len(by_account), sent

@@ -28,6 +28,7 @@ from thotbot.storage import (
     ChallengeStore,
     EmailChangeStore,
     ExpiryReminderStore,
+    FailingStore,
     KeyStore,
     PasskeyStore,
     QuotaStore,
@@ -44,6 +45,7 @@ from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.db import SessionFactory, make_engine, make_session_factory
 from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.expiry_reminders import SQLExpiryReminderStore
+from thotbot.storage.failing import SQLFailingStore
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
@@ -85,6 +87,9 @@ class Services:
     rate_windows: RateWindowStore
     #: Which expiring keys were mailed their 7-day and 1-day reminders.
     reminder_marks: ExpiryReminderStore
+    #: The requests per key and hour as the report of failing integrations reads them, and the
+    #: accounts' choice of the daily mail about it.
+    failing: FailingStore
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(init=False)
     #: Counts requests and last use per key in memory; flushed in batches off the request path.
@@ -179,6 +184,7 @@ def build_services(settings: Settings) -> Services:
         usage=SQLUsageStore(sessions),
         rate_windows=SQLRateWindowStore(sessions),
         reminder_marks=SQLExpiryReminderStore(sessions),
+        failing=SQLFailingStore(sessions),
         key_changes=key_changes,
     )
 
@@ -206,4 +212,5 @@ def build_memory_services(settings: Settings) -> Services:
         usage=memory.MemoryUsageStore(db),
         rate_windows=memory.MemoryRateWindowStore(db),
         reminder_marks=memory.MemoryExpiryReminderStore(db),
+        failing=memory.MemoryFailingStore(db),
     )

@@ -15,6 +15,7 @@ from thotbot.storage import memory
 from thotbot.storage.account_tokens import SQLAccountTokenStore
 from thotbot.storage.email_changes import SQLEmailChangeStore
 from thotbot.storage.expiry_reminders import SQLExpiryReminderStore
+from thotbot.storage.failing import SQLFailingStore
 from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
@@ -41,6 +42,7 @@ STORES: list[tuple[type, type, type]] = [
     (storage.WebSecretStore, SQLWebSecretStore, memory.MemoryWebSecretStore),
     (storage.UsageStore, SQLUsageStore, memory.MemoryUsageStore),
     (storage.ExpiryReminderStore, SQLExpiryReminderStore, memory.MemoryExpiryReminderStore),
+    (storage.FailingStore, SQLFailingStore, memory.MemoryFailingStore),
 ]
 
 

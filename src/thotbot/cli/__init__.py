@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,7 +28,7 @@ from thotbot.services import Services, build_services
 from thotbot.storage import KeyRecord
 from thotbot.storage.db import redacted_url
 from thotbot.storage.migrate import upgrade
-from thotbot.usage import report
+from thotbot.usage import failing, report
 
 __all__ = ["main"]
 
@@ -261,6 +261,10 @@ def cmd_keys_grant(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_integrations(args: argparse.Namespace, settings: Settings) -> int:
+    if args.failing:
+        return _failing_integrations(args, settings)
+    if args.since is not None:
+        return _fail("--since goes with --failing")
     services = _services(settings)
     try:
         keys, now = services.usage.integrations(), utcnow()
@@ -274,6 +278,27 @@ def cmd_integrations(args: argparse.Namespace, settings: Settings) -> int:
     if not lines:
         _say("no keys send only generic or missing User-Agents" if args.generic else "no usage recorded yet")
     for line in lines:
+        print(line)
+    return 0
+
+
+def _failing_integrations(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        since = failing.parse_since(args.since or "24h")
+    except ValueError as exc:
+        return _fail(str(exc))
+    services = _services(settings)
+    now = utcnow()
+    # Whole hours, as the rows are kept: from the start of the hour that holds now - since.
+    start = (now - since).replace(minute=0, second=0, microsecond=0)
+    window = services.failing.window(start, now + timedelta(hours=1))
+    keys = failing.failing_keys(window, now)
+    if args.json:
+        print(json.dumps(failing.failing_json(keys, start, now.replace(microsecond=0)), indent=2))
+        return 0
+    if not keys:
+        _say(f"no key mostly failed since {start:%Y-%m-%d %H:%M} UTC")
+    for line in failing.failing_lines(keys):
         print(line)
     return 0
 
@@ -354,6 +379,14 @@ def _parser() -> argparse.ArgumentParser:
     integrations.add_argument("--json", action="store_true")
     integrations.add_argument(
         "--generic", action="store_true", help="only keys sending generic or missing User-Agents"
+    )
+    integrations.add_argument(
+        "--failing",
+        action="store_true",
+        help="only keys whose requests mostly fail: who owns them, what fails, which program sends them",
+    )
+    integrations.add_argument(
+        "--since", metavar="AGE", help="with --failing: the window, such as 30m, 24h (the default) or 7d"
     )
     integrations.set_defaults(func=cmd_integrations)
 

@@ -36,6 +36,7 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/dashboard/api-keys", keys.list_keys, methods=_GET),
         Route("/dashboard/api-keys/new", keys.new_key_form, methods=_GET),
         Route("/dashboard/api-keys/new", keys.create_key, methods=_POST),
+        Route("/dashboard/api-keys/integration-mail", keys.set_integration_mail, methods=_POST),
         Route("/dashboard/api-keys/{key_id}", keys.key_detail, methods=_GET),
         Route("/dashboard/api-keys/{key_id}/rename", keys.rename_key, methods=_POST),
         Route("/dashboard/api-keys/{key_id}/roll", keys.roll_key, methods=_POST),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from thotbot.storage.account_tokens import AccountLink, Purpose
     from thotbot.storage.email_changes import AppliedEmailChange, PendingEmailChange
     from thotbot.storage.expiry_reminders import ReminderCandidate
+    from thotbot.storage.failing import RequestWindow
     from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord
     from thotbot.storage.quotas import Quota
     from thotbot.storage.rate_windows import WindowHits, WindowId
@@ -34,6 +35,7 @@ __all__ = [
     "EmailChangeStore",
     "EntryFor",
     "ExpiryReminderStore",
+    "FailingStore",
     "KeyChange",
     "KeyRecord",
     "KeyStore",
@@ -505,3 +507,25 @@ class UsageStore(Protocol):
     def distinct_clients(self, key_id: str, day: date) -> int: ...
 
     def integrations(self) -> list[KeyAgents]: ...
+
+
+class FailingStore(Protocol):
+    """What the report of failing integrations reads (the requests per key and hour), and each
+    account's choice of the daily mail about it."""
+
+    def window(self, since: datetime, until: datetime) -> RequestWindow:
+        """The hours from ``since`` up to (not including) ``until`` of every key with at least one
+        failed request in them: counts by endpoint and code, User-Agents, and the key's owner."""
+        ...
+
+    def integration_mail(self, account_id: str) -> bool:
+        """Whether the account gets the daily mail (True unless its owner turned it off)."""
+        ...
+
+    def set_integration_mail(self, account_id: str, on: bool) -> bool:
+        """Turn the mail on or off; False when there is no such account."""
+        ...
+
+    def claim_integration_mail(self, account_id: str, day: date) -> bool:
+        """True for exactly one caller per account and day, and only while the mail is on."""
+        ...

@@ -30,6 +30,7 @@ from thotbot.storage.email_changes import (
     hash_token,
 )
 from thotbot.storage.expiry_reminders import ReminderCandidate
+from thotbot.storage.failing import AgentSeen, EndpointCount, HourRow, KeyOwner, RequestWindow
 from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
@@ -54,6 +55,7 @@ __all__ = [
     "MemoryDatabase",
     "MemoryEmailChangeStore",
     "MemoryExpiryReminderStore",
+    "MemoryFailingStore",
     "MemoryKeyStore",
     "MemoryPasskeyStore",
     "MemoryQuotaStore",
@@ -1185,4 +1187,69 @@ class MemoryExpiryReminderStore:
             db.expiry_reminders[(key_id, which.value)] = now
             if which is Reminder.DAY:
                 db.expiry_reminders.setdefault((key_id, Reminder.WEEK.value), now)
+            return True
+
+
+class MemoryFailingStore:
+    """The hour rows live here (``hours``, filled by whoever records them) rather than in the
+    MemoryDatabase; rows of deleted keys are skipped when read, as the SQL foreign key cascades."""
+
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+        self.hours: list[HourRow] = []
+        #: (mail on, day last claimed) by account; an account not here has the mail on, never sent.
+        self._mail: dict[str, tuple[bool, date | None]] = {}
+
+    def window(self, since: datetime, until: datetime) -> RequestWindow:
+        with self.db.transaction() as db:
+            rows = [r for r in self.hours if since <= r.hour < until and r.key_id in db.keys]
+            failing = {r.key_id for r in rows if r.code}
+            counts: dict[tuple[str, str, str], EndpointCount] = {}
+            agents: dict[tuple[str, str | None], AgentSeen] = {}
+            for r in rows:
+                if r.key_id not in failing:
+                    continue
+                slot = (r.key_id, r.endpoint, r.code)
+                was = counts.get(slot)
+                counts[slot] = EndpointCount(
+                    r.key_id,
+                    r.endpoint,
+                    r.code,
+                    r.requests + (was.requests if was else 0),
+                    min(r.first_seen, was.first_seen) if was else r.first_seen,
+                    max(r.last_seen, was.last_seen) if was else r.last_seen,
+                )
+                seen = agents.get((r.key_id, r.user_agent))
+                agents[(r.key_id, r.user_agent)] = AgentSeen(
+                    r.key_id,
+                    r.user_agent,
+                    r.requests + (seen.requests if seen else 0),
+                    max(r.last_seen, seen.last_seen) if seen else r.last_seen,
+                )
+            owners = {}
+            for key_id in failing:
+                key = db.keys[key_id]
+                account = db.accounts[key.account_id]
+                owners[key_id] = KeyOwner(
+                    account.email, dataclasses.replace(key, account_disabled=account.disabled)
+                )
+        return RequestWindow(since, until, tuple(counts.values()), tuple(agents.values()), owners)
+
+    def integration_mail(self, account_id: str) -> bool:
+        with self.db.transaction() as db:
+            return account_id in db.accounts and self._mail.get(account_id, (True, None))[0]
+
+    def set_integration_mail(self, account_id: str, on: bool) -> bool:
+        with self.db.transaction() as db:
+            if account_id not in db.accounts:
+                return False
+            self._mail[account_id] = (on, self._mail.get(account_id, (True, None))[1])
+            return True
+
+    def claim_integration_mail(self, account_id: str, day: date) -> bool:
+        with self.db.transaction() as db:
+            on, sent_on = self._mail.get(account_id, (True, None))
+            if account_id not in db.accounts or not on or (sent_on is not None and sent_on >= day):
+                return False
+            self._mail[account_id] = (on, day)
             return True

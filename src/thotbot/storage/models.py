@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -108,6 +109,15 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     email_verified_at: Mapped[datetime | None] = mapped_column(comment="null until its link is followed")
     disabled_at: Mapped[datetime | None] = mapped_column(comment="set by the operator: no sign-in, no key")
+    integration_mail: Mapped[bool] = mapped_column(
+        Boolean,
+        default=True,
+        server_default=true(),
+        comment="the daily mail about failing integrations; the owner may turn it off",
+    )
+    integration_mail_sent_on: Mapped[date | None] = mapped_column(
+        Date, comment="the UTC day the last such mail reported; claimed before sending"
+    )
 
 
 class APIKey(Base):

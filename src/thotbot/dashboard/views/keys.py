@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from thotbot.core.dates import utcnow
-from thotbot.core.errors import Conflict, NotFound
+from thotbot.core.errors import Conflict, NotFound, ValidationFailed
 from thotbot.dashboard.forms import (
     DEFAULT_EXPIRY,
     DEFAULT_ROLL,
@@ -35,6 +35,7 @@ __all__ = [
     "revoke_key",
     "revoke_key_form",
     "roll_key",
+    "set_integration_mail",
 ]
 
 _FORM_DEFAULTS = {"name": "", "expiry": DEFAULT_EXPIRY, "expiry_date": "", "access": "full"}
@@ -56,7 +57,29 @@ async def list_keys(request: Request) -> Response:
     assert visit.account is not None
     account_id = visit.account.id
     records = await run(lambda: visit.services.keys.list_for_account(account_id))
-    return await render(request, visit, "api_keys.html", {"keys": records})
+    mail = await run(lambda: visit.services.failing.integration_mail(account_id))
+    return await render(request, visit, "api_keys.html", {"keys": records, "integration_mail": mail})
+
+
+async def set_integration_mail(request: Request) -> Response:
+    """The daily mail about failing keys, on or off. No fresh sign-in: turning a mail off (or back
+    on) gives nobody anything, and the form is CSRF-protected like every other."""
+    visit, form = await read_form(request)
+    visit = await require_account(request)
+    assert visit.account is not None
+    assert visit.session is not None
+    choice = form.get("integration_mail")
+    if choice not in ("on", "off"):
+        raise ValidationFailed("Choose on or off for the mail about failing keys.")
+    account_id, session_id, on = visit.account.id, visit.session.id, choice == "on"
+
+    def save() -> None:
+        visit.services.failing.set_integration_mail(account_id, on)
+        message = "You will get a mail when a key mostly fails." if on else "No more mail about failing keys."
+        visit.services.web_sessions.set_flash(session_id, message)
+
+    await run(save)
+    return redirect(visit, "/dashboard/api-keys#integration-mail")
 
 
 def _new_key_context(values: dict[str, str], errors: dict[str, str] | None = None) -> dict[str, object]:
