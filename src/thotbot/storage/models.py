@@ -126,6 +126,10 @@ class APIKey(Base):
     revoked_reason: Mapped[str | None] = mapped_column(String(64))
     last_used_at: Mapped[datetime | None]
     last_user_agent: Mapped[str | None] = mapped_column(String(512))
+    allowed_networks: Mapped[str | None] = mapped_column(
+        Text, comment="normalised CIDRs, space-separated; null: any address"
+    )
+    rate_limit: Mapped[str | None] = mapped_column(String(64), comment="limits notation; null: the default")
 
 
 class KeyEvent(Base):
