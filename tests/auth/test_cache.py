@@ -243,8 +243,11 @@ class TestMemoryBound:
         assert real <= cache.bytes
         assert cache.bytes <= 2 * real
         entry = cache.get(_digest(1))
-        assert entry is not None and entry.networks is not None and entry.rate_limit is not None
-        assert entry.networks.allows("10.0.1.200") and not entry.networks.allows("10.0.2.1")
+        assert entry is not None
+        assert entry.networks is not None
+        assert entry.rate_limit is not None
+        assert entry.networks.allows("10.0.1.200")
+        assert not entry.networks.allows("10.0.2.1")
         assert entry.rate_limit.amount == 100
 
     def test_it_holds_no_more_bytes_than_its_budget_dropping_the_oldest(self) -> None:

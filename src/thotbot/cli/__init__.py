@@ -275,7 +275,7 @@ def cmd_keys_allow(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     change = services.key_lifecycle.allow_networks(args.key_id, args.networks, Actor.operator())
     record = change.record
-    shown = " ".join(record.allowed_networks) or "any address"
+    shown = ", ".join(record.allowed_networks) or "any address"
     if change.changed:
         _say(
             f"{record.id} ({record.hint}) may now be used from {shown};"

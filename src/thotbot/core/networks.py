@@ -106,7 +106,12 @@ def allowed_networks(networks: tuple[str, ...]) -> AllowedNetworks | None:
 
 
 def _deep_size(allowed: AllowedNetworks) -> int:
-    size = _INTERN_BYTES + sys.getsizeof(allowed) + sys.getsizeof(allowed.text) + sum(sys.getsizeof(t) for t in allowed.text)
+    size = (
+        _INTERN_BYTES
+        + sys.getsizeof(allowed)
+        + sys.getsizeof(allowed.text)
+        + sum(sys.getsizeof(t) for t in allowed.text)
+    )
     for pairs in (allowed.v4, allowed.v6):
         size += sys.getsizeof(pairs)
         for pair in pairs:
