@@ -202,8 +202,7 @@ class IPNotAllowed(ThotbotError):
     def __init__(self, address: str) -> None:
         super().__init__(
             f"This API key may only be used from the networks on its allowlist, and this request came "
-            f"from {address}. The list is on the key's page in the dashboard (API Keys); the operator "
-            "sets it."
+            f"from {address}. The list is on the key's page in the dashboard (API Keys)."
         )
 
 
