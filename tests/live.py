@@ -28,10 +28,13 @@ class LiveServer:
     log: Path
     #: The environment it runs with: the CLI run with it talks to the same database.
     env: dict[str, str]
+    #: The loopback address it listens on: 127.0.0.1, or ::1 for IPv6 clients.
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def public_url(self) -> str:
@@ -62,12 +65,14 @@ def start_server(
     open_files: int | None = None,
     scheme: str = "http",
     workers: int = 1,
+    host: str = "127.0.0.1",
 ) -> LiveServer:
     """Start `thotbot serve` with these THOTBOT_* settings (and no others) and wait for /healthz.
 
     With ``public_url``, THOTBOT_PUBLIC_URL is http://localhost:PORT (``scheme`` "https" makes it
     https, as behind a TLS proxy; the server itself still speaks http); with ``open_files``, it runs
-    under that RLIMIT_NOFILE, as under `ulimit -n`; ``workers`` is `serve --workers`. A port another
+    under that RLIMIT_NOFILE, as under `ulimit -n`; ``workers`` is `serve --workers`; ``host`` is
+    where it listens (``::1`` for IPv6 clients). A port another
     process took between our look and uvicorn's bind is retried on another one.
     """
     log = log or workdir / "server.log"
@@ -80,7 +85,7 @@ def start_server(
         with log.open("wb") as out:
             process = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "thotbot", "serve", "--host", "127.0.0.1", "--port", str(port)),
+                    *(sys.executable, "-m", "thotbot", "serve", "--host", host, "--port", str(port)),
                     *(("--workers", str(workers)) if workers > 1 else ()),
                 ],
                 cwd=workdir,
@@ -89,7 +94,7 @@ def start_server(
                 stderr=subprocess.STDOUT,
                 preexec_fn=None if open_files is None else partial(_limit_files, open_files),
             )
-        server = LiveServer(process, port, log, env)
+        server = LiveServer(process, port, log, env, host)
         if _serving(server):
             return server
         if process.poll() is None:

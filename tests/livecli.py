@@ -59,7 +59,9 @@ class Deployment(LiveServer):
         return "".join(p.read_bytes().decode("latin-1") for p in sorted(self.data.glob("thotbot.db*")))
 
 
-def deploy(workdir: Path, settings: Mapping[str, str]) -> Deployment:
+def deploy(
+    workdir: Path, settings: Mapping[str, str], *, host: str = "127.0.0.1", workers: int = 1
+) -> Deployment:
     """A server on SQLite under ``workdir``, with lenient rate limits, and the account EMAIL."""
     data = workdir / "data"
     server = start_server(
@@ -71,6 +73,8 @@ def deploy(workdir: Path, settings: Mapping[str, str]) -> Deployment:
             "THOTBOT_ANON_RATE_LIMIT": "100000/minute",
             **settings,
         },
+        host=host,
+        workers=workers,
     )
     # The server has migrated the database: the account is made in process, through the same stores
     # and as `thotbot users create` makes it (that has its own tests; another CLI process would take
@@ -83,4 +87,4 @@ def deploy(workdir: Path, settings: Mapping[str, str]) -> Deployment:
         )
     finally:
         services.engine.dispose()
-    return Deployment(server.process, server.port, server.log, server.env, data)
+    return Deployment(server.process, server.port, server.log, server.env, server.host, data=data)

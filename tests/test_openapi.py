@@ -44,6 +44,7 @@ from thotbot.core.errors import (
     ExpiredAPIKey,
     InsufficientScope,
     InvalidAPIKey,
+    IPNotAllowed,
     MalformedAPIKey,
     MethodNotAllowed,
     MissingAPIKey,
@@ -202,7 +203,8 @@ def test_every_route_is_documented_and_every_operation_exists(app: ThotbotApp) -
 #: for whatever broke (a ThotbotError() is internal_error).
 _EVERY_OPERATION: frozenset[type[ThotbotError]] = frozenset({APIKeyInURL, RateLimited, ThotbotError})
 #: Raised by the key verifier (auth/verifier.py) on every operation that needs a key: the 401s,
-#: the disabled account, and the database not answering a cache miss.
+#: the disabled account, a key used from outside its IP allowlist, and the database not answering
+#: a cache miss.
 _NEEDS_A_KEY = frozenset(
     {
         MissingAPIKey,
@@ -214,6 +216,7 @@ _NEEDS_A_KEY = frozenset(
         ExpiredAPIKey,
         RevokedAPIKey,
         AccountDisabled,
+        IPNotAllowed,
         DatabaseUnavailable,
     }
 )
@@ -319,7 +322,7 @@ def test_every_answer_is_documented_and_every_documented_answer_can_happen(app: 
       response without one) and the ThotbotError classes it raises;
     - the guard, on every /v1 operation: 400 api_key_in_url, 429 rate_limited, 500 internal_error;
     - the key verifier, on every operation but the public ones (guard.PUBLIC_ENDPOINTS): the 401
-      family, 403 account_disabled, 503 service_unavailable; and, outside READ_METHODS, 403
+      family, 403 account_disabled and ip_not_allowed, 503 service_unavailable; and, outside READ_METHODS, 403
       insufficient_scope for a read-only key;
     - routes.restricted, where core.identity.is_restricted says so: 403 restricted_endpoint;
     - the body limit and the JSON reader, on every handler that reads a JSON body: 413 and 422;

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from tests.services import redis_url
-from thotbot.ratelimit import Decision, RateLimiter, hash_address
+from thotbot.ratelimit import Decision, RateLimiter, hash_address, key_limit, normalise_key_limit
 
 pytestmark = pytest.mark.anyio
 MakeLimiter = Callable[[str, str], RateLimiter]
@@ -59,6 +59,25 @@ class TestRateLimiter:
         assert (await limiter.hit_key(key_id)).allowed
         assert (await limiter.hit_key(key_id + "x")).allowed
         assert not (await limiter.hit_key(key_id)).allowed
+
+    async def test_a_keys_own_limit_counts_apart_from_the_default(
+        self, make_limiter: MakeLimiter, key_id: str
+    ) -> None:
+        limiter = make_limiter("100/minute", "2/minute")
+        own = key_limit("2/hour")
+        await limiter.hit_key(key_id)
+
+        decisions = [await limiter.hit_key(key_id, own) for _ in range(3)]
+
+        assert [d.allowed for d in decisions] == [True, True, False]
+        assert [d.limit for d in decisions] == [2, 2, 2]
+        assert 60 < decisions[-1].reset_after <= 3600
+        default = await limiter.hit_key(key_id)
+        assert (default.allowed, default.limit, default.remaining) == (True, 100, 98)
+        if limiter.mode == "local":
+            now = limiter.hit_key_now(key_id, own)
+            assert now is not None
+            assert (now.allowed, now.limit, now.remaining) == (False, 2, 0)
 
     async def test_anon_exhausted_after_the_limit(self, make_limiter: MakeLimiter) -> None:
         limiter = make_limiter("10/minute", "2/minute")
@@ -119,3 +138,25 @@ async def test_ipv6_clients_are_counted_by_their_64() -> None:
     assert await limiter.anon_exhausted("2001:db8:1:2::77")
     assert (await limiter.hit_anon("2001:db8:1:3::1")).allowed
     assert hash_address("2001:db8:1:2::1") == hash_address("2001:db8:1:2::2")
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("100/minute", "100/minute"),
+        (" 3 per Hour ", "3/hour"),
+        ("10/5 minutes", "10/5 minute"),
+        ("1/day", "1/day"),
+    ],
+)
+def test_a_keys_limit_is_stored_in_one_spelling(given: str, stored: str) -> None:
+    assert normalise_key_limit(given) == stored
+    assert key_limit(stored).amount == key_limit(normalise_key_limit(stored)).amount
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "0/minute", "-1/minute", "lots", "10/second;1000/hour", "5/parsec", "1" * 80]
+)
+def test_a_bad_limit_is_refused_with_its_name(bad: str) -> None:
+    with pytest.raises(ValueError, match="is not a rate limit"):
+        normalise_key_limit(bad)

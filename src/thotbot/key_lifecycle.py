@@ -5,7 +5,9 @@ key store writes the entry, and only when something changed), then drops the key
 process's cache and sends the mail, if any. So of two revocations of one key at the same moment,
 exactly one is logged and mailed. They are blocking: call them from async code through
 ``anyio.to_thread.run_sync``. Who asks and from where travels in an ``Actor``.
-Later, IP allowlists and per-key rate limits (``thotbot keys allow``, ``keys limit``) belong here.
+The operator's IP allowlists and per-key rate limits (``thotbot keys allow``, ``keys limit``, and the
+allowlist form on the dashboard) are changes like the others: numbered, so every server applies them
+within a second, and logged.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from thotbot.core import keys
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import Conflict, MalformedAPIKey, NotFound, ValidationFailed
 from thotbot.core.identity import GRANTABLE, Actor
+from thotbot.core.networks import parse_networks
 from thotbot.core.revocation import RevokedReason
 from thotbot.notifications import Notifier
+from thotbot.ratelimit import normalise_key_limit
 from thotbot.storage import EntryFor, KeyChange, KeyRecord, KeyStore, LogEntry
 
 __all__ = ["KeyEvictor", "KeyLifecycle", "Rolled"]
@@ -111,6 +115,32 @@ class KeyLifecycle:
             raise ValidationFailed(f"unknown grant {grant!r}; grants: {', '.join(sorted(GRANTABLE))}")
         log = _entry("key.granted", actor, lambda r: f"granted {grant} to {_name(r)}")
         return self._evicting(self._keys.grant(key_id, grant, log=log))
+
+    def allow_networks(
+        self, key_id: str, entries: Iterable[str], actor: Actor, *, account_id: str | None = None
+    ) -> KeyChange:
+        """Set the key's IP allowlist (CIDRs or addresses; none: any address again).
+
+        ValidationFailed names the first bad entry. With ``account_id`` (the dashboard), only that
+        account's key: NotFound for anyone else's.
+        """
+        networks = parse_networks(entries)
+        if account_id is not None:
+            self._own(account_id, key_id)
+        shown = ", ".join(networks) if networks else "any address"
+        log = _entry("key.networks_changed", actor, lambda r: f"{_name(r)} may now be used from {shown}")
+        return self._evicting(self._keys.set_allowed_networks(key_id, networks, log=log))
+
+    def set_rate_limit(self, key_id: str, rate_limit: str | None, actor: Actor) -> KeyChange:
+        """The operator's limit for one key (``limits`` notation), or None for the server's default."""
+        if rate_limit is not None:
+            try:
+                rate_limit = normalise_key_limit(rate_limit)
+            except ValueError as exc:
+                raise ValidationFailed(str(exc)) from None
+        shown = rate_limit or "the server's default"
+        log = _entry("key.rate_limit_changed", actor, lambda r: f"{_name(r)} is now limited to {shown}")
+        return self._evicting(self._keys.set_rate_limit(key_id, rate_limit, log=log))
 
     def revoke(self, account_id: str, key_id: str, actor: Actor) -> KeyChange:
         """The owner revokes one of the account's keys; revoking a revoked key changes nothing."""

@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import anyio.to_thread
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse, parse_many
 from limits.aio.storage import Storage as AsyncStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
@@ -53,7 +53,7 @@ from thotbot.core.clientaddr import address_bucket
 from thotbot.storage import RateWindowStore
 from thotbot.storage.rate_windows import WindowHits, WindowId
 
-__all__ = ["SYNC_INTERVAL", "Decision", "RateLimiter", "hash_address"]
+__all__ = ["SYNC_INTERVAL", "Decision", "RateLimiter", "hash_address", "key_limit", "normalise_key_limit"]
 
 log = logging.getLogger("thotbot.ratelimit")
 RETRY_STORAGE_AFTER = 5.0
@@ -78,6 +78,33 @@ class Decision(NamedTuple):
             (b"ratelimit-remaining", b"%d" % self.remaining),
             (b"ratelimit-reset", b"%d" % self.reset_after),
         ]
+
+
+def normalise_key_limit(text: str) -> str:
+    """A per-key limit as the operator typed it, checked and in one spelling (``100/minute``,
+    ``5000/2 hour``); raises ValueError, with a message naming it, when it is not one limit."""
+    value = text.strip()
+    try:
+        items = parse_many(value) if 0 < len(value) <= 64 else []
+    except ValueError:
+        items = []
+    if len(items) != 1 or items[0].amount < 1:
+        shown = value[:64] if value.isprintable() else repr(value[:64])
+        reason = (
+            "give one limit per key, not several"
+            if len(items) > 1
+            else "give one limit of at least 1 request, such as 100/minute or 5000/hour"
+        )
+        raise ValueError(f"{shown!r} is not a rate limit: {reason}")
+    item = items[0]
+    period = item.GRANULARITY.name
+    return f"{item.amount}/{period}" if item.multiples == 1 else f"{item.amount}/{item.multiples} {period}"
+
+
+@functools.lru_cache(maxsize=1024)
+def key_limit(text: str) -> RateLimitItem:
+    """A stored per-key limit, parsed once and shared by every key that has it."""
+    return parse(text)
 
 
 def hash_address(address: str) -> str:
@@ -149,17 +176,27 @@ class RateLimiter:
         if bridge is not None:
             await bridge.get_connection().aclose()
 
-    def hit_key_now(self, key_id: str) -> Decision | None:
+    def hit_key_now(self, key_id: str, limit: RateLimitItem | None = None) -> Decision | None:
         """``hit_key`` without a coroutine, when the counters are in this process; None when they
-        are shared (then await ``hit_key``). The guard calls it on every request."""
+        are shared (then await ``hit_key``). The guard calls it on every request.
+
+        ``limit`` is the key's own limit (the operator's, ``thotbot keys limit``), None for the
+        default. A key's own limit counts in a bucket of its own, named by its period, so a new
+        period never meets a window the old one opened (the database keys windows by their start).
+        """
         if self._local is not None:
-            return self._hit_local(self._per_key, "key/" + key_id)
+            if limit is None:
+                return self._hit_local(self._per_key, "key/" + key_id)
+            return self._hit_local(limit, _bucket(key_id, limit))
         return None
 
-    async def hit_key(self, key_id: str) -> Decision:
+    async def hit_key(self, key_id: str, limit: RateLimitItem | None = None) -> Decision:
         if self._local is not None:
-            return self._hit_local(self._per_key, "key/" + key_id)
-        return await self._hit_shared(self._per_key, "key", key_id)
+            if limit is None:
+                return self._hit_local(self._per_key, "key/" + key_id)
+            return self._hit_local(limit, _bucket(key_id, limit))
+        # With Redis, `limits` names each counter by the limit's amount and period already.
+        return await self._hit_shared(self._per_key if limit is None else limit, "key", key_id)
 
     async def hit_anon(self, address: str) -> Decision:
         if self._local is not None:
@@ -246,6 +283,10 @@ class RateLimiter:
         if now - self._warned_at > 60:
             self._warned_at = now
             log.warning(message, exc_info=True)
+
+
+def _bucket(key_id: str, limit: RateLimitItem) -> str:
+    return f"key/{key_id}/{_expiry(limit)}"
 
 
 @functools.cache

@@ -219,6 +219,37 @@ class TestMemoryBound:
         assert real <= cache.bytes
         assert cache.bytes <= 2 * real
 
+    def test_the_estimate_covers_allowlists_and_limits_too(self) -> None:
+        import tracemalloc
+
+        cache = KeyCache()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(2000):
+            # The worst case: every key has a list of its own (keys with the same list share one).
+            networks = (f"10.{n // 256}.{n % 256}.0/24", "192.0.2.7/32", f"2001:db8:{n:x}::/48")
+            record = _record(
+                f"key_{n:026d}",
+                account_id=f"acct_{n:026d}",
+                expires_at=T0,
+                allowed_networks=networks,
+                rate_limit="100/minute",
+            )
+            cache.put(_digest(n), record)
+        del record
+        real = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+
+        assert real <= cache.bytes
+        assert cache.bytes <= 2 * real
+        entry = cache.get(_digest(1))
+        assert entry is not None
+        assert entry.networks is not None
+        assert entry.rate_limit is not None
+        assert entry.networks.allows("10.0.1.200")
+        assert not entry.networks.allows("10.0.2.1")
+        assert entry.rate_limit.amount == 100
+
     def test_it_holds_no_more_bytes_than_its_budget_dropping_the_oldest(self) -> None:
         cache = KeyCache(max_bytes=10_000)
         for n in range(100):

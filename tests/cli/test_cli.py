@@ -244,13 +244,49 @@ class TestKeysList:
         out, _ = capsys.readouterr()
         header, row = out.splitlines()
         assert header.split() == [
-            "ID", "NAME", "HINT", "CREATED", "LAST", "USED", "EXPIRES", "STATE", "LAST", "USER-AGENT"
+            "ID", "NAME", "HINT", "CREATED", "LAST", "USED", "EXPIRES", "STATE", "RATE", "LIMIT", "LAST",
+            "USER-AGENT",
         ]  # fmt: skip
         assert row.startswith(record.id)
         assert record.hint in row
         assert "never" in row
-        assert row.endswith("active  -")
+        assert row.endswith("active  default     -")
         assert raw not in out
+
+    def test_table_and_json_show_a_keys_own_limit(
+        self, capsys: pytest.CaptureFixture[str], services: Services
+    ) -> None:
+        account = make_user(services, "dev@example.com")
+        _, record = make_api_key(services, account, name="laptop")
+        assert main(["keys", "limit", record.id, "100 per minute"]) == 0
+        assert "is now limited to 100/minute" in capsys.readouterr().err
+
+        assert main(["keys", "list", "--user", "dev@example.com"]) == 0
+        _, row = capsys.readouterr()[0].splitlines()
+        assert row.endswith("active  100/minute  -")
+        assert main(["keys", "list", "--user", "dev@example.com", "--json"]) == 0
+        assert json.loads(capsys.readouterr()[0])["keys"][0]["rate_limit"] == "100/minute"
+
+        assert main(["keys", "limit", record.id, "default"]) == 0
+        assert "is now limited to the server's default (600/minute)" in capsys.readouterr().err
+        assert services.keys.get(record.id).rate_limit is None
+        assert main(["keys", "limit", record.id, "default"]) == 0
+        assert "was already limited to the server's default" in capsys.readouterr().err
+        events = services.security_log.list_for_account(account.id)
+        assert [(e.action, e.actor) for e in events] == [("key.rate_limit_changed", "operator")] * 2
+
+    def test_allow_twice_says_nothing_changed(
+        self, capsys: pytest.CaptureFixture[str], services: Services
+    ) -> None:
+        _, record = make_api_key(services)
+
+        assert main(["keys", "allow", record.id, "192.0.2.0/24"]) == 0
+        capsys.readouterr()
+        assert main(["keys", "allow", record.id, "192.0.2.0/24"]) == 0
+
+        assert "could already be used from 192.0.2.0/24" in capsys.readouterr().err
+        events = services.security_log.list_for_account(record.account_id)
+        assert [(e.action, e.actor) for e in events] == [("key.networks_changed", "operator")]
 
     def test_table_says_how_a_key_was_revoked(
         self, capsys: pytest.CaptureFixture[str], services: Services
@@ -280,7 +316,7 @@ class TestKeysList:
         assert main(["keys", "list", "--user", "dev@example.com"]) == 0
 
         _, row = capsys.readouterr()[0].splitlines()
-        assert row.endswith("active  acme-sync/2.3.1 (ops@acme.example)")
+        assert row.endswith("active  default     acme-sync/2.3.1 (ops@acme.example)")
 
     def test_no_keys(self, capsys: pytest.CaptureFixture[str], services: Services) -> None:
         make_user(services, "dev@example.com")

@@ -27,4 +27,6 @@ def key_json(key: KeyRecord, now: datetime) -> dict[str, object]:
         "state": key.state(now),
         "read_only": key.read_only,
         "grants": sorted(key.grants),
+        # The operator's limit for this key (limits notation); null: the server's default.
+        "rate_limit": key.rate_limit,
     }

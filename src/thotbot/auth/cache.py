@@ -22,7 +22,11 @@ import sys
 import time
 from dataclasses import dataclass
 
+from limits import RateLimitItem
+
 from thotbot.core.identity import AuthMethod, Identity
+from thotbot.core.networks import AllowedNetworks, allowed_networks
+from thotbot.ratelimit import key_limit
 from thotbot.storage import KeyRecord
 
 __all__ = ["DEFAULT_CACHE_BYTES", "CachedKey", "KeyCache"]
@@ -30,7 +34,7 @@ __all__ = ["DEFAULT_CACHE_BYTES", "CachedKey", "KeyCache"]
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 #: What one entry costs beyond its strings, measured with tracemalloc (tests/auth/test_cache.py):
 #: the CachedKey and its Identity, two float objects and a slot in each of the two dicts.
-_ENTRY_OVERHEAD = 420
+_ENTRY_OVERHEAD = 440
 #: A negative entry: the digest (bytes, 65), the deadline (float, 24) and the dict slot.
 _MISSING_BYTES = 200
 
@@ -47,6 +51,10 @@ class CachedKey:
     revoked_ts: float | None
     #: Built once per cached key, not once per request.
     identity: Identity
+    #: The operator's IP allowlist, parsed; None (the usual case): any address, at no cost.
+    networks: AllowedNetworks | None = None
+    #: The operator's rate limit for this key; None: the server's default.
+    rate_limit: RateLimitItem | None = None
 
 
 def cached_key(record: KeyRecord) -> CachedKey:
@@ -64,6 +72,9 @@ def cached_key(record: KeyRecord) -> CachedKey:
             read_only=record.read_only,
             grants=record.grants,
         ),
+        # Both are shared by every key with the same list or limit (interned), not built per key.
+        networks=allowed_networks(record.allowed_networks),
+        rate_limit=key_limit(record.rate_limit) if record.rate_limit else None,
     )
 
 
@@ -76,6 +87,8 @@ def entry_bytes(entry: CachedKey) -> int:
         + sys.getsizeof(entry.key_id)
         + sys.getsizeof(entry.account_id)
         + (sys.getsizeof(grants) + sum(sys.getsizeof(g) for g in grants) if grants else 0)
+        # Counted whole for each key, though keys with the same list share one: from above.
+        + (entry.networks.nbytes if entry.networks is not None else 0)
     )
 
 

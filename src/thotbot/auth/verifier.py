@@ -32,6 +32,7 @@ from thotbot.core.errors import (
     ExpiredAPIKey,
     InsufficientScope,
     InvalidAPIKey,
+    IPNotAllowed,
     MissingAPIKey,
     RateLimited,
     RevokedAPIKey,
@@ -78,11 +79,11 @@ class KeyVerifier:
     ) -> CachedKey:
         """The key these credentials name, usable now (and, given ``method``, for that method).
 
-        Raises what ``identify`` raises, then RevokedAPIKey, ExpiredAPIKey, AccountDisabled or
-        InsufficientScope (a read-only key used to write).
+        Raises what ``identify`` raises, then RevokedAPIKey, ExpiredAPIKey, AccountDisabled,
+        InsufficientScope (a read-only key used to write) or IPNotAllowed (outside its allowlist).
         """
         entry = await self.identify(authorization, cookie, query_string, address)
-        check_key(entry, method)
+        check_key(entry, method, address)
         return entry
 
     def cached(
@@ -198,9 +199,10 @@ class KeyLookups:
                 future.set_result(entry)
 
 
-def check_key(entry: CachedKey, method: str | None = None) -> None:
+def check_key(entry: CachedKey, method: str | None = None, address: str | None = None) -> None:
     """Raise unless the key may be used now: not revoked, not expired, its account not disabled;
-    and, given the request's ``method``, not a read-only key asked to write."""
+    given the request's ``method``, not a read-only key asked to write; and, given the client's
+    ``address``, that address inside the key's IP allowlist when it has one (IPNotAllowed)."""
     if entry.revoked_ts is not None or entry.expires_ts is not None:
         now = time.time()
         if entry.revoked_ts is not None and entry.revoked_ts <= now:
@@ -211,6 +213,10 @@ def check_key(entry: CachedKey, method: str | None = None) -> None:
         raise AccountDisabled
     if method is not None and entry.read_only and method not in READ_METHODS:
         raise InsufficientScope
+    # A key without a list pays one attribute test; with one, its address is parsed once.
+    networks = entry.networks
+    if networks is not None and address is not None and not networks.allows(address):
+        raise IPNotAllowed(address)
 
 
 def refuse_key_in_query(query_string: bytes) -> None:

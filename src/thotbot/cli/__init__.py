@@ -222,7 +222,17 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         _say(f"{account.email} has no keys")
         return 0
-    header = ("ID", "NAME", "HINT", "CREATED", "LAST USED", "EXPIRES", "STATE", "LAST USER-AGENT")
+    header = (
+        "ID",
+        "NAME",
+        "HINT",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "STATE",
+        "RATE LIMIT",
+        "LAST USER-AGENT",
+    )
     table = [header] + [
         (
             str(r["id"]),
@@ -232,6 +242,7 @@ def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
             _short(r["last_used_at"]) or "never",
             _short(r["expires_at"]) or "never",
             _state(record, now),
+            record.rate_limit or "default",
             _clip(r["last_user_agent"]) or "-",
         )
         for r, record in zip(rows, records, strict=True)
@@ -257,6 +268,38 @@ def cmd_keys_grant(args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     record = services.key_lifecycle.grant(args.key_id, args.grant, Actor.operator()).record
     _say(f"granted {args.grant} to {record.id} ({record.hint})")
+    return 0
+
+
+def cmd_keys_allow(args: argparse.Namespace, settings: Settings) -> int:
+    if args.any == bool(args.networks):
+        raise ValidationFailed("give the networks (CIDRs or addresses) the key may be used from, or --any")
+    services = _services(settings)
+    change = services.key_lifecycle.allow_networks(args.key_id, args.networks, Actor.operator())
+    record = change.record
+    shown = ", ".join(record.allowed_networks) or "any address"
+    if change.changed:
+        _say(
+            f"{record.id} ({record.hint}) may now be used from {shown};"
+            " running servers apply it within a second"
+        )
+    else:
+        _say(f"{record.id} ({record.hint}) could already be used from {shown}")
+    return 0
+
+
+def cmd_keys_limit(args: argparse.Namespace, settings: Settings) -> int:
+    rate = None if args.rate.strip().lower() == "default" else args.rate
+    services = _services(settings)
+    change = services.key_lifecycle.set_rate_limit(args.key_id, rate, Actor.operator())
+    record = change.record
+    shown = record.rate_limit or f"the server's default ({settings.rate_limit})"
+    if change.changed:
+        _say(
+            f"{record.id} ({record.hint}) is now limited to {shown}; running servers apply it within a second"
+        )
+    else:
+        _say(f"{record.id} ({record.hint}) was already limited to {shown}")
     return 0
 
 
@@ -372,6 +415,19 @@ def _parser() -> argparse.ArgumentParser:
     grant.add_argument("key_id", metavar="KEY_ID")
     grant.add_argument("grant", metavar="GRANT", help="account:security")
     grant.set_defaults(func=cmd_keys_grant)
+    allow = keys.add_parser(
+        "allow", help="let a key be used only from these networks (CIDRs or addresses); --any lifts it"
+    )
+    allow.add_argument("key_id", metavar="KEY_ID")
+    allow.add_argument(
+        "networks", metavar="CIDR", nargs="*", help="such as 192.0.2.0/24, 2001:db8::/32, 198.51.100.7"
+    )
+    allow.add_argument("--any", action="store_true", help="any address again (clears the list)")
+    allow.set_defaults(func=cmd_keys_allow)
+    limit = keys.add_parser("limit", help="set a key's own rate limit, or `default` for THOTBOT_RATE_LIMIT")
+    limit.add_argument("key_id", metavar="KEY_ID")
+    limit.add_argument("rate", metavar="RATE", help="limits notation, such as 100/minute, or default")
+    limit.set_defaults(func=cmd_keys_limit)
 
     integrations = sub.add_parser(
         "integrations", help="per account and key, each User-Agent seen: app, version, contact, counts"

@@ -59,6 +59,8 @@ class Key:
     state: str | None = None
     read_only: bool = False
     grants: tuple[str, ...] = ()
+    #: The operator's limit for this key (``100/minute``); None: the server's default.
+    rate_limit: str | None = None
 
     @classmethod
     def from_json(cls, data: object) -> Key:
@@ -81,6 +83,7 @@ class Key:
             state=_optional_str(body, "state"),
             read_only=body.get("read_only") is True,
             grants=tuple(grants),
+            rate_limit=_optional_str(body, "rate_limit"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class Key:
             "state": self.state,
             "read_only": self.read_only,
             "grants": list(self.grants),
+            "rate_limit": self.rate_limit,
         }
 
 

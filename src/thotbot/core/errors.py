@@ -15,6 +15,7 @@ __all__ = [
     "DuplicateAuthorization",
     "EmailNotVerified",
     "ExpiredAPIKey",
+    "IPNotAllowed",
     "InsufficientScope",
     "InvalidAPIKey",
     "MalformedAPIKey",
@@ -188,6 +189,21 @@ class AccountDisabled(ThotbotError):
         "The account this API key belongs to has been disabled by the operator, so its keys are "
         "refused. Contact the operator."
     )
+
+
+class IPNotAllowed(ThotbotError):
+    """The key is fine, but the operator allowed it only from some networks, and not this one."""
+
+    status = 403
+    code = "ip_not_allowed"
+    title = "IP address not allowed"
+    default_detail = "This API key may not be used from this address."
+
+    def __init__(self, address: str) -> None:
+        super().__init__(
+            f"This API key may only be used from the networks on its allowlist, and this request came "
+            f"from {address}. The list is on the key's page in the dashboard (API Keys)."
+        )
 
 
 class EmailNotVerified(ThotbotError):

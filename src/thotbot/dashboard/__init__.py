@@ -40,6 +40,7 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/dashboard/api-keys/{key_id}", keys.key_detail, methods=_GET),
         Route("/dashboard/api-keys/{key_id}/rename", keys.rename_key, methods=_POST),
         Route("/dashboard/api-keys/{key_id}/roll", keys.roll_key, methods=_POST),
+        Route("/dashboard/api-keys/{key_id}/networks", keys.set_key_networks, methods=_POST),
         Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key_form, methods=_GET),
         Route("/dashboard/api-keys/{key_id}/revoke", keys.revoke_key, methods=_POST),
         Route("/dashboard/security", security.security, methods=_GET),

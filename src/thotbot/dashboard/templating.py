@@ -35,6 +35,8 @@ ACTION_LABELS = {
     "key.revoked": "API key revoked",
     "key.revoked_leaked": "API key revoked as leaked",
     "key.granted": "API key granted access",
+    "key.networks_changed": "API key IP allowlist changed",
+    "key.rate_limit_changed": "API key rate limit changed",
     "restricted.allowed": "Restricted endpoint called",
     "restricted.refused": "Restricted endpoint refused",
     "session.reauthenticated": "Identity confirmed",

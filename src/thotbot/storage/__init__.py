@@ -92,6 +92,10 @@ class KeyRecord:
     account_disabled: bool = False
     #: A RevokedReason value once revoked (revocation_phrase says it to people).
     revoked_reason: str | None = None
+    #: The operator's IP allowlist, normalised CIDRs (core/networks.py); empty: any address.
+    allowed_networks: tuple[str, ...] = ()
+    #: The operator's per-key rate limit, `limits` notation; None: the server's THOTBOT_RATE_LIMIT.
+    rate_limit: str | None = None
 
     def state(self, now: datetime) -> str:
         if self.revoked_at is not None and self.revoked_at <= now:
@@ -195,6 +199,17 @@ class KeyStore(Protocol):
     def set_expiry(
         self, key_id: str, expires_at: datetime | None, *, log: EntryFor | None = None
     ) -> KeyChange: ...
+
+    def set_allowed_networks(
+        self, key_id: str, networks: tuple[str, ...], *, log: EntryFor | None = None
+    ) -> KeyChange:
+        """Replace the key's IP allowlist (normalised CIDRs; empty: any address); a change only
+        when it differs."""
+
+    def set_rate_limit(
+        self, key_id: str, rate_limit: str | None, *, log: EntryFor | None = None
+    ) -> KeyChange:
+        """Set the key's rate limit (None: the server's default); a change only when it differs."""
 
     def announce_account_change(self, account_id: str) -> list[str]:
         """Number a change for every key of the account (disabled or enabled); returns their ids."""

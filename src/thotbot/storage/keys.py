@@ -41,6 +41,8 @@ def to_record(row: APIKey, *, account_disabled: bool = False) -> KeyRecord:
         last_user_agent=row.last_user_agent,
         account_disabled=account_disabled,
         revoked_reason=row.revoked_reason,
+        allowed_networks=tuple(row.allowed_networks.split()) if row.allowed_networks else (),
+        rate_limit=row.rate_limit,
     )
 
 
@@ -164,6 +166,9 @@ class SQLKeyStore:
             raw, row = _new_row(
                 old_row.account_id, old_row.name, expires_at=expires_at, read_only=old_row.read_only
             )
+            # The operator's allowlist and limit follow the key: a roll must not shed them.
+            row.allowed_networks = old_row.allowed_networks
+            row.rate_limit = old_row.rate_limit
             session.add(row)
             old_row.expires_at = old_expires_at
             # Its owner has just replaced it: no expiry reminder for the key rolled (core/reminders.py).
@@ -279,6 +284,37 @@ class SQLKeyStore:
             changed = grant not in current
             if changed:
                 row.grants = " ".join(sorted(current | {grant}))
+            record = to_record(row)
+            if changed:
+                _changed(session, record, log)
+        self._announce([key_id] if changed else [])
+        return KeyChange(record, changed)
+
+    def set_allowed_networks(
+        self, key_id: str, networks: tuple[str, ...], *, log: EntryFor | None = None
+    ) -> KeyChange:
+        with self._sessions.begin() as session:
+            _serialize_changes(session)
+            row = self._locked(session, key_id)
+            value = " ".join(networks) or None
+            changed = row.allowed_networks != value
+            if changed:
+                row.allowed_networks = value
+            record = to_record(row)
+            if changed:
+                _changed(session, record, log)
+        self._announce([key_id] if changed else [])
+        return KeyChange(record, changed)
+
+    def set_rate_limit(
+        self, key_id: str, rate_limit: str | None, *, log: EntryFor | None = None
+    ) -> KeyChange:
+        with self._sessions.begin() as session:
+            _serialize_changes(session)
+            row = self._locked(session, key_id)
+            changed = row.rate_limit != rate_limit
+            if changed:
+                row.rate_limit = rate_limit
             record = to_record(row)
             if changed:
                 _changed(session, record, log)

@@ -312,6 +312,8 @@ class MemoryKeyStore:
             raw, digest, new = new_key(
                 old.account_id, old.name, expires_at=expires_at, read_only=old.read_only
             )
+            # The operator's allowlist and limit follow the key: a roll must not shed them.
+            new = dataclasses.replace(new, allowed_networks=old.allowed_networks, rate_limit=old.rate_limit)
             old = dataclasses.replace(old, expires_at=old_expires_at)
             entries = log(new, old) if log is not None else ()
             for reminder in Reminder:  # no expiry reminder for the key rolled, as in SQL
@@ -378,6 +380,28 @@ class MemoryKeyStore:
             if grant in record.grants:
                 return KeyChange(record, changed=False)
             record = dataclasses.replace(record, grants=record.grants | {grant})
+            db.change_keys([record], _entries(log, [record]))
+        return KeyChange(record, changed=True)
+
+    def set_allowed_networks(
+        self, key_id: str, networks: tuple[str, ...], *, log: EntryFor | None = None
+    ) -> KeyChange:
+        with self.db.transaction() as db:
+            record = _key(db, key_id)
+            if record.allowed_networks == networks:
+                return KeyChange(record, changed=False)
+            record = dataclasses.replace(record, allowed_networks=networks)
+            db.change_keys([record], _entries(log, [record]))
+        return KeyChange(record, changed=True)
+
+    def set_rate_limit(
+        self, key_id: str, rate_limit: str | None, *, log: EntryFor | None = None
+    ) -> KeyChange:
+        with self.db.transaction() as db:
+            record = _key(db, key_id)
+            if record.rate_limit == rate_limit:
+                return KeyChange(record, changed=False)
+            record = dataclasses.replace(record, rate_limit=rate_limit)
             db.change_keys([record], _entries(log, [record]))
         return KeyChange(record, changed=True)
 

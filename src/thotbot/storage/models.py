@@ -144,6 +144,10 @@ class APIKey(Base):
     expiry_reminder_1d_at: Mapped[datetime | None] = mapped_column(
         comment="when the 1-day expiry reminder was claimed (or passed over); null = not yet"
     )
+    allowed_networks: Mapped[str | None] = mapped_column(
+        Text, comment="normalised CIDRs, space-separated; null: any address"
+    )
+    rate_limit: Mapped[str | None] = mapped_column(String(64), comment="limits notation; null: the default")
 
 
 class KeyEvent(Base):

@@ -24,6 +24,7 @@ from thotbot.core.errors import (
     APIKeyInURL,
     AuthenticationError,
     InsufficientScope,
+    IPNotAllowed,
     MissingAPIKey,
     RateLimited,
     ThotbotError,
@@ -109,7 +110,7 @@ class APIKeyGuard:
                     key_id = entry.key_id
                     if agent is not None:
                         user_agent = agent[:_MAX_UA].decode("latin-1")
-                    check_key(entry, method)
+                    check_key(entry, method, address)
                     state = scope.get("state")
                     if state is None:
                         scope["state"] = {"identity": entry.identity}
@@ -119,8 +120,15 @@ class APIKeyGuard:
                     notice = user_agent_notice(user_agent)
                     if notice is not None:
                         extra_headers.append(notice)
-                    decision = limiter.hit_key_now(key_id) or await limiter.hit_key(key_id)
-            except (AuthenticationError, APIKeyInURL, InsufficientScope, AccountDisabled) as refusal:
+                    limit = entry.rate_limit
+                    decision = limiter.hit_key_now(key_id, limit) or await limiter.hit_key(key_id, limit)
+            except (
+                AuthenticationError,
+                APIKeyInURL,
+                InsufficientScope,
+                AccountDisabled,
+                IPNotAllowed,
+            ) as refusal:
                 if isinstance(refusal, MissingAPIKey) and is_preflight(method, scope["headers"]):
                     # A browser's CORS preflight carries no key: refused as such, at no cost.
                     await refuse_preflight(send_no_store)

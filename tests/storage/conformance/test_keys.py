@@ -176,6 +176,52 @@ class TestChanges:
         assert services.keys.get(record.id).grants == frozenset({"account:security"})
         assert services.keys.changes_since(seq)[1] == [record.id]
 
+    def test_allowed_networks(self, services: Services) -> None:
+        raw, record = make_api_key(services)
+        assert record.allowed_networks == ()
+        seq = services.keys.latest_change()
+        entries: list[str] = []
+
+        def log(r: KeyRecord) -> LogEntry:
+            entries.append(" ".join(r.allowed_networks))
+            return LogEntry(r.account_id, "key.networks_changed", key_id=r.id, actor="operator")
+
+        changed = services.keys.set_allowed_networks(record.id, ("192.0.2.0/24", "::1/128"), log=log)
+        again = services.keys.set_allowed_networks(record.id, ("192.0.2.0/24", "::1/128"), log=log)
+
+        assert changed.changed
+        assert not again.changed
+        assert changed.record.allowed_networks == ("192.0.2.0/24", "::1/128")
+        assert services.keys.find_by_hash(keys.hash_key(raw)).allowed_networks == ("192.0.2.0/24", "::1/128")  # type: ignore[union-attr]
+        assert services.keys.changes_since(seq)[1] == [record.id]
+        assert entries == ["192.0.2.0/24 ::1/128"]
+        assert [e.action for e in services.security_log.list_for_account(record.account_id)] == [
+            "key.networks_changed"
+        ]
+
+        cleared = services.keys.set_allowed_networks(record.id, ())
+        assert cleared.changed
+        assert services.keys.get(record.id).allowed_networks == ()
+        with pytest.raises(NotFound):
+            services.keys.set_allowed_networks("key_missing", ("192.0.2.0/24",))
+
+    def test_rate_limit(self, services: Services) -> None:
+        _, record = make_api_key(services)
+        assert record.rate_limit is None
+        seq = services.keys.latest_change()
+
+        changed = services.keys.set_rate_limit(record.id, "3/minute")
+        again = services.keys.set_rate_limit(record.id, "3/minute")
+
+        assert changed.changed
+        assert not again.changed
+        assert services.keys.get(record.id).rate_limit == "3/minute"
+        assert [r.rate_limit for r in services.keys.list_for_account(record.account_id)] == ["3/minute"]
+        assert services.keys.changes_since(seq)[1] == [record.id]
+        assert services.keys.set_rate_limit(record.id, None).record.rate_limit is None
+        with pytest.raises(NotFound):
+            services.keys.set_rate_limit("key_missing", "3/minute")
+
     def test_set_expiry_and_rename(self, services: Services) -> None:
         _, record = make_api_key(services)
         seq = services.keys.latest_change()
@@ -220,6 +266,17 @@ class TestChanges:
         assert replaced.expires_at == T0
         assert [r.id for r in services.keys.list_for_account(old.account_id)] == [new.id, old.id]
         assert services.keys.changes_since(seq)[1] == [old.id]
+
+    def test_a_rolled_key_keeps_the_operators_allowlist_and_limit(self, services: Services) -> None:
+        _, old = make_api_key(services)
+        services.keys.set_allowed_networks(old.id, ("192.0.2.0/24", "::1/128"))
+        services.keys.set_rate_limit(old.id, "3/minute")
+
+        raw, new, _ = services.keys.roll(old.id, expires_at=None, old_expires_at=T0)
+
+        assert new.allowed_networks == ("192.0.2.0/24", "::1/128")
+        assert new.rate_limit == "3/minute"
+        assert services.keys.find_by_hash(keys.hash_key(raw)) == new
 
     def test_roll_unknown_raises_not_found(self, services: Services) -> None:
         with pytest.raises(NotFound):

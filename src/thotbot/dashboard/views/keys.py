@@ -1,7 +1,9 @@
-"""The API Keys pages: list, Create New Key (shown once), rename, roll and revoke."""
+"""The API Keys pages: list, Create New Key (shown once), rename, roll, revoke, and the key's IP
+allowlist (which, like a roll, needs a fresh sign-in)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 
@@ -10,6 +12,7 @@ from starlette.responses import Response
 
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import Conflict, NotFound, ValidationFailed
+from thotbot.core.networks import parse_networks
 from thotbot.dashboard.forms import (
     DEFAULT_EXPIRY,
     DEFAULT_ROLL,
@@ -36,7 +39,11 @@ __all__ = [
     "revoke_key_form",
     "roll_key",
     "set_integration_mail",
+    "set_key_networks",
 ]
+
+#: What the allowlist's text area may hold: 100 networks of up to 43 characters, and some slack.
+_MAX_NETWORKS_TEXT = 8192
 
 _FORM_DEFAULTS = {"name": "", "expiry": DEFAULT_EXPIRY, "expiry_date": "", "access": "full"}
 
@@ -58,7 +65,12 @@ async def list_keys(request: Request) -> Response:
     account_id = visit.account.id
     records = await run(lambda: visit.services.keys.list_for_account(account_id))
     mail = await run(lambda: visit.services.failing.integration_mail(account_id))
-    return await render(request, visit, "api_keys.html", {"keys": records, "integration_mail": mail})
+    context = {
+        "keys": records,
+        "integration_mail": mail,
+        "default_rate_limit": visit.services.settings.rate_limit,
+    }
+    return await render(request, visit, "api_keys.html", context)
 
 
 async def set_integration_mail(request: Request) -> Response:
@@ -149,17 +161,22 @@ async def key_detail(request: Request) -> Response:
     visit = await require_account(request)
     record = await _own_key(request, visit)
     usage = await key_usage(visit, record)
-    return await render(request, visit, "key_detail.html", _detail_context(record, usage=usage))
+    return await render(request, visit, "key_detail.html", _detail_context(visit, record, usage=usage))
 
 
 def _detail_context(
-    record: KeyRecord, errors: dict[str, str] | None = None, *, usage: KeyUsagePanel
+    visit: Visit, record: KeyRecord, errors: dict[str, str] | None = None, *, usage: KeyUsagePanel
 ) -> dict[str, object]:
     return {
         "key": record,
         "usage": usage,
         "errors": errors or {},
-        "values": {"name": record.name, "old_expires": DEFAULT_ROLL},
+        "default_rate_limit": visit.services.settings.rate_limit,
+        "values": {
+            "name": record.name,
+            "old_expires": DEFAULT_ROLL,
+            "networks": "\n".join(record.allowed_networks) or "any",
+        },
         "roll_choices": {code: label for code, (label, _) in ROLL_CHOICES.items()},
         "form_token": secrets.token_urlsafe(24),
     }
@@ -172,8 +189,8 @@ async def rename_key(request: Request) -> Response:
     try:
         name = parse_rename(form)
     except FormInvalid as exc:
-        context = _detail_context(record, exc.errors, usage=await key_usage(visit, record))
-        context["values"] = {"name": exc.values.get("name", ""), "old_expires": DEFAULT_ROLL}
+        context = _detail_context(visit, record, exc.errors, usage=await key_usage(visit, record))
+        context["values"] = {**context["values"], "name": exc.values.get("name", "")}  # type: ignore[dict-item]
         return await render(request, visit, "key_detail.html", context, 400)
 
     def rename() -> None:
@@ -197,7 +214,7 @@ async def roll_key(request: Request) -> Response:
     try:
         delay = parse_roll(form)
     except FormInvalid as exc:
-        context = _detail_context(record, exc.errors, usage=await key_usage(visit, record))
+        context = _detail_context(visit, record, exc.errors, usage=await key_usage(visit, record))
         return await render(request, visit, "key_detail.html", context, 400)
     await require_fresh(request, visit, form, f"roll the API key “{record.name}” ({record.hint})")
     if not await _spend(visit, form.get("form_token")):
@@ -209,6 +226,42 @@ async def roll_key(request: Request) -> Response:
     )
     context = {"raw_key": rolled.raw_key, "key": rolled.new, "rolled": rolled.old}
     return await render(request, visit, "key_created.html", context)
+
+
+async def set_key_networks(request: Request) -> Response:
+    """The key's IP allowlist: networks one per line (or separated by spaces or commas), or "any"."""
+    visit, form = await read_form(request)
+    visit = await require_account(request)
+    record = await _own_key(request, visit)
+    value = form.get("networks")
+    text = value[:_MAX_NETWORKS_TEXT] if isinstance(value, str) else ""
+    try:
+        if not text.strip():
+            raise ValidationFailed("Enter the networks this key may be used from, one per line, or “any”.")
+        entries = [] if text.strip().lower() == "any" else re.split(r"[\s,]+", text)
+        networks = parse_networks(entries)
+    except ValidationFailed as exc:
+        context = _detail_context(
+            visit, record, {"networks": exc.detail}, usage=await key_usage(visit, record)
+        )
+        context["values"] = {**context["values"], "networks": text}  # type: ignore[dict-item]
+        return await render(request, visit, "key_detail.html", context, 400)
+    await require_fresh(
+        request, visit, form, f"change where the API key “{record.name}” ({record.hint}) may be used from"
+    )
+
+    def allow() -> None:
+        visit.services.key_lifecycle.allow_networks(
+            record.id, networks, visit.as_actor(), account_id=record.account_id
+        )
+        assert visit.session is not None
+        shown = ", ".join(networks) if networks else "any address"
+        visit.services.web_sessions.set_flash(
+            visit.session.id, f"“{record.name}” may now be used from {shown}."
+        )
+
+    await run(allow)
+    return redirect(visit, f"/dashboard/api-keys/{record.id}")
 
 
 async def revoke_key_form(request: Request) -> Response:
