@@ -59,9 +59,7 @@ def keys_file(tmp_path: Path, github_key: ec.EllipticCurvePrivateKey) -> Path:
     return path
 
 
-def _signed(
-    private: ec.EllipticCurvePrivateKey, body: bytes, identifier: str = KEY_ID
-) -> dict[str, str]:
+def _signed(private: ec.EllipticCurvePrivateKey, body: bytes, identifier: str = KEY_ID) -> dict[str, str]:
     signature = base64.b64encode(private.sign(body, ec.ECDSA(hashes.SHA256()))).decode()
     return {
         **UA,
@@ -81,9 +79,7 @@ def _hash(token: str) -> str:
 
 
 @pytest.fixture
-def live(
-    tmp_path: Path, database_url: str, inbox: Inbox, keys_file: Path
-) -> Iterator[LiveServer]:
+def live(tmp_path: Path, database_url: str, inbox: Inbox, keys_file: Path) -> Iterator[LiveServer]:
     server = start_server(
         tmp_path,
         {
