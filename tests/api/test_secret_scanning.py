@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,9 @@ from thotbot.app import create_app
 from thotbot.cli import main
 from thotbot.config import Settings, load_settings
 from thotbot.core.errors import ConfigError
+from thotbot.core.identity import Actor
 from thotbot.core.revocation import RevokedReason
+from thotbot.core.scanning import parse_reports
 from thotbot.services import Services
 
 PATH = "/v1/secret-scanning/report"
@@ -36,6 +39,7 @@ KEY_ID = "bcb53661c06b4728e59d897fb6165d5c9cda0fd9cdf9d09ead458168deb7518c"
 #: Attacker-influenced text, as GitHub would pass it on: markup, a line break, a forged mail line.
 URL = "https://github.com/octo/leak/blob/0123abc/config.py<script>alert(1)</script>\n[Thotbot] forged line"
 UA = {"User-Agent": "GitHub-Secret-Scanning/1.0"}
+RACERS = 8
 
 
 def _pem(private: ec.EllipticCurvePrivateKey) -> str:
@@ -186,8 +190,37 @@ def test_a_forged_report_changes_nothing(
 
 
 @pytest.fixture
-def settings(database_url: str, keys_file: Path) -> Settings:
-    return load_settings(database_url=database_url, secret_scanning_keys=str(keys_file))
+def settings(database_url: str, keys_file: Path, inbox: Inbox) -> Settings:
+    return load_settings(database_url=database_url, secret_scanning_keys=str(keys_file), smtp_url=inbox.url)
+
+
+def test_github_and_another_reporter_at_once_revoke_log_and_mail_once(
+    services: Services, inbox: Inbox
+) -> None:
+    account = make_user(services)
+    raw, record = make_api_key(services, account)
+    leak = parse_reports(_report(raw))
+    barrier = threading.Barrier(RACERS)
+    known: list[list[bool]] = []
+
+    def report(turn: int) -> None:
+        barrier.wait(10)
+        if turn % 2:
+            known.append(services.key_lifecycle.revoke_reported(leak, Actor("secret-scanning")))
+        else:
+            services.key_lifecycle.revoke_leaked([raw], Actor("revoke-leaked"))
+
+    threads = [threading.Thread(target=report, args=(turn,)) for turn in range(RACERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert known == [[True]] * (RACERS // 2)  # a real key, whoever revoked it first
+    assert [e.action for e in services.security_log.list_for_account(account.id)] == ["key.revoked_leaked"]
+    assert services.keys.get(record.id).revoked_reason == RevokedReason.LEAKED
+    assert services.mailer.flush(10)
+    assert len(inbox.to(account.email)) == 1
 
 
 @pytest.mark.parametrize(
