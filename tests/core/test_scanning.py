@@ -42,6 +42,17 @@ def test_a_body_signed_by_the_named_key_verifies() -> None:
         ("k1", base64.b64encode(b"\x30\x02\x00\x00").decode(), b"[]"),  # base64, not a signature
         ("k1", "A" * 10_000, b"[]"),
     ],
+    ids=[
+        "body_changed",
+        "another_key",
+        "unknown_identifier",
+        "no_identifier",
+        "no_signature",
+        "empty_signature",
+        "not_base64",
+        "not_a_signature",
+        "too_long",
+    ],
 )
 def test_anything_else_does_not(identifier: str | None, signature: str | None, body: bytes) -> None:
     assert KEYS.verify(identifier, signature, body) is False
