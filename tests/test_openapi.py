@@ -9,6 +9,7 @@ import re
 import textwrap
 from collections.abc import Callable, Iterator
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -16,6 +17,8 @@ import jsonschema_rs
 import pytest
 import schemathesis
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -44,6 +47,7 @@ from thotbot.core.errors import (
     ExpiredAPIKey,
     InsufficientScope,
     InvalidAPIKey,
+    InvalidSignature,
     IPNotAllowed,
     MalformedAPIKey,
     MethodNotAllowed,
@@ -134,7 +138,11 @@ def test_bearer_scheme_applies_everywhere_but_public_endpoints() -> None:
         for method, operation in item.items()
         if method in HTTP_METHODS and operation.get("security") == []
     }
-    assert public == {("POST", "/v1/keys/revoke-leaked"), ("GET", "/healthz")}
+    assert public == {
+        ("POST", "/v1/keys/revoke-leaked"),
+        ("POST", "/v1/secret-scanning/report"),
+        ("GET", "/healthz"),
+    }
 
 
 def _responses(spec: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
@@ -236,6 +244,8 @@ _SERVICES: dict[tuple[str, str], frozenset[type[ThotbotError]]] = {
     ("PUT", "/v1/account/password"): frozenset({RateLimited}),
     ("POST", "/v1/account/passkeys"): frozenset({Conflict}),
     ("DELETE", "/v1/account/passkeys/{passkey_id}"): frozenset({NotFound}),
+    # It reads its body raw (the body limit) and core.scanning.parse_reports validates it.
+    ("POST", "/v1/secret-scanning/report"): frozenset({ContentTooLarge, ValidationFailed}),
 }
 #: Errors that no documented operation answers, and why.
 _NOT_PER_OPERATION = {
@@ -357,7 +367,7 @@ def test_every_error_class_has_its_place() -> None:
         | _WRITES
         | _RESTRICTED
         | _READS_A_BODY
-        | {NotFound, EmailNotVerified}  # raised by handlers themselves (me, create_key)
+        | {NotFound, EmailNotVerified, InvalidSignature}  # raised by handlers (me, create_key, scanning)
         | set().union(*_SERVICES.values())
         | _NOT_PER_OPERATION.keys()
     )
@@ -401,9 +411,15 @@ def test_an_oversized_body_gets_the_documented_413(client: TestClient, chunked: 
 
 
 @pytest.fixture
-def settings(sqlite_url: str) -> Settings:
+def settings(sqlite_url: str, tmp_path: Path) -> Settings:
+    # GitHub's secret-scanning keys (one made here), so that its report endpoint is served too.
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+    keys = tmp_path / "github-keys.json"
+    keys.write_text(json.dumps({"public_keys": [{"key_identifier": "k1", "key": pem}]}), encoding="utf-8")
     return load_settings(
         database_url=sqlite_url,
+        secret_scanning_keys=str(keys),
         rate_limit="100000/minute",
         anon_rate_limit="100000/minute",
     )

@@ -30,6 +30,7 @@ from thotbot.accesslog import AccessLog, write_stderr
 from thotbot.api.dispatch import ExactRoutes
 from thotbot.api.problems import http_exception_handler, server_error_handler, thotbot_error_handler
 from thotbot.api.routes import routes as api_routes
+from thotbot.api.scanning import scanning_routes
 from thotbot.auth.refusals import RefusalLog
 from thotbot.auth.verifier import KeyVerifier
 from thotbot.config import Settings, load_settings
@@ -40,7 +41,7 @@ from thotbot.logs import configure_logging
 from thotbot.notifications import mail_failing_integrations
 from thotbot.ratelimit import SYNC_INTERVAL
 from thotbot.services import Services, build_services
-from thotbot.web.guard import APIKeyGuard
+from thotbot.web.guard import PUBLIC_ENDPOINTS, SECRET_SCANNING, APIKeyGuard
 from thotbot.web.hsts import StrictTransportSecurity
 from thotbot.web.proxies import forwarded_scope
 from thotbot.web.slashes import install_slash_redirects
@@ -165,7 +166,7 @@ def create_app_from_env() -> ThotbotApp:
 def create_app(settings: Settings, services: Services | None = None) -> ThotbotApp:
     services = services or build_services(settings)
     routed = Starlette(
-        routes=api_routes,
+        routes=[*api_routes, *scanning_routes(settings)],
         middleware=[Middleware(_BodyLimit, max_body_size=MAX_BODY)],
         exception_handlers={
             ThotbotError: thotbot_error_handler,
@@ -184,6 +185,8 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         limiter=services.rate_limiter,
         access_log=services.access_log,
         refusals=RefusalLog(services.security_log),
+        # Without GitHub's keys the report path is no endpoint: it needs a key, then answers 404.
+        public=PUBLIC_ENDPOINTS if settings.secret_scanning_keys else PUBLIC_ENDPOINTS - {SECRET_SCANNING},
     )
     web = Starlette(
         routes=[*_service_routes(services), *dashboard.routes(services)],

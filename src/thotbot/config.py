@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from limits import parse as parse_limit
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PlainValidator, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from thotbot.core.errors import ConfigError
 from thotbot.core.proxies import TrustedProxies
+from thotbot.core.scanning import GitHubKeys
 
 __all__ = ["Settings", "load_settings"]
+
+
+def _github_keys(value: object) -> GitHubKeys | None:
+    """A path to GitHub's secret-scanning public keys (JSON), read and checked once, at start-up."""
+    if isinstance(value, GitHubKeys):
+        return value
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | Path):
+        raise ValueError("must be a path to GitHub's secret-scanning public keys file")
+    try:
+        document = Path(value).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(value)!r}: {exc.strerror or 'unreadable'}") from None
+    return GitHubKeys.parse(document)  # its ValueError says what is wrong with the file
 
 
 class Settings(BaseSettings):
@@ -43,6 +60,8 @@ class Settings(BaseSettings):
     #: How many processes serve this database: `thotbot serve --workers N` sets it for its workers.
     #: Over 1 (or on PostgreSQL), without Redis, rate limits are shared through the database.
     workers: int = Field(default=1, ge=1, le=1024)
+    #: GitHub's secret-scanning public keys, from the file this names; None: no report endpoint.
+    secret_scanning_keys: Annotated[GitHubKeys | None, PlainValidator(_github_keys)] = None
     # Hidden, for bench/usage_overhead.py only: "off" stops recording usage, to measure its cost.
     usage_recording: Literal["on", "off"] = "on"
 

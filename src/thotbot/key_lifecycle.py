@@ -12,7 +12,7 @@ within a second, and logged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -23,6 +23,7 @@ from thotbot.core.errors import Conflict, MalformedAPIKey, NotFound, ValidationF
 from thotbot.core.identity import GRANTABLE, Actor
 from thotbot.core.networks import parse_networks
 from thotbot.core.revocation import RevokedReason
+from thotbot.core.scanning import Leak
 from thotbot.notifications import Notifier
 from thotbot.ratelimit import normalise_key_limit
 from thotbot.storage import EntryFor, KeyChange, KeyRecord, KeyStore, LogEntry
@@ -168,6 +169,43 @@ class KeyLifecycle:
             self._notifier.key_revoked_as_leaked(record.account_id, record, actor)
         return revoked
 
+    def revoke_reported(self, leaks: Sequence[Leak], actor: Actor) -> list[bool]:
+        """GitHub secret scanning found these strings in public: revoke each live key among them,
+        log where it was found to its account's security log and mail the owner the place.
+
+        Returns, per leak and in order, whether it is a real key of this installation (live, or
+        revoked or expired already): GitHub's true_positive. Anything else is ignored.
+        """
+        digests: list[bytes | None] = []
+        for leak in leaks:
+            try:
+                digests.append(keys.parse(leak.token.strip()).digest)
+            except MalformedAPIKey:
+                digests.append(None)
+        wanted = [d for d in digests if d is not None]
+        known = self._keys.find_by_hashes(wanted) if wanted else {}
+        # The first place each key was seen at, by key id: what its log entry and its mail name.
+        where: dict[str, Leak] = {}
+        for leak, digest in zip(leaks, digests, strict=True):
+            record = known.get(digest) if digest is not None else None
+            if record is not None:
+                where.setdefault(record.id, leak)
+
+        def place(record: KeyRecord) -> str:
+            found = where.get(record.id)
+            return _place(found) if found is not None else "a public place GitHub reported"
+
+        def detail(record: KeyRecord) -> str:
+            return f"{_name(record)} was found by GitHub secret scanning and revoked: {place(record)}"
+
+        log = _entry("key.revoked_leaked", actor, detail)
+        # Only live keys change (the store skips revoked ones): a key reported twice is logged once.
+        revoked = self._keys.revoke_by_hashes(wanted, reason=RevokedReason.LEAKED, log=log)
+        for record in revoked:
+            self._cache.evict(record.id)
+            self._notifier.key_revoked_as_leaked(record.account_id, record, actor, found_at=place(record))
+        return [digest is not None and digest in known for digest in digests]
+
     def announce_account_change(self, account_id: str) -> list[str]:
         """The account was disabled or enabled: every server reads its keys again within a second."""
         key_ids = self._keys.announce_account_change(account_id)
@@ -197,6 +235,11 @@ def _entry(action: str, actor: Actor, detail: str | Callable[[KeyRecord], str]) 
         return LogEntry(record.account_id, action, key_id=record.id, detail=text, **actor.log_fields())
 
     return entry
+
+
+def _place(leak: Leak) -> str:
+    """Where a leak was found, as the security log and the mail say it (already escaped text)."""
+    return f"{leak.url} ({leak.source})" if leak.source else leak.url
 
 
 def _name(record: KeyRecord) -> str:

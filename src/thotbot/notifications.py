@@ -55,13 +55,24 @@ class Notifier:
         )
 
     def key_revoked_as_leaked(
-        self, account_id: str, key: KeyRecord, actor: Actor, *, when: datetime | None = None
+        self,
+        account_id: str,
+        key: KeyRecord,
+        actor: Actor,
+        *,
+        when: datetime | None = None,
+        found_at: str | None = None,
     ) -> None:
+        """``found_at``: where the key was seen (GitHub secret scanning's URL and source), as
+        ``core.scanning.safe_text`` left it: redacted and escaped, one line."""
+        # The mail is plain text: the place is the sender's text, on a line of its own, never a
+        # header; safe_text escaped every line break and control character already.
+        place = f"\n\nIt was found here:\n  {found_at}\n\n" if found_at else " "
         self._notify(
             account_id,
             "An API key was reported as leaked and revoked",
             f"Your API key {key.name!r} ({key.hint}, id {key.id}) was reported as leaked, so it was "
-            "revoked: requests made with it are refused from now on. Create a new key for the "
+            f"revoked: requests made with it are refused from now on.{place}Create a new key for the "
             f"programs that used it, at {self._public_url}/dashboard/api-keys, and find out where "
             "the key was exposed (a public repository, a log, a shared file).",
             actor,

@@ -28,7 +28,8 @@ Errors, each carrying the problem's ``code``, ``status``, ``detail``, ``title``,
         │   ├── MalformedAPIKey         malformed_api_key
         │   ├── InvalidAPIKey           invalid_api_key
         │   ├── ExpiredAPIKey           expired_api_key
-        │   └── RevokedAPIKey           revoked_api_key
+        │   ├── RevokedAPIKey           revoked_api_key
+        │   └── InvalidSignature        invalid_signature (GitHub's secret-scanning reports only)
         ├── PermissionDenied        403
         │   ├── RestrictedEndpoint      restricted_endpoint
         │   ├── InsufficientScope       insufficient_scope (a read-only key)
@@ -66,6 +67,7 @@ from thotbot.client._errors import (
     ExpiredAPIKey,
     InsufficientScope,
     InvalidAPIKey,
+    InvalidSignature,
     IPNotAllowed,
     MalformedAPIKey,
     MissingAPIKey,
@@ -101,6 +103,7 @@ __all__ = [
     "IPNotAllowed",
     "InsufficientScope",
     "InvalidAPIKey",
+    "InvalidSignature",
     "Key",
     "MalformedAPIKey",
     "Me",

@@ -17,6 +17,7 @@ __all__ = [
     "IPNotAllowed",
     "InsufficientScope",
     "InvalidAPIKey",
+    "InvalidSignature",
     "MalformedAPIKey",
     "MissingAPIKey",
     "NotFound",
@@ -128,6 +129,12 @@ class RevokedAPIKey(AuthenticationError):
     code_name = "revoked_api_key"
 
 
+class InvalidSignature(AuthenticationError):
+    """A secret-scanning report not signed by a configured GitHub key (that endpoint is GitHub's)."""
+
+    code_name = "invalid_signature"
+
+
 class PermissionDenied(APIError):
     """403: the key is valid, but may not do this."""
 
@@ -186,6 +193,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         InvalidAPIKey,
         ExpiredAPIKey,
         RevokedAPIKey,
+        InvalidSignature,
         RestrictedEndpoint,
         InsufficientScope,
         AccountDisabled,

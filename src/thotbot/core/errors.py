@@ -18,6 +18,7 @@ __all__ = [
     "IPNotAllowed",
     "InsufficientScope",
     "InvalidAPIKey",
+    "InvalidSignature",
     "MalformedAPIKey",
     "MethodNotAllowed",
     "MissingAPIKey",
@@ -156,6 +157,18 @@ class RevokedAPIKey(AuthenticationError):
     code = "revoked_api_key"
     title = "Revoked API key"
     default_detail = "This API key has been revoked. Create a new one on the dashboard under API Keys."
+
+
+class InvalidSignature(AuthenticationError):
+    """A secret-scanning report not signed by one of the configured GitHub keys: nothing was done."""
+
+    code = "invalid_signature"
+    title = "Invalid signature"
+    bearer_error = None
+    default_detail = (
+        "This report is not signed by a known GitHub secret-scanning key: send the "
+        "Github-Public-Key-Identifier and Github-Public-Key-Signature headers of the raw body."
+    )
 
 
 class APIKeyInURL(ThotbotError):

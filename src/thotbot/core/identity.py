@@ -118,4 +118,6 @@ class Actor:
             return "on the dashboard, by someone not signed in"
         if kind == "revoke-leaked":
             return "by a leaked-key report"
+        if kind == "secret-scanning":
+            return "by GitHub secret scanning, which found it in public"
         return f"by {self.who}"

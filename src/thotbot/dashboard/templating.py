@@ -122,6 +122,7 @@ def describe_actor(actor: str, current_session: str = "") -> str:
         "operator": "The operator",
         "anonymous": "Someone signing in",
         "revoke-leaked": "A leaked-key report",
+        "secret-scanning": "GitHub secret scanning",
     }.get(actor, actor)
 
 

@@ -36,12 +36,14 @@ from thotbot.ratelimit import RateLimiter
 from thotbot.usage import UsageRecorder, user_agent_notice
 from thotbot.web.cors import is_preflight, refuse_preflight
 
-__all__ = ["PUBLIC_ENDPOINTS", "APIKeyGuard"]
+__all__ = ["PUBLIC_ENDPOINTS", "SECRET_SCANNING", "APIKeyGuard"]
 
 log = logging.getLogger("thotbot.api")
 
+#: GitHub's secret-scanning reports: public only when THOTBOT_SECRET_SCANNING_KEYS is set.
+SECRET_SCANNING = ("POST", "/v1/secret-scanning/report")
 #: (method, path) pairs under /v1 that need no key.
-PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked")})
+PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked"), SECRET_SCANNING})
 # Longer than the 512 characters kept: a key across that limit is redacted whole before the cut.
 _MAX_UA = 512 + keys.KEY_LENGTH
 
@@ -55,8 +57,11 @@ class APIKeyGuard:
         limiter: RateLimiter,
         access_log: AccessLog,
         refusals: RefusalLog | None = None,
+        public: frozenset[tuple[str, str]] = PUBLIC_ENDPOINTS,
     ) -> None:
         self.app = app
+        #: PUBLIC_ENDPOINTS less those not served here: an unserved one needs a key like any path.
+        self.public = public
         self.refusals = refusals
         self.verifier = verifier
         self.usage_recorder = usage_recorder
@@ -94,11 +99,12 @@ class APIKeyGuard:
         user_agent: str | None = None
         passed = False
         limiter = self.limiter
+        public = self.public
         try:
             try:
                 if key_in_path:
                     raise APIKeyInURL
-                if (method, path) in PUBLIC_ENDPOINTS:
+                if (method, path) in public:
                     refuse_key_in_query(scope["query_string"])
                     decision = await limiter.hit_anon(address)
                 else:
