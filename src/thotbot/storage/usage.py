@@ -56,6 +56,7 @@ _PG_CHUNK = 5_000
 # PostgreSQL: the same few statements every flush, whatever its size. A conflict key may appear once
 # in one INSERT ("ON CONFLICT DO UPDATE command cannot affect row a second time"): rows are merged
 # first. Every batch is sorted, so two instances lock rows in one order: they wait, never deadlock.
+# (Each INSERT takes its rows in the order of its arrays.)
 _PG_KNOWN_KEYS = text("SELECT id FROM api_keys WHERE id = ANY(CAST(:ids AS varchar[]))")
 _PG_DAYS = text(
     "INSERT INTO usage_days (key_id, day, requests, unitemised)"
@@ -84,11 +85,14 @@ _PG_CLIENTS = text(
     " ON CONFLICT (key_id, day, client_hash) DO UPDATE"
     " SET requests = usage_clients.requests + excluded.requests"
 )
+# The keys' rows locked in the order of their ids first (the sort under FOR NO KEY UPDATE), then
+# updated: the join of the update alone takes them in whatever order its plan reads them.
 _PG_LAST_USED = text(
-    "UPDATE api_keys SET last_used_at = u.at, last_user_agent = u.ua"
-    " FROM unnest(CAST(:id AS varchar[]), CAST(:at AS timestamptz[]), CAST(:ua AS varchar[]))"
-    " AS u(id, at, ua)"
-    " WHERE api_keys.id = u.id AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < u.at)"
+    "UPDATE api_keys SET last_used_at = s.at, last_user_agent = s.ua"
+    " FROM (SELECT k.id, u.at, u.ua FROM api_keys AS k"
+    " JOIN unnest(CAST(:id AS varchar[]), CAST(:at AS timestamptz[]), CAST(:ua AS varchar[]))"
+    " AS u(id, at, ua) ON k.id = u.id ORDER BY k.id FOR NO KEY UPDATE OF k) AS s"
+    " WHERE api_keys.id = s.id AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < s.at)"
 )
 
 
