@@ -120,6 +120,57 @@ class TestUsageStore:
 
         assert len(services.usage.agents(key.id)) == 1_200
 
+    def test_a_batch_may_hold_the_same_row_twice(self, services: Services) -> None:
+        # PostgreSQL refuses an INSERT ... ON CONFLICT DO UPDATE that meets one row twice: the
+        # store merges such rows first, adding their counts.
+        _, key = make_api_key(services)
+        hour = timedelta(hours=1)
+        batch = UsageBatch(
+            days=[DayCount(key.id, DAY, 2, unitemised=1), DayCount(key.id, DAY, 3, unitemised=1)],
+            agents=[
+                AgentCount(key.id, "acme/1.0", T0, T0, 1),
+                AgentCount(key.id, "  acme/1.0 ", T0 - hour, T0 - hour, 2),  # the same once cleaned
+                AgentCount(key.id, "acme/1.0", T0 + hour, T0 + hour, 4),
+            ],
+            clients=[
+                ClientCount(key.id, DAY, b"\x01" * 16, 1),
+                ClientCount(key.id, DAY, b"\x01" * 16, 5),
+                ClientCount(key.id, DAY, b"\x02" * 16, 1),
+            ],
+            last_used={key.id: KeyUsage(T0, "acme/1.0")},
+        )
+
+        services.usage.write(batch)
+        services.usage.write(batch)  # and again, onto the rows the first one made
+
+        summary = services.usage.key_summary(key.id, DAY)
+        assert (summary.daily, summary.unitemised) == ({DAY: 10}, 4)
+        [agent] = summary.agents
+        assert (agent.user_agent, agent.requests) == ("acme/1.0", 14)
+        assert (agent.first_seen, agent.last_seen) == (T0 - hour, T0 + hour)
+        assert services.usage.distinct_clients(key.id, DAY) == 2
+
+    def test_user_agents_are_stored_as_sent_whatever_their_punctuation(self, services: Services) -> None:
+        # On PostgreSQL the rows travel as array literals: quotes, backslashes, commas, braces and
+        # the word NULL must come back as they were sent.
+        _, key = make_api_key(services)
+        sent = [
+            'acme/1.0 (ops@acme.example) "quoted", {braced}',
+            "back\\slash\\ end\\",
+            "NULL",
+            "a,b",
+            "}{",
+            '"',
+        ]
+        agents = [AgentCount(key.id, ua, T0, T0, 1) for ua in sent]
+
+        services.usage.write(UsageBatch(agents=agents, last_used={key.id: KeyUsage(T0, sent[0])}))
+
+        stored = {a.user_agent: a for a in services.usage.agents(key.id)}
+        assert set(stored) == set(sent)
+        assert stored[sent[0]].contact == "ops@acme.example"
+        assert services.keys.get(key.id).last_user_agent == sent[0]
+
     def test_daily_from_a_day_on(self, services: Services) -> None:
         _, key = make_api_key(services)
         days = [DayCount(key.id, DAY - timedelta(days=n), n + 1) for n in range(5)]

@@ -1,0 +1,102 @@
+"""One usage flush of many keys in use, timed: what the background flush costs the database and its thread.
+
+    python bench/usage_flush.py [--database postgresql|sqlite] [--keys 50000] [--flushes 3]
+
+A temporary database (a new PostgreSQL database at 127.0.0.1:5432, user ``postgres``, dropped
+afterwards; or a SQLite file) gets the schema, one account and ``--keys`` keys (bulk_keys.py). Then
+``SQLUsageStore.write`` is timed on one batch such as a flush of that many keys makes: for each key
+one day's count, one User-Agent, one client address and its last use, so four rows a key. The first
+flush inserts every row; the following ones add to existing rows (the server's steady state).
+Wall time and this process's CPU time (psycopg's conversions, SQLAlchemy) are printed per flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+from bulk_keys import create_keys
+from sqlalchemy import select
+
+from thotbot.core.dates import utcnow
+from thotbot.storage import KeyUsage
+from thotbot.storage.db import make_engine, make_session_factory
+from thotbot.storage.migrate import upgrade
+from thotbot.storage.models import Account, APIKey
+from thotbot.storage.usage import AgentCount, ClientCount, DayCount, SQLUsageStore, UsageBatch
+
+PG_ADMIN_URL = os.environ.get("THOTBOT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def temporary_database(backend: str, workdir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'thotbot.db'}"
+        return
+    import psycopg
+
+    name = f"thotbot_bench_flush_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def batch(key_ids: list[str], shift: int) -> UsageBatch:
+    now = utcnow() + timedelta(seconds=shift)
+    day = now.date()
+    return UsageBatch(
+        days=[DayCount(key_id, day, 3) for key_id in key_ids],
+        agents=[AgentCount(key_id, "acme-sync/2.3.1 (ops@acme.example)", now, now, 3) for key_id in key_ids],
+        clients=[
+            ClientCount(key_id, day, hashlib.blake2b(key_id.encode(), digest_size=16).digest(), 3)
+            for key_id in key_ids
+        ],
+        last_used={key_id: KeyUsage(now, "acme-sync/2.3.1 (ops@acme.example)") for key_id in key_ids},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--keys", type=int, default=50_000)
+    parser.add_argument("--flushes", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, temporary_database(args.database, Path(tmp)) as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine)
+            account = Account(id="acc_bench", email="bench@example.com", created_at=utcnow())
+            sessions = make_session_factory(engine)
+            with sessions.begin() as session:
+                session.add(account)
+            create_keys(url, account.id, args.keys)
+            with sessions() as session:
+                key_ids = list(session.scalars(select(APIKey.id)))
+            store = SQLUsageStore(sessions)
+            rows = 4 * len(key_ids)
+            print(f"{args.database}: {len(key_ids)} keys in use, 4 rows a key ({rows} rows a flush)")
+            for n in range(args.flushes):
+                flush = batch(key_ids, n)
+                wall, cpu = time.perf_counter(), time.process_time()
+                store.write(flush)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                kind = "inserts" if n == 0 else "updates"
+                print(f"flush {n + 1} ({kind}): {wall * 1000:8.0f} ms wall, {cpu * 1000:8.0f} ms CPU here")
+        finally:
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
