@@ -215,8 +215,10 @@ def test_key_requests_gives_the_keys_recent_requests_as_the_api_writes_them(
     me, refused = shown[-1], shown[-2]  # newest first: the oldest two, before the listings
     assert (me.method, me.path, me.status, me.code) == ("GET", "/v1/me", 200, None)
     assert (refused.method, refused.status, refused.code) == ("DELETE", 404, "not_found")
-    assert refused.at.tzinfo is not None and refused.at >= me.at
-    assert me.user_agent is not None and me.user_agent.startswith("client-tests/1.0")
+    assert refused.at.tzinfo is not None
+    assert refused.at >= me.at
+    assert me.user_agent is not None
+    assert me.user_agent.startswith("client-tests/1.0")
     assert me.duration_ms >= 0
     assert len(limited) == 1
     assert [r.to_dict() for r in shown][-2:] == answer.json()["requests"][-2:]
