@@ -114,7 +114,8 @@ def test_a_keys_requests_show_newest_first_redacted_and_only_to_its_account(
         assert secret not in page
     assert "GET /v1/keys/{key_id}/requests" in page
     assert re.search(
-        r"<code>not_found</code></td>\s*<td><code>GET /v1/keys/\{key_id\}/requests</code></td>\s*<td class=\"requests\">2</td>",
+        r"<code>not_found</code></td>\s*<td><code>GET /v1/keys/\{key_id\}/requests</code></td>"
+        r"\s*<td class=\"requests\">2</td>",
         page,
     )
     assert other_key.id not in page.split("Recent requests", 1)[1].split("Errors in the last", 1)[1]
