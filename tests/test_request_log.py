@@ -8,6 +8,7 @@ import html
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from tests.factories import bearer, make_api_key, make_user
 from tests.live import LiveServer, start_server
 from thotbot.config import load_settings
+from thotbot.core.dates import utcnow
 from thotbot.core.identity import Actor
 from thotbot.services import Services, build_services
 
@@ -167,3 +169,33 @@ def _dashboard_page(server: LiveServer, email: str, key_id: str) -> str:
         page = client.get(f"/dashboard/api-keys/{key_id}?requests=all")
         assert page.status_code == 200
         return html.unescape(page.text)
+
+
+def test_two_instances_write_one_log(database_url: str, tmp_path: Path) -> None:
+    """Two servers on one database: each writes its own requests; either lists them all, in order."""
+    settings = {
+        "THOTBOT_DATABASE_URL": database_url,
+        "THOTBOT_RATE_LIMIT": "100000/minute",
+        "THOTBOT_WORKERS": "2",
+    }
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = start_server(tmp_path / "a", settings)
+    second = start_server(tmp_path / "b", settings)
+    services = build_services(load_settings(database_url=database_url))
+    try:
+        raw, key = make_api_key(services, make_user(services))
+        for i in range(6):
+            server = (first, second)[i % 2]
+            assert _get(server, raw, f"/v1/nothing/{i}").status_code == 404
+
+        listed = _requests(first, raw, key.id, 6)
+
+        assert [r["path"] for r in listed] == [f"/v1/nothing/{i}" for i in reversed(range(6))]
+        assert _requests(second, raw, key.id, 6) == listed
+        [group] = services.request_log.errors(key.id, utcnow() - timedelta(hours=1))
+        assert (group.endpoint, group.code, group.requests) == ("GET (other)", "not_found", 6)
+    finally:
+        first.stop()
+        second.stop()
+        services.engine.dispose()
