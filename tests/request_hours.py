@@ -1,14 +1,12 @@
-"""Rows of key_request_hours for tests, written as the request log's flush would (tests do not run
-the recorder): straight into the table on SQL, into the memory store's list in memory."""
+"""Rows of key_request_hours for tests, written through the request log's store as its flush
+writes them (tests do not run the recorder), on every backend."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from thotbot.services import Services
-from thotbot.storage.failing import HourRow
-from thotbot.storage.memory import MemoryFailingStore
-from thotbot.storage.models import KeyRequestHour
+from thotbot.storage.request_log import HourCount, RequestLogBatch
 
 __all__ = ["add_hour"]
 
@@ -25,21 +23,5 @@ def add_hour(
 ) -> None:
     """``requests`` requests of ``key_id`` in the hour starting at ``hour``, answered with ``code``."""
     first, last = hour + timedelta(minutes=1), hour + timedelta(minutes=59)
-    if isinstance(services.failing, MemoryFailingStore):
-        services.failing.hours.append(
-            HourRow(key_id, hour, endpoint, code, requests, first, last, user_agent)
-        )
-        return
-    with services.db.begin() as session:
-        session.add(
-            KeyRequestHour(
-                key_id=key_id,
-                hour=hour,
-                endpoint=endpoint,
-                code=code,
-                requests=requests,
-                first_seen=first,
-                last_seen=last,
-                user_agent=user_agent,
-            )
-        )
+    row = HourCount(key_id, hour, endpoint, code, requests, first, last, user_agent)
+    services.request_log.write(RequestLogBatch(hours=(row,)))

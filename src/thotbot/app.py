@@ -52,6 +52,7 @@ log = logging.getLogger("thotbot")
 POLL_INTERVAL = 0.5  # revocations by other processes are honoured within a second
 FLUSH_INTERVAL = 2.0
 MAX_FLUSH_INTERVAL = 60.0
+REQUEST_LOG_INTERVAL = 1.0
 FLUSH_DUTY = 20  # a usage flush (or a rate-limit sync) takes at most 1/20 of the time
 MAX_SYNC_INTERVAL = 1.0
 GC_THRESHOLDS = (10_000, 20, 100)
@@ -187,6 +188,13 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         refusals=RefusalLog(services.security_log),
         # Without GitHub's keys the report path is no endpoint: it needs a key, then answers 404.
         public=PUBLIC_ENDPOINTS if settings.secret_scanning_keys else PUBLIC_ENDPOINTS - {SECRET_SCANNING},
+        request_log=services.request_recorder,
+    )
+    # The request log names each endpoint by its route's template, at flush time.
+    services.request_recorder.use_routes(
+        (route.methods or (), route.path_regex, route.path_format)
+        for route in routed.routes
+        if isinstance(route, Route)
     )
     web = Starlette(
         routes=[*_service_routes(services), *dashboard.routes(services)],
@@ -248,6 +256,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
         tasks = [
             asyncio.create_task(_poll_key_changes(services, stop, start), name="thotbot-key-poller"),
             asyncio.create_task(_flush_periodically(services, stop), name="thotbot-usage-flusher"),
+            asyncio.create_task(_flush_request_log(services, stop), name="thotbot-request-log"),
             asyncio.create_task(_write_access_log(services, stop), name="thotbot-access-log"),
             asyncio.create_task(_prune_security_log(services, stop), name="thotbot-security-log-pruner"),
             asyncio.create_task(_sync_rate_limits(services, stop), name="thotbot-rate-limit-sync"),
@@ -269,6 +278,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             await asyncio.gather(*tasks, return_exceptions=True)
             # A graceful shutdown (SIGTERM) loses no usage data.
             await services.usage_recorder.flush()
+            await services.request_recorder.flush()
             services.access_log.flush()
             # The other processes count what this one let through in the current windows.
             await _sync_once(services)
@@ -344,6 +354,17 @@ async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
         await services.usage_recorder.flush()
         await _sleep_unless_stopped(stop, flush_pause(services.usage_recorder.flush_cpu))
+
+
+async def _flush_request_log(services: Services, stop: asyncio.Event) -> None:
+    """Write each key's recent requests and hourly counts every second or so, so that a request
+    shows on its key's page within a few seconds; paced as the usage flush when it costs more."""
+    recorder = services.request_recorder
+    while not stop.is_set():
+        await _sleep_unless_stopped(
+            stop, _paced(recorder.flush_cpu, REQUEST_LOG_INTERVAL, MAX_FLUSH_INTERVAL)
+        )
+        await recorder.flush()
 
 
 def flush_pause(took: float) -> float:

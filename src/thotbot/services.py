@@ -33,6 +33,7 @@ from thotbot.storage import (
     PasskeyStore,
     QuotaStore,
     RateWindowStore,
+    RequestLogStore,
     SecurityLog,
     SignInThrottleStore,
     UsageStore,
@@ -50,13 +51,14 @@ from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
 from thotbot.storage.rate_windows import SQLRateWindowStore
+from thotbot.storage.request_log import SQLRequestLog
 from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
 from thotbot.storage.users import SQLUserStore
 from thotbot.storage.web_secrets import SharedKey, SQLWebSecretStore
 from thotbot.storage.web_sessions import SQLWebSessionStore
-from thotbot.usage import DisabledRecorder, UsageRecorder
+from thotbot.usage import DisabledRecorder, RequestLogRecorder, UsageRecorder
 
 __all__ = ["Services", "build_memory_services", "build_services"]
 
@@ -90,10 +92,14 @@ class Services:
     #: The requests per key and hour as the report of failing integrations reads them, and the
     #: accounts' choice of the daily mail about it.
     failing: FailingStore
+    #: Each key's recent requests and its requests per hour by endpoint and code.
+    request_log: RequestLogStore
     key_changes: KeyChangeBus = field(default_factory=lambda: KeyChangeBus(None))
     key_cache: KeyCache = field(init=False)
     #: Counts requests and last use per key in memory; flushed in batches off the request path.
     usage_recorder: UsageRecorder = field(init=False)
+    #: Holds each key's recent requests in bounded memory; flushed in batches off the request path.
+    request_recorder: RequestLogRecorder = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
     access_log: AccessLog = field(init=False)
     #: Signs what the web app hands visitors who are not signed in (CSRF cookies, flashes).
@@ -112,6 +118,7 @@ class Services:
         self.key_cache = KeyCache(max_bytes=self.settings.key_cache_mb * 1024 * 1024)
         recorder = UsageRecorder if self.settings.usage_recording == "on" else DisabledRecorder
         self.usage_recorder = recorder(self.usage, retention_days=self.settings.usage_retention_days)
+        self.request_recorder = RequestLogRecorder(self.request_log)
         self.web_key = SharedKey(self.web_secrets, "web")
         self._build_account_security()
         redis_url = self.settings.redis_url.get_secret_value() if self.settings.redis_url else None
@@ -185,6 +192,7 @@ def build_services(settings: Settings) -> Services:
         rate_windows=SQLRateWindowStore(sessions),
         reminder_marks=SQLExpiryReminderStore(sessions),
         failing=SQLFailingStore(sessions),
+        request_log=SQLRequestLog(sessions),
         key_changes=key_changes,
     )
 
@@ -213,4 +221,5 @@ def build_memory_services(settings: Settings) -> Services:
         rate_windows=memory.MemoryRateWindowStore(db),
         reminder_marks=memory.MemoryExpiryReminderStore(db),
         failing=memory.MemoryFailingStore(db),
+        request_log=memory.MemoryRequestLog(db),
     )

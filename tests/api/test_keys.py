@@ -252,3 +252,39 @@ def test_expired_keys_are_listed_as_expired(client: TestClient, services: Servic
     listed = {k["id"]: k for k in client.get("/v1/keys", headers=bearer(raw)).json()["keys"]}
 
     assert listed[old.id]["state"] == "expired"
+
+
+class TestKeyRequests:
+    @pytest.mark.parametrize(
+        "query", ["limit=0", "limit=201", "limit=abc", "limit=", "limit=1&limit=2", "limit=%EF%BC%91"]
+    )
+    def test_a_bad_limit_is_a_422_naming_it(self, client: TestClient, services: Services, query: str) -> None:
+        raw, key = make_api_key(services)
+
+        response = client.get(f"/v1/keys/{key.id}/requests?{query}", headers=bearer(raw))
+
+        assert_problem(response, 422, "validation_error")
+        assert response.json()["field"] == "limit"
+
+    def test_another_accounts_key_and_no_key_answer_alike(
+        self, client: TestClient, services: Services
+    ) -> None:
+        raw, _ = make_api_key(services)
+        _, theirs = make_api_key(services)
+
+        other = client.get(f"/v1/keys/{theirs.id}/requests", headers=bearer(raw))
+        missing = client.get("/v1/keys/key_0000000000000000/requests", headers=bearer(raw))
+
+        assert_problem(other, 404, "not_found")
+        assert_problem(missing, 404, "not_found")
+        assert {k: v for k, v in other.json().items() if k != "instance"} == {
+            k: v for k, v in missing.json().items() if k != "instance"
+        }
+
+    def test_a_new_key_has_an_empty_log(self, client: TestClient, services: Services) -> None:
+        raw, key = make_api_key(services)
+
+        response = client.get(f"/v1/keys/{key.id}/requests?limit=5", headers=bearer(raw))
+
+        assert response.status_code == 200
+        assert response.json() == {"requests": []}

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +80,17 @@ def test_revoke_leaked_is_limited_per_address(limited: tuple[TestClient, Service
     codes = [client.post("/v1/keys/revoke-leaked", json={"keys": [fake_key()]}).status_code for _ in range(3)]
 
     assert codes == [202, 202, 429]
+
+
+def test_a_rate_limited_request_is_in_its_keys_request_log(limited: tuple[TestClient, Services]) -> None:
+    client, services = limited
+    raw, key = make_api_key(services)
+    statuses = [client.get("/v1/version", headers=bearer(raw)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+
+    # Written by the app's own background flush, about every second.
+    deadline = time.monotonic() + 30
+    while len(logged := services.request_log.recent(key.id)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert [(r.status, r.code) for r in logged] == [(429, "rate_limited"), *[(200, None)] * 3]

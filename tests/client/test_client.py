@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from thotbot.client import (
     InsufficientScope,
     InvalidAPIKey,
     Key,
+    KeyRequest,
     MalformedAPIKey,
     Me,
     MissingAPIKey,
@@ -176,6 +178,50 @@ def test_revoke_key_refuses_a_key_in_place_of_an_id(
     raw = new_key(store, account)
     with client_for(server, raw) as client, pytest.raises(ValueError, match="revoke_leaked") as caught:
         client.revoke_key(raw)
+    assert raw not in str(caught.value)
+
+
+def _requests_shown(client: Client, key_id: str, count: int) -> list[KeyRequest]:
+    """The key's recent requests once ``count`` show: they are written about every second."""
+    deadline = time.monotonic() + 30
+    while True:
+        shown = client.key_requests(key_id)
+        if len(shown) >= count or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.2)
+
+
+def test_key_requests_gives_the_keys_recent_requests_as_the_api_writes_them(
+    server: Deployment, store: Services, account: AccountRecord
+) -> None:
+    raw = new_key(store, account, name="watched")
+    with client_for(server, raw) as client:
+        key_id = client.me().key.id
+        with pytest.raises(NotFound):
+            client.revoke_key("key_0000000000000000")
+        shown = _requests_shown(client, key_id, 2)
+        limited = client.key_requests(key_id, limit=1)
+        with pytest.raises(NotFound):
+            client.key_requests("key_0000000000000000")
+        with pytest.raises(ValueError, match="limit"):
+            client.key_requests(key_id, limit=0)
+        with pytest.raises(ValueError, match="not the key itself") as caught:
+            client.key_requests(raw)
+    answer = httpx.get(
+        f"{server.url}/v1/keys/{key_id}/requests", headers={"Authorization": f"Bearer {raw}"}, timeout=10
+    )
+
+    assert all(isinstance(r, KeyRequest) for r in shown)
+    me, refused = shown[-1], shown[-2]  # newest first: the oldest two, before the listings
+    assert (me.method, me.path, me.status, me.code) == ("GET", "/v1/me", 200, None)
+    assert (refused.method, refused.status, refused.code) == ("DELETE", 404, "not_found")
+    assert refused.at.tzinfo is not None
+    assert refused.at >= me.at
+    assert me.user_agent is not None
+    assert me.user_agent.startswith("client-tests/1.0")
+    assert me.duration_ms >= 0
+    assert len(limited) == 1
+    assert [r.to_dict() for r in shown][-2:] == answer.json()["requests"][-2:]
     assert raw not in str(caught.value)
 
 
@@ -404,6 +450,9 @@ def test_async_client(server: Deployment, store: Services, account: AccountRecor
             async with AsyncClient(api_key=leaked, base_url=server.url, **APP) as other:
                 with pytest.raises(RevokedAPIKey):
                     await other.me()
+            while not (recent := await client.key_requests(me.key.id, limit=5)):
+                await asyncio.sleep(0.2)  # written about every second
+            assert all(isinstance(r, KeyRequest) for r in recent)
             await client.revoke_key(me.key.id)
             with pytest.raises(RevokedAPIKey) as caught:
                 await client.version()

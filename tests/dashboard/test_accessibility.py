@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
@@ -123,8 +124,11 @@ def test_the_dashboard_pages(context: BrowserContext, viewport: str, server: Liv
     audit.check("api-keys-empty")
     audit.visit("/dashboard/api-keys/new")
 
-    create_key(page, "laptop")
+    raw = create_key(page, "laptop")
     audit.check("key-created")
+    # Requests made with the key, one refused: its page then lists them and groups the error.
+    for path in ("/v1/version", "/v1/keys/key_0000000000000000/requests"):
+        httpx.get(server.url + path, headers={"Authorization": f"Bearer {raw}"}, timeout=10)
     # The shown key's box is a named group; axe has nothing about it left to review by hand.
     expect(page.get_by_role("group", name=re.compile("^API key"))).to_contain_text("thot_ak_")
     flagged = [
@@ -144,6 +148,13 @@ def test_the_dashboard_pages(context: BrowserContext, viewport: str, server: Liv
     audit.check("api-keys")
     page.get_by_role("link", name="Manage").first.click()
     expect(page.get_by_role("link", name="Roll this key")).to_be_visible()
+    # Written about every second: the page shows them within a few.
+    for _ in range(50):
+        if page.locator("table.errors").count():
+            break
+        page.wait_for_timeout(200)
+        page.reload()
+    expect(page.locator("table.requests tbody tr")).to_have_count(2)
     audit.check("key-detail")
     page.goto("/dashboard/api-keys")
     page.get_by_role("link", name="Revoke").first.click()

@@ -20,6 +20,7 @@ from thotbot.storage.keys import SQLKeyStore
 from thotbot.storage.passkeys import SQLChallengeStore, SQLPasskeyStore
 from thotbot.storage.quotas import SQLQuotaStore
 from thotbot.storage.rate_windows import SQLRateWindowStore
+from thotbot.storage.request_log import SQLRequestLog
 from thotbot.storage.security_log import SQLSecurityLog
 from thotbot.storage.throttle import SQLSignInThrottle
 from thotbot.storage.usage import SQLUsageStore
@@ -43,6 +44,7 @@ STORES: list[tuple[type, type, type]] = [
     (storage.UsageStore, SQLUsageStore, memory.MemoryUsageStore),
     (storage.ExpiryReminderStore, SQLExpiryReminderStore, memory.MemoryExpiryReminderStore),
     (storage.FailingStore, SQLFailingStore, memory.MemoryFailingStore),
+    (storage.RequestLogStore, SQLRequestLog, memory.MemoryRequestLog),
 ]
 
 

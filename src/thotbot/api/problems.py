@@ -35,8 +35,16 @@ def problem_response(exc: ThotbotError, instance: str) -> Response:
     return response
 
 
+def _note_code(request: Request, code: str) -> None:
+    """Leave the problem's code where the guard finds it for the key's request log."""
+    state = request.scope.get("state")
+    if state is not None:
+        state["problem_code"] = code
+
+
 async def thotbot_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ThotbotError)
+    _note_code(request, exc.code)
     if exc.status >= 500:
         log.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc.detail)
     return problem_response(exc, request.url.path)
@@ -56,6 +64,7 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
         error = ValidationFailed(str(exc.detail))
     else:
         error = ThotbotError(str(exc.detail))
+    _note_code(request, error.code)
     response = problem_response(error, request.url.path)
     if exc.status_code == 405:
         # RFC 9110 15.5.6: every method the path accepts. Starlette names only those of the first
@@ -68,4 +77,5 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    _note_code(request, ThotbotError.code)
     return problem_response(ThotbotError(), request.url.path)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from thotbot import __version__
 from thotbot.api import account
 from thotbot.api.bodies import read_json_object, required_name
-from thotbot.api.serializers import account_json, key_json
+from thotbot.api.serializers import account_json, key_json, request_json
 from thotbot.auth.refusals import RefusalLog
 from thotbot.core.dates import parse_expiry, utcnow
 from thotbot.core.errors import (
@@ -28,6 +28,7 @@ from thotbot.core.errors import (
 from thotbot.core.identity import Actor, Identity, Permission, permits
 from thotbot.core.redaction import holds_key, redact
 from thotbot.services import Services
+from thotbot.storage.request_log import KEEP_PER_KEY
 
 __all__ = ["routes"]
 
@@ -157,6 +158,31 @@ def restricted(
     return guarded
 
 
+async def key_requests(request: Request) -> Response:
+    """A key's recent requests, newest first: the account's own keys only, revoked ones too."""
+    services, identity = _services(request), _identity(request)
+    key_id = request.path_params["key_id"]
+    limit = _limit(request.query_params.getlist("limit"))
+    if limit is None:
+        raise ValidationFailed(f"'limit' must be one whole number from 1 to {KEEP_PER_KEY}.", field="limit")
+    key = await anyio.to_thread.run_sync(services.keys.find, key_id)
+    if key is None or key.account_id != identity.account_id:
+        # Another account's key and no key at all answer alike.
+        raise NotFound
+    entries = await anyio.to_thread.run_sync(lambda: services.request_log.recent(key.id, limit))
+    return JSONResponse({"requests": [request_json(e) for e in entries]})
+
+
+def _limit(values: list[str]) -> int | None:
+    """``?limit=``: 1 to KEEP_PER_KEY, KEEP_PER_KEY when absent, None when not that."""
+    if not values:
+        return KEEP_PER_KEY
+    value = values[0]
+    if len(values) > 1 or not value.isascii() or not value.isdigit() or len(value) > 4:
+        return None
+    return int(value) if 1 <= int(value) <= KEEP_PER_KEY else None
+
+
 @restricted
 async def create_key(request: Request) -> Response:
     services, identity = _services(request), _identity(request)
@@ -189,6 +215,7 @@ routes = [
     Route("/v1/keys", create_key, methods=["POST"]),
     Route("/v1/keys/revoke-leaked", revoke_leaked, methods=["POST"]),
     Route("/v1/keys/{key_id:key_id}", revoke_key, methods=["DELETE"]),
+    Route("/v1/keys/{key_id:key_id}/requests", key_requests, methods=["GET"]),
     Route("/v1/account/email", restricted(account.change_email), methods=["PUT"]),
     Route("/v1/account/password", restricted(account.change_password), methods=["PUT"]),
     Route("/v1/account/passkeys", restricted(account.list_passkeys), methods=["GET"]),

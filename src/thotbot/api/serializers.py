@@ -6,8 +6,9 @@ from datetime import datetime
 
 from thotbot.core.dates import iso
 from thotbot.storage import AccountRecord, KeyRecord
+from thotbot.storage.request_log import RequestEntry
 
-__all__ = ["account_json", "key_json"]
+__all__ = ["account_json", "key_json", "request_json"]
 
 
 def account_json(account: AccountRecord) -> dict[str, object]:
@@ -29,4 +30,16 @@ def key_json(key: KeyRecord, now: datetime) -> dict[str, object]:
         "grants": sorted(key.grants),
         # The operator's limit for this key (limits notation); null: the server's default.
         "rate_limit": key.rate_limit,
+    }
+
+
+def request_json(entry: RequestEntry) -> dict[str, object]:
+    return {
+        "at": iso(entry.at),
+        "method": entry.method,
+        "path": entry.path,
+        "status": entry.status,
+        "code": entry.code,
+        "user_agent": entry.user_agent,
+        "duration_ms": round(entry.duration_us / 1000, 3),
     }

@@ -7,7 +7,7 @@
 
 The key comes from ``api_key`` or ``THOTBOT_API_KEY``; the server from ``base_url`` or
 ``THOTBOT_API_URL`` (default ``http://localhost:8000``). Answers are frozen dataclasses
-(``Version``, ``Me``, ``Account``, ``Key``) with the API's field names and aware datetimes.
+(``Version``, ``Me``, ``Account``, ``Key``, ``KeyRequest``) with the API's field names and aware datetimes.
 
 The API key is sent only in the ``Authorization`` header, to ``base_url``; it is never in a URL, a
 log line, a repr or an exception (the client's repr shows the key's hint, ``thot_ak_1a2b…9f0e``).
@@ -85,7 +85,7 @@ from thotbot.client._errors import (
     UnsupportedAuthScheme,
     ValidationError,
 )
-from thotbot.client._models import Account, Key, Me, Version
+from thotbot.client._models import Account, Key, KeyRequest, Me, Version
 from thotbot.client._sync import Client
 
 __all__ = [
@@ -105,6 +105,7 @@ __all__ = [
     "InvalidAPIKey",
     "InvalidSignature",
     "Key",
+    "KeyRequest",
     "MalformedAPIKey",
     "Me",
     "MissingAPIKey",

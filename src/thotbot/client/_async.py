@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from thotbot.client._base import Call, Outcome, _Base
-from thotbot.client._models import Key, Me, Version
+from thotbot.client._models import Key, KeyRequest, Me, Version
 
 __all__ = ["AsyncClient"]
 
@@ -44,6 +44,11 @@ class AsyncClient(_Base):
     async def revoke_key(self, key_id: str) -> None:
         """``DELETE /v1/keys/{key_id}``: revokes one of the account's keys (this one too)."""
         await self._run(self._revoke_key(key_id))
+
+    async def key_requests(self, key_id: str, *, limit: int | None = None) -> list[KeyRequest]:
+        """``GET /v1/keys/{key_id}/requests``: one of the account's keys' recent requests, newest
+        first (at most ``limit``, 1 to 200; 200 by default)."""
+        return await self._run(self._key_requests(key_id, limit))
 
     async def revoke_leaked(self, keys: Iterable[str]) -> None:
         """``POST /v1/keys/revoke-leaked``: revokes each valid key given, whoever's; sends no key."""

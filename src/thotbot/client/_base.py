@@ -33,7 +33,7 @@ from thotbot.client._errors import (
     UnexpectedResponse,
     error_for,
 )
-from thotbot.client._models import Key, Me, Version, keys_from_json
+from thotbot.client._models import Key, KeyRequest, Me, Version, keys_from_json, requests_from_json
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -240,15 +240,15 @@ class _Base(ABC):
         return Call("GET", "/v1/keys", keys_from_json)
 
     def _revoke_key(self, key_id: str) -> Call[None]:
-        if not isinstance(key_id, str) or not key_id.strip():
-            raise ValueError("key_id must be a key's id, such as the id in list_keys()")
-        if key_id.strip().startswith("thot_ak_"):
-            # In the path it would travel in a URL: refused here, and not echoed.
-            raise ValueError(
-                "revoke_key takes a key's id, not the key itself; to revoke a key you hold, "
-                "call revoke_leaked([key])"
-            )
-        return Call("DELETE", "/v1/keys/" + quote(key_id.strip(), safe=""), _nothing)
+        return Call("DELETE", _key_path(key_id, "revoke_key"), _nothing)
+
+    def _key_requests(self, key_id: str, limit: int | None) -> Call[list[KeyRequest]]:
+        path = _key_path(key_id, "key_requests") + "/requests"
+        if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_REQUESTS:
+                raise ValueError(f"limit must be a whole number from 1 to {MAX_REQUESTS}")
+            path += f"?limit={limit}"
+        return Call("GET", path, requests_from_json)
 
     def _revoke_leaked(self, keys: Iterable[str]) -> Call[None]:
         if isinstance(keys, str):
@@ -317,6 +317,25 @@ class _Base(ABC):
         # At least what the server asked for; a little more at random, so that clients refused
         # together do not all come back in the same instant.
         return retry_after + random.uniform(0, max(0.1, retry_after / 10))  # noqa: S311
+
+
+#: The most recent requests the server keeps, and answers, per key.
+MAX_REQUESTS = 200
+
+
+def _key_path(key_id: str, method: str) -> str:
+    """``/v1/keys/{key_id}``, refusing what is not a key id (a key itself above all) before sending."""
+    if not isinstance(key_id, str) or not key_id.strip():
+        raise ValueError("key_id must be a key's id, such as the id in list_keys()")
+    if key_id.strip().startswith("thot_ak_"):
+        # In the path it would travel in a URL: refused here, and not echoed.
+        hint = (
+            "to revoke a key you hold, call revoke_leaked([key])"
+            if method == "revoke_key"
+            else "see list_keys()"
+        )
+        raise ValueError(f"{method} takes a key's id, not the key itself; {hint}")
+    return "/v1/keys/" + quote(key_id.strip(), safe="")
 
 
 def _nothing(_: object) -> None:

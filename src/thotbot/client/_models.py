@@ -9,7 +9,7 @@ from typing import Any
 
 from thotbot.client._errors import UnexpectedResponse
 
-__all__ = ["Account", "Key", "Me", "Version"]
+__all__ = ["Account", "Key", "KeyRequest", "Me", "Version"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,60 @@ class Me:
 
     def to_dict(self) -> dict[str, Any]:
         return {"account": self.account.to_dict(), "key": self.key.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    """One of a key's recent requests (``GET /v1/keys/{key_id}/requests``); ``code`` is the
+    problem's code when it failed, else None."""
+
+    at: datetime
+    method: str
+    path: str
+    status: int
+    code: str | None
+    user_agent: str | None
+    duration_ms: float
+
+    @classmethod
+    def from_json(cls, data: object) -> KeyRequest:
+        body = _object(data, "request")
+        at = _time(body, "at")
+        status = body.get("status")
+        duration = body.get("duration_ms")
+        if at is None:
+            raise UnexpectedResponse("at is missing")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise UnexpectedResponse("status is not a number")
+        if not isinstance(duration, int | float) or isinstance(duration, bool):
+            raise UnexpectedResponse("duration_ms is not a number")
+        return cls(
+            at=at,
+            method=_str(body, "method"),
+            path=_str(body, "path"),
+            status=status,
+            code=_optional_str(body, "code"),
+            user_agent=_optional_str(body, "user_agent"),
+            duration_ms=float(duration),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": _iso(self.at),
+            "method": self.method,
+            "path": self.path,
+            "status": self.status,
+            "code": self.code,
+            "user_agent": self.user_agent,
+            "duration_ms": self.duration_ms,
+        }
+
+
+def requests_from_json(data: object) -> list[KeyRequest]:
+    requests = _object(data, "requests").get("requests")
+    if not isinstance(requests, list):
+        raise UnexpectedResponse("requests is not a list")
+    return [KeyRequest.from_json(r) for r in requests]
 
 
 def keys_from_json(data: object) -> list[Key]:

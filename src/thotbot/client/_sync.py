@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 
 from thotbot.client._base import Call, Outcome, _Base
-from thotbot.client._models import Key, Me, Version
+from thotbot.client._models import Key, KeyRequest, Me, Version
 
 __all__ = ["Client"]
 
@@ -47,6 +47,11 @@ class Client(_Base):
     def revoke_key(self, key_id: str) -> None:
         """``DELETE /v1/keys/{key_id}``: revokes one of the account's keys (this one too)."""
         self._run(self._revoke_key(key_id))
+
+    def key_requests(self, key_id: str, *, limit: int | None = None) -> list[KeyRequest]:
+        """``GET /v1/keys/{key_id}/requests``: one of the account's keys' recent requests, newest
+        first (at most ``limit``, 1 to 200; 200 by default)."""
+        return self._run(self._key_requests(key_id, limit))
 
     def revoke_leaked(self, keys: Iterable[str]) -> None:
         """``POST /v1/keys/revoke-leaked``: revokes each valid key given, whoever's; sends no key."""

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord
     from thotbot.storage.quotas import Quota
     from thotbot.storage.rate_windows import WindowHits, WindowId
+    from thotbot.storage.request_log import ErrorGroup, RequestEntry, RequestLogBatch
     from thotbot.storage.security_log import Cursor, LogPage, SecurityEventRecord
     from thotbot.storage.throttle import Attempt, ThrottleRule
     from thotbot.storage.usage import AgentUsage, KeyAgents, KeyUsageSummary, UsageBatch
@@ -44,6 +45,7 @@ __all__ = [
     "PasskeyStore",
     "QuotaStore",
     "RateWindowStore",
+    "RequestLogStore",
     "SecurityLog",
     "SignInThrottleStore",
     "UsageStore",
@@ -544,3 +546,24 @@ class FailingStore(Protocol):
     def claim_integration_mail(self, account_id: str, day: date) -> bool:
         """True for exactly one caller per account and day, and only while the mail is on."""
         ...
+
+
+class RequestLogStore(Protocol):
+    """Each key's recent requests and its requests per hour by endpoint and error code."""
+
+    def write(self, batch: RequestLogBatch) -> None:
+        """Insert the requests and add the hourly counts, at once; rows of keys that no longer
+        exist are dropped."""
+
+    def recent(self, key_id: str, limit: int = 200) -> list[RequestEntry]:
+        """The key's newest requests, newest first (by arrival), at most ``limit`` and 200."""
+
+    def errors(self, key_id: str, since: datetime) -> list[ErrorGroup]:
+        """Failed requests (a code other than '') in the hours from ``since``'s on, by endpoint
+        and code, the most frequent first."""
+
+    def trim(self, key_ids: Iterable[str], keep: int = 200) -> int:
+        """Delete all but each key's newest ``keep`` requests; how many were deleted."""
+
+    def prune(self, before: datetime) -> int:
+        """Delete requests from before ``before`` and the hours that started before its hour."""

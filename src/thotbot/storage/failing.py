@@ -17,24 +17,11 @@ from thotbot.storage import KeyRecord
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.keys import to_record
 from thotbot.storage.models import Account, APIKey, KeyRequestHour
+from thotbot.storage.request_log import HourCount
 
-__all__ = ["AgentSeen", "EndpointCount", "HourRow", "KeyOwner", "RequestWindow", "SQLFailingStore"]
+__all__ = ["AgentSeen", "EndpointCount", "HourCount", "KeyOwner", "RequestWindow", "SQLFailingStore"]
 
 _CHUNK = 500
-
-
-@dataclass(frozen=True, slots=True)
-class HourRow:
-    """A row of key_request_hours: a key's requests in one hour to one endpoint with one code."""
-
-    key_id: str
-    hour: datetime
-    endpoint: str
-    code: str
-    requests: int
-    first_seen: datetime
-    last_seen: datetime
-    user_agent: str | None
 
 
 @dataclass(frozen=True, slots=True)

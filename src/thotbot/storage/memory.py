@@ -30,11 +30,12 @@ from thotbot.storage.email_changes import (
     hash_token,
 )
 from thotbot.storage.expiry_reminders import ReminderCandidate
-from thotbot.storage.failing import AgentSeen, EndpointCount, HourRow, KeyOwner, RequestWindow
+from thotbot.storage.failing import AgentSeen, EndpointCount, KeyOwner, RequestWindow
 from thotbot.storage.keys import new_key
 from thotbot.storage.passkeys import ChallengeRecord, PasskeyRecord, new_passkey_id
 from thotbot.storage.quotas import Quota, quota_bucket
 from thotbot.storage.rate_windows import WindowHits, WindowId
+from thotbot.storage.request_log import KEEP_PER_KEY, ErrorGroup, HourCount, RequestEntry, RequestLogBatch
 from thotbot.storage.security_log import (
     FOLD_WINDOW,
     Cursor,
@@ -60,6 +61,7 @@ __all__ = [
     "MemoryPasskeyStore",
     "MemoryQuotaStore",
     "MemoryRateWindowStore",
+    "MemoryRequestLog",
     "MemorySecurityLog",
     "MemorySignInThrottle",
     "MemoryUsageStore",
@@ -132,6 +134,11 @@ class MemoryDatabase:
         self.usage_salts: dict[date, bytes] = {}
         #: When each key's expiry reminder ("7d", "1d") was claimed, by (key id, reminder).
         self.expiry_reminders: dict[tuple[str, str], datetime] = {}
+        #: Each key's recent requests, in the order written (ids as in SQL: a counter).
+        self.key_requests: dict[int, RequestEntry] = {}
+        self._request_ids = itertools.count(1)
+        #: By key, hour, endpoint and code.
+        self.key_request_hours: dict[tuple[str, datetime, str, str], HourCount] = {}
 
     @contextmanager
     def transaction(self) -> Iterator[MemoryDatabase]:
@@ -174,6 +181,8 @@ class MemoryDatabase:
         self.usage_days = {slot: n for slot, n in self.usage_days.items() if slot[0] not in gone}
         self.usage_agents = {slot: a for slot, a in self.usage_agents.items() if slot[0] not in gone}
         self.usage_clients = {slot: n for slot, n in self.usage_clients.items() if slot[0] not in gone}
+        self.key_requests = {i: e for i, e in self.key_requests.items() if e.key_id not in gone}
+        self.key_request_hours = {s: h for s, h in self.key_request_hours.items() if s[0] not in gone}
 
     def delete_sessions(self, session_ids: Iterable[str]) -> int:
         """End sessions, and forget the form tokens spent in them (the SQL foreign key cascades)."""
@@ -1167,6 +1176,77 @@ class MemoryUsageStore:
         return sorted(report, key=lambda k: (-k.requests, k.account_email, k.key.id))
 
 
+class MemoryRequestLog:
+    def __init__(self, db: MemoryDatabase) -> None:
+        self.db = db
+
+    def write(self, batch: RequestLogBatch) -> None:
+        with self.db.transaction() as db:
+            known = batch.key_ids() & db.keys.keys()
+            for entry in batch.requests:
+                if entry.key_id in known:
+                    db.key_requests[next(db._request_ids)] = entry
+            for row in batch.hours:
+                if row.key_id not in known:
+                    continue
+                slot = (row.key_id, row.hour, row.endpoint, row.code)
+                seen = db.key_request_hours.get(slot)
+                if seen is not None:
+                    row = dataclasses.replace(
+                        row,
+                        requests=seen.requests + row.requests,
+                        first_seen=min(seen.first_seen, row.first_seen),
+                        last_seen=max(seen.last_seen, row.last_seen),
+                        user_agent=seen.user_agent if seen.last_seen > row.last_seen else row.user_agent,
+                    )
+                db.key_request_hours[slot] = row
+
+    def recent(self, key_id: str, limit: int = KEEP_PER_KEY) -> list[RequestEntry]:
+        with self.db.transaction() as db:
+            return [e for _, e in _newest_requests(db, key_id)][: max(0, min(limit, KEEP_PER_KEY))]
+
+    def errors(self, key_id: str, since: datetime) -> list[ErrorGroup]:
+        start = since.replace(minute=0, second=0, microsecond=0)
+        groups: dict[tuple[str, str], ErrorGroup] = {}
+        with self.db.transaction() as db:
+            for (k, hour, endpoint, code), row in db.key_request_hours.items():
+                if k != key_id or hour < start or not code:
+                    continue
+                seen = groups.get((endpoint, code))
+                if seen is not None:
+                    row = dataclasses.replace(
+                        row,
+                        requests=seen.requests + row.requests,
+                        last_seen=max(seen.last_seen, row.last_seen),
+                    )
+                groups[endpoint, code] = ErrorGroup(endpoint, code, row.requests, row.last_seen)
+        return sorted(
+            groups.values(), key=lambda g: (-g.requests, -g.last_seen.timestamp(), g.endpoint, g.code)
+        )
+
+    def trim(self, key_ids: Iterable[str], keep: int = KEEP_PER_KEY) -> int:
+        deleted = 0
+        with self.db.transaction() as db:
+            for key_id in set(key_ids):
+                for row_id, _ in _newest_requests(db, key_id)[keep:]:
+                    del db.key_requests[row_id]
+                    deleted += 1
+        return deleted
+
+    def prune(self, before: datetime) -> int:
+        hour = before.replace(minute=0, second=0, microsecond=0)
+        with self.db.transaction() as db:
+            count = len(db.key_requests) + len(db.key_request_hours)
+            db.key_requests = {i: e for i, e in db.key_requests.items() if e.at >= before}
+            db.key_request_hours = {s: h for s, h in db.key_request_hours.items() if h.hour >= hour}
+            return count - len(db.key_requests) - len(db.key_request_hours)
+
+
+def _newest_requests(db: MemoryDatabase, key_id: str) -> list[tuple[int, RequestEntry]]:
+    mine = [(i, e) for i, e in db.key_requests.items() if e.key_id == key_id]
+    return sorted(mine, key=lambda item: (item[1].at, item[0]), reverse=True)
+
+
 def _usage_rows(db: MemoryDatabase) -> int:
     return len(db.usage_days) + len(db.usage_clients) + len(db.usage_agents) + len(db.usage_salts)
 
@@ -1215,18 +1295,19 @@ class MemoryExpiryReminderStore:
 
 
 class MemoryFailingStore:
-    """The hour rows live here (``hours``, filled by whoever records them) rather than in the
-    MemoryDatabase; rows of deleted keys are skipped when read, as the SQL foreign key cascades."""
+    """Reads the hour rows MemoryRequestLog writes; rows of deleted keys are skipped when read, as
+    the SQL foreign key cascades."""
 
     def __init__(self, db: MemoryDatabase) -> None:
         self.db = db
-        self.hours: list[HourRow] = []
         #: (mail on, day last claimed) by account; an account not here has the mail on, never sent.
         self._mail: dict[str, tuple[bool, date | None]] = {}
 
     def window(self, since: datetime, until: datetime) -> RequestWindow:
         with self.db.transaction() as db:
-            rows = [r for r in self.hours if since <= r.hour < until and r.key_id in db.keys]
+            rows = [
+                r for r in db.key_request_hours.values() if since <= r.hour < until and r.key_id in db.keys
+            ]
             failing = {r.key_id for r in rows if r.code}
             counts: dict[tuple[str, str, str], EndpointCount] = {}
             agents: dict[tuple[str, str | None], AgentSeen] = {}

@@ -33,7 +33,7 @@ from thotbot.core.identity import is_restricted
 from thotbot.core.problems import NO_STORE, send_problem
 from thotbot.core.redaction import holds_key
 from thotbot.ratelimit import RateLimiter
-from thotbot.usage import UsageRecorder, user_agent_notice
+from thotbot.usage import RequestLogRecorder, UsageRecorder, user_agent_notice
 from thotbot.web.cors import is_preflight, refuse_preflight
 
 __all__ = ["PUBLIC_ENDPOINTS", "SECRET_SCANNING", "APIKeyGuard"]
@@ -58,6 +58,7 @@ class APIKeyGuard:
         access_log: AccessLog,
         refusals: RefusalLog | None = None,
         public: frozenset[tuple[str, str]] = PUBLIC_ENDPOINTS,
+        request_log: RequestLogRecorder | None = None,
     ) -> None:
         self.app = app
         #: PUBLIC_ENDPOINTS less those not served here: an unserved one needs a key like any path.
@@ -67,6 +68,7 @@ class APIKeyGuard:
         self.usage_recorder = usage_recorder
         self.limiter = limiter
         self.access_log = access_log
+        self.request_log = request_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,6 +100,7 @@ class APIKeyGuard:
         entry: CachedKey | None = None
         user_agent: str | None = None
         passed = False
+        code: str | None = None  # the problem's, when the guard answers one
         limiter = self.limiter
         public = self.public
         try:
@@ -153,6 +156,7 @@ class APIKeyGuard:
         except ThotbotError as exc:
             # A 429 is not written: it changes nothing, and a flood past the limit must not cost
             # a database write per request. What came before the limit was logged (folded).
+            code = exc.code
             refused = entry is not None and not passed and not isinstance(exc, RateLimited)
             if refused and entry is not None and is_restricted(method, path):
                 await self._log_refusal(entry, method, path, exc.code, address, user_agent)
@@ -160,14 +164,22 @@ class APIKeyGuard:
         except Exception:
             # The edge of the API: whatever broke, the client gets a problem, never a traceback.
             log.exception("unhandled error on %s %s", method, path)
+            code = ThotbotError.code
             if status:
                 raise  # the response is under way: let the server end the connection
             await send_problem(send_no_store, ThotbotError(), path)
         finally:
+            elapsed = time.perf_counter() - started
             if self.access_log.enabled:
                 # The query string is never logged: it is where a misplaced key would be.
-                elapsed = time.perf_counter() - started
                 self.access_log.record(address, method, path, status or 500, key_id, elapsed)
+            if entry is not None and self.request_log is not None:
+                # The key's request log, in memory (a deque append): flushed in batches later.
+                if code is None and status >= 400:
+                    state = scope.get("state")
+                    code = state.get("problem_code") if state is not None else None
+                at = time.time() - elapsed
+                self.request_log.record(key_id, at, method, path, status or 500, code, user_agent, elapsed)
 
     async def _log_refusal(
         self, entry: CachedKey, method: str, path: str, code: str, address: str, user_agent: str | None

@@ -25,6 +25,7 @@ from thotbot.dashboard.forms import (
     parse_roll,
 )
 from thotbot.dashboard.sudo import require_fresh
+from thotbot.dashboard.views.key_requests import KeyRequestsPanel, key_requests
 from thotbot.dashboard.views.key_usage import KeyUsagePanel, key_usage
 from thotbot.dashboard.web import Visit, read_form, redirect, render, require_account, run
 from thotbot.storage import KeyRecord
@@ -160,16 +161,20 @@ def _create(visit: Visit, wanted: NewKey) -> tuple[str, KeyRecord]:
 async def key_detail(request: Request) -> Response:
     visit = await require_account(request)
     record = await _own_key(request, visit)
-    usage = await key_usage(visit, record)
-    return await render(request, visit, "key_detail.html", _detail_context(visit, record, usage=usage))
+    show_all = request.query_params.get("requests") == "all"
+    context = await _detail_context(visit, record, show_all=show_all)
+    return await render(request, visit, "key_detail.html", context)
 
 
-def _detail_context(
-    visit: Visit, record: KeyRecord, errors: dict[str, str] | None = None, *, usage: KeyUsagePanel
+async def _detail_context(
+    visit: Visit, record: KeyRecord, errors: dict[str, str] | None = None, *, show_all: bool = False
 ) -> dict[str, object]:
+    usage: KeyUsagePanel = await key_usage(visit, record)
+    requests: KeyRequestsPanel = await key_requests(visit, record, show_all=show_all)
     return {
         "key": record,
         "usage": usage,
+        "requests": requests,
         "errors": errors or {},
         "default_rate_limit": visit.services.settings.rate_limit,
         "values": {
@@ -189,7 +194,7 @@ async def rename_key(request: Request) -> Response:
     try:
         name = parse_rename(form)
     except FormInvalid as exc:
-        context = _detail_context(visit, record, exc.errors, usage=await key_usage(visit, record))
+        context = await _detail_context(visit, record, exc.errors)
         context["values"] = {**context["values"], "name": exc.values.get("name", "")}  # type: ignore[dict-item]
         return await render(request, visit, "key_detail.html", context, 400)
 
@@ -214,7 +219,7 @@ async def roll_key(request: Request) -> Response:
     try:
         delay = parse_roll(form)
     except FormInvalid as exc:
-        context = _detail_context(visit, record, exc.errors, usage=await key_usage(visit, record))
+        context = await _detail_context(visit, record, exc.errors)
         return await render(request, visit, "key_detail.html", context, 400)
     await require_fresh(request, visit, form, f"roll the API key “{record.name}” ({record.hint})")
     if not await _spend(visit, form.get("form_token")):
@@ -241,9 +246,7 @@ async def set_key_networks(request: Request) -> Response:
         entries = [] if text.strip().lower() == "any" else re.split(r"[\s,]+", text)
         networks = parse_networks(entries)
     except ValidationFailed as exc:
-        context = _detail_context(
-            visit, record, {"networks": exc.detail}, usage=await key_usage(visit, record)
-        )
+        context = await _detail_context(visit, record, {"networks": exc.detail})
         context["values"] = {**context["values"], "networks": text}  # type: ignore[dict-item]
         return await render(request, visit, "key_detail.html", context, 400)
     await require_fresh(

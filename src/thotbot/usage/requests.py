@@ -1,0 +1,379 @@
+"""RequestLogRecorder: each key's recent requests and its requests per hour by endpoint and code.
+
+The guard hands it every request made with a known key (refused or not). ``record`` appends a tuple
+to the key's bounded deque and adds one to a counter: no I/O, no lock, no thread hop, no regular
+expression. The flush, in a worker thread, names each path's endpoint (its route template), writes
+the recent requests as inserts and the counts as additive upserts, and keeps a batch whose write
+failed for the next flush. Trimming to the newest 200 per key and the 30-day retention run in the
+background too, every TRIM_EVERY and PRUNE_EVERY seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import anyio
+import anyio.to_thread
+from sqlalchemy.exc import DataError, IntegrityError
+
+from thotbot.core.redaction import redact_cut
+from thotbot.core.useragents import clean
+from thotbot.storage.request_log import KEEP_PER_KEY, HourCount, RequestEntry, RequestLogBatch
+
+__all__ = ["RequestLogRecorder", "RequestLogStats", "RequestLogWriter", "Route"]
+
+log = logging.getLogger("thotbot.usage")
+
+HOUR = 3600
+#: Recent requests held between two flushes, over all keys (each key holds at most KEEP_PER_KEY).
+MAX_ENTRIES = 20_000
+#: Keys whose recent requests are held between two flushes.
+MAX_KEYS = 5_000
+#: Distinct (key, hour, method, path, code) counters held between two flushes.
+MAX_COUNTS = 20_000
+#: Keys remembered for the next trim; past it, the next trim trims every key it can name.
+MAX_TRIM_KEYS = 50_000
+TRIM_EVERY = 30.0
+PRUNE_EVERY = 3600.0
+RETENTION_DAYS = 30
+#: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
+MAX_REFUSALS = 3
+_PATH = 512
+_METHOD = 16
+_CODE = 64
+_ENDPOINT = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+#: (arrival time, method, path, status, problem code, User-Agent, duration in seconds)
+Entry = tuple[float, str, str, int, str | None, str | None, float]
+#: A route: its methods, the regular expression of its path, and its template ("/v1/keys/{key_id}").
+Route = tuple[Iterable[str], "re.Pattern[str]", str]
+
+
+class RequestLogWriter(Protocol):
+    def write(self, batch: RequestLogBatch) -> None: ...
+
+    def trim(self, key_ids: Iterable[str], keep: int = KEEP_PER_KEY) -> int: ...
+
+    def prune(self, before: datetime) -> int: ...
+
+
+@dataclass
+class RequestLogStats:
+    """Lifetime counters, for logs and tests."""
+
+    written: int = 0
+    #: Requests left out of the recent log, over MAX_ENTRIES or MAX_KEYS between two flushes.
+    dropped_entries: int = 0
+    #: Requests left out of the hourly counts, over MAX_COUNTS between two flushes.
+    dropped_counts: int = 0
+    failed_flushes: int = 0
+    #: Requests in batches the database refused MAX_REFUSALS times in a row.
+    refused: int = 0
+
+
+class _Count:
+    __slots__ = ("first", "last", "requests", "user_agent")
+
+    def __init__(self, requests: int, first: float, last: float, user_agent: str | None) -> None:
+        self.requests = requests
+        self.first = first
+        self.last = last
+        self.user_agent = user_agent
+
+    def add(self, other: _Count) -> None:
+        self.requests += other.requests
+        self.first = min(self.first, other.first)
+        if other.last >= self.last:
+            self.last, self.user_agent = other.last, other.user_agent
+
+
+class _Window:
+    """What was recorded since the last flush; only the event loop's thread touches a live one."""
+
+    __slots__ = ("counts", "dropped_counts", "dropped_entries", "entries", "recent")
+
+    def __init__(self) -> None:
+        self.recent: dict[str, deque[Entry]] = {}
+        self.counts: dict[tuple[str, int, str, str, str | None], _Count] = {}
+        self.entries = 0
+        self.dropped_entries = 0
+        self.dropped_counts = 0
+
+    def __len__(self) -> int:
+        return self.entries + len(self.counts)
+
+
+class RequestLogRecorder:
+    def __init__(
+        self,
+        store: RequestLogWriter,
+        *,
+        retention_days: int = RETENTION_DAYS,
+        max_entries: int = MAX_ENTRIES,
+        max_keys: int = MAX_KEYS,
+        max_counts: int = MAX_COUNTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._retention_days = retention_days
+        self._max_entries = max_entries
+        self._max_keys = max_keys
+        self._max_counts = max_counts
+        self._clock = clock
+        self._window = _Window()
+        self._routes: list[tuple[frozenset[str], re.Pattern[str], str]] = []
+        self._to_trim: set[str] = set()
+        self._trimmed_at = clock()
+        self._pruned_at = float("-inf")
+        self._flushing = False
+        self._failing = False
+        self._refusals = 0
+        self.stats = RequestLogStats()
+        #: CPU seconds the last flush took in its worker thread, for pacing the next one.
+        self.flush_cpu = 0.0
+
+    def use_routes(self, routes: Iterable[Route]) -> None:
+        """The routes whose templates name the endpoints ("GET /v1/keys/{key_id}")."""
+        self._routes = [(frozenset(methods), regex, template) for methods, regex, template in routes]
+
+    def record(
+        self,
+        key_id: str,
+        at: float,
+        method: str,
+        path: str,
+        status: int,
+        code: str | None,
+        user_agent: str | None,
+        duration: float,
+    ) -> None:
+        window = self._window
+        recent = window.recent.get(key_id)
+        if recent is None:
+            if len(window.recent) >= self._max_keys or window.entries >= self._max_entries:
+                recent = None
+            else:
+                recent = window.recent[key_id] = deque(maxlen=KEEP_PER_KEY)
+        if recent is None:
+            window.dropped_entries += 1
+        elif len(recent) == KEEP_PER_KEY:
+            recent.append((at, method, path, status, code, user_agent, duration))  # the oldest goes
+        elif window.entries < self._max_entries:
+            recent.append((at, method, path, status, code, user_agent, duration))
+            window.entries += 1
+        else:
+            window.dropped_entries += 1
+        slot = (key_id, int(at // HOUR), method, path, code)
+        count = window.counts.get(slot)
+        if count is not None:
+            count.requests += 1
+            count.last = at
+            count.user_agent = user_agent
+        elif len(window.counts) < self._max_counts:
+            window.counts[slot] = _Count(1, at, at, user_agent)
+        else:
+            window.dropped_counts += 1
+
+    @property
+    def pending(self) -> int:
+        """Entries and counters held in memory now: what the caps bound."""
+        return len(self._window)
+
+    async def flush(self) -> int:
+        """Write what is pending in a worker thread; return the number of requests written."""
+        while self._flushing:
+            await anyio.sleep(0.01)
+        self._flushing = True
+        try:
+            written = await self._flush_window()
+            await self._maintain()
+            return written
+        finally:
+            self._flushing = False
+
+    async def _flush_window(self) -> int:
+        window, self._window = self._window, _Window()
+        if not len(window):
+            self._note_drops(window)
+            return 0
+        written = dropped = False
+        try:
+            requests = await anyio.to_thread.run_sync(self._write, window)
+            written = True
+        except Exception as exc:
+            # The edge of a background task: the database may be down. Keep the batch (bounded)
+            # for the next flush; a request never sees this.
+            self.stats.failed_flushes += 1
+            self._refusals = self._refusals + 1 if isinstance(exc, IntegrityError | DataError) else 0
+            if self._refusals >= MAX_REFUSALS:
+                log.error("request log refused %d times, dropped: %d entries", self._refusals, window.entries)
+                self.stats.refused += window.entries
+                self._refusals = 0
+                dropped = True
+            else:
+                log.warning(
+                    "could not write the request log (%d entries); keeping it to retry",
+                    window.entries,
+                    exc_info=not self._failing,
+                )
+            self._failing = True
+        finally:
+            if not (written or dropped):
+                # Also on cancellation: a shutdown that interrupts a flush still writes it last.
+                self._restore(window)
+        if not written:
+            return 0
+        if self._failing:
+            log.info("request log written again")
+            self._failing = False
+        self._to_trim.update(window.recent)
+        self._note_drops(window)
+        self.stats.written += requests
+        return requests
+
+    def _note_drops(self, window: _Window) -> None:
+        if window.dropped_entries or window.dropped_counts:
+            self.stats.dropped_entries += window.dropped_entries
+            self.stats.dropped_counts += window.dropped_counts
+            log.warning(
+                "request log over its memory cap: %d requests left out of the recent log, %d out of "
+                "the hourly counts",
+                window.dropped_entries,
+                window.dropped_counts,
+            )
+
+    def _write(self, window: _Window) -> int:
+        """Runs in a worker thread, on a window no other code touches any more."""
+        started = time.thread_time()
+        self.flush_cpu = 0.0
+        endpoints: dict[tuple[str, str], str] = {}
+
+        def endpoint(method: str, path: str) -> str:
+            name = endpoints.get((method, path))
+            if name is None:
+                name = endpoints[method, path] = self._endpoint(method, path)
+            return name
+
+        requests = [
+            RequestEntry(
+                key_id,
+                _utc(at),
+                _text(method, _METHOD),
+                _text(path, _PATH),
+                status,
+                code[:_CODE] if code else None,
+                clean(user_agent),
+                max(0, min(int(duration * 1_000_000), 2**31 - 1)),
+            )
+            for key_id, recent in window.recent.items()
+            for at, method, path, status, code, user_agent, duration in recent
+        ]
+        hours: dict[tuple[str, int, str, str], _Count] = {}
+        for (key_id, hour, method, path, code), count in window.counts.items():
+            slot = (key_id, hour, endpoint(method, path), (code or "")[:_CODE])
+            seen = hours.get(slot)
+            if seen is None:
+                hours[slot] = _Count(count.requests, count.first, count.last, count.user_agent)
+            else:
+                seen.add(count)
+        batch = RequestLogBatch(
+            requests=requests,
+            hours=[
+                HourCount(
+                    key_id,
+                    _utc(hour * HOUR),
+                    name,
+                    code,
+                    c.requests,
+                    _utc(c.first),
+                    _utc(c.last),
+                    clean(c.user_agent),
+                )
+                for (key_id, hour, name, code), c in hours.items()
+            ],
+        )
+        self._store.write(batch)
+        self.flush_cpu = time.thread_time() - started
+        return sum(count.requests for count in window.counts.values())
+
+    def _endpoint(self, method: str, path: str) -> str:
+        method = _text(method, _METHOD)
+        for methods, regex, template in self._routes:
+            if (method in methods or (method == "HEAD" and "GET" in methods)) and regex.match(path):
+                return f"{method} {template}"[:_ENDPOINT]
+        return f"{method} (other)"
+
+    def _restore(self, old: _Window) -> None:
+        """Merge a batch whose write failed into the current window, under the same caps."""
+        window = self._window
+        for key_id, recent in old.recent.items():
+            newer = window.recent.get(key_id)
+            if newer is None and (
+                len(window.recent) >= self._max_keys or window.entries >= self._max_entries
+            ):
+                window.dropped_entries += len(recent)
+                continue
+            merged: deque[Entry] = deque(recent, maxlen=KEEP_PER_KEY)
+            merged.extend(newer or ())
+            window.entries += len(merged) - len(newer or ())
+            window.recent[key_id] = merged
+        window.dropped_entries += old.dropped_entries
+        for slot, count in old.counts.items():
+            mine = window.counts.get(slot)
+            if mine is not None:
+                # The newer count's last User-Agent stays: add() keeps the later one.
+                mine.add(count)
+            elif len(window.counts) < self._max_counts:
+                window.counts[slot] = count
+            else:
+                window.dropped_counts += count.requests
+        window.dropped_counts += old.dropped_counts
+
+    async def _maintain(self) -> None:
+        """Trim the keys written to their newest 200 requests, and prune past the retention."""
+        now = self._clock()
+        due = now - self._trimmed_at >= TRIM_EVERY or len(self._to_trim) >= MAX_TRIM_KEYS
+        trim = due and bool(self._to_trim)
+        prune = now - self._pruned_at >= PRUNE_EVERY
+        if not (trim or prune):
+            return
+        keys, self._to_trim = (self._to_trim, set()) if trim else (set(), self._to_trim)
+        try:
+            await anyio.to_thread.run_sync(self._maintenance, keys, prune, now)
+        except Exception:
+            # The edge of a background task: retried after the next flush.
+            log.warning("request log trim or prune failed; will retry", exc_info=not self._failing)
+            if len(self._to_trim) + len(keys) <= MAX_TRIM_KEYS:
+                self._to_trim |= keys
+            return
+        if trim:
+            self._trimmed_at = now
+        if prune:
+            self._pruned_at = now
+
+    def _maintenance(self, keys: set[str], prune: bool, now: float) -> None:
+        if keys:
+            self._store.trim(keys, KEEP_PER_KEY)
+        if prune:
+            deleted = self._store.prune(_utc(now) - timedelta(days=self._retention_days))
+            if deleted:
+                log.info("pruned %d request log rows older than %d days", deleted, self._retention_days)
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _text(text: str, limit: int) -> str:
+    """Cut to ``limit`` characters, key material redacted, control characters (NUL, which
+    PostgreSQL refuses, among them) replaced."""
+    text = redact_cut(text, limit)
+    return text if text.isprintable() else _CONTROL.sub("\ufffd", text)
