@@ -5,7 +5,11 @@ paths redacted and without their query strings; never another account's."""
 from __future__ import annotations
 
 import html
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -199,3 +203,52 @@ def test_two_instances_write_one_log(database_url: str, tmp_path: Path) -> None:
         first.stop()
         second.stop()
         services.engine.dispose()
+
+
+def test_a_revoked_key_kept_in_use_lands_on_the_outreach_list(
+    site: tuple[LiveServer, Services], database_url: str
+) -> None:
+    """The whole path: requests with a revoked key reach a live server, its request log writes them,
+    and `thotbot integrations --failing --json` names the key, its owner and the program's contact."""
+    server, services = site
+    owner = make_user(services, "ops@acme.example")
+    raw, key = make_api_key(services, owner, name="nightly-sync")
+    _, quiet = make_api_key(services, owner, name="quiet")
+    services.key_lifecycle.revoke(owner.id, key.id, Actor.operator())
+    agent = {"User-Agent": "nightly-sync/3.1 (sync-team@acme.example)"}
+    deadline = time.monotonic() + 5
+    while True:  # the running server refuses it within a second of the revocation
+        refused = httpx.get(server.url + "/v1/version", headers={**bearer(raw), **agent}, timeout=10)
+        if refused.status_code == 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for _ in range(4):
+        refused = httpx.get(server.url + "/v1/version", headers={**bearer(raw), **agent}, timeout=10)
+        assert refused.json()["code"] == "revoked_api_key"
+
+    def failing() -> list[dict[str, Any]]:
+        done = subprocess.run(
+            [sys.executable, "-m", "thotbot", "integrations", "--failing", "--json"],
+            env={**os.environ, "THOTBOT_DATABASE_URL": database_url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        listed: list[dict[str, Any]] = json.loads(done.stdout)["keys"]
+        return listed
+
+    deadline = time.monotonic() + 30
+    while not (listed := failing()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+    [entry] = listed
+    assert (entry["key_id"], entry["name"], entry["state"]) == (key.id, "nightly-sync", "revoked")
+    assert entry["account_email"] == "ops@acme.example"
+    assert entry["failed"] >= 4
+    assert entry["top_codes"][0]["code"] == "revoked_api_key"
+    assert [(a["app"], a["version"], a["contact"]) for a in entry["user_agents"]] == [
+        ("nightly-sync", "3.1", "sync-team@acme.example")
+    ]
+    assert quiet.id not in json.dumps(listed)
+    assert raw not in json.dumps(listed)
