@@ -41,7 +41,7 @@ from thotbot.logs import configure_logging
 from thotbot.notifications import mail_failing_integrations
 from thotbot.ratelimit import SYNC_INTERVAL
 from thotbot.services import Services, build_services
-from thotbot.web.guard import PUBLIC_ENDPOINTS, SECRET_SCANNING, APIKeyGuard
+from thotbot.web.guard import PUBLIC_ENDPOINTS, APIKeyGuard
 from thotbot.web.hsts import StrictTransportSecurity
 from thotbot.web.proxies import forwarded_scope
 from thotbot.web.slashes import install_slash_redirects
@@ -186,8 +186,9 @@ def create_app(settings: Settings, services: Services | None = None) -> ThotbotA
         limiter=services.rate_limiter,
         access_log=services.access_log,
         refusals=RefusalLog(services.security_log),
-        # Without GitHub's keys the report path is no endpoint: it needs a key, then answers 404.
-        public=PUBLIC_ENDPOINTS if settings.secret_scanning_keys else PUBLIC_ENDPOINTS - {SECRET_SCANNING},
+        # The report path is public whether or not it is served: without GitHub's keys
+        # (THOTBOT_SECRET_SCANNING_KEYS unset) it answers 404 to anyone, with a key or without.
+        public=PUBLIC_ENDPOINTS,
         request_log=services.request_recorder,
     )
     # The request log names each endpoint by its route's template, at flush time.

@@ -18,7 +18,7 @@ from tests.factories import make_api_key
 from thotbot.config import load_settings
 from thotbot.services import Services, build_services
 from thotbot.storage import KeyUsage
-from thotbot.storage.models import UsageClient
+from thotbot.storage.models import KeyRequestHour, UsageClient
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
 
 pytestmark = pytest.mark.postgres
@@ -116,3 +116,39 @@ def test_last_use_of_many_keys_moves_only_forward(services: Services) -> None:
     assert [(s.last_used_at, s.last_user_agent) for s in stored] == [
         (T0, "first/1") if n % 2 else (later, f"second/{n}") for n in range(6)
     ]
+
+
+def test_the_request_log_is_a_few_constant_statements_and_exact(
+    services: Services, statements: list[tuple[str, bool]]
+) -> None:
+    """The request log's flush on PostgreSQL: arrays too, and every odd character comes back as sent."""
+    from thotbot.storage.request_log import HourCount, RequestEntry, RequestLogBatch
+
+    _, key = make_api_key(services)
+    odd = ['a "quoted", {braced} path', "back\\slash", "NULL", "", "ünï ✓"]
+    requests = [
+        RequestEntry(
+            key.id, T0 + timedelta(microseconds=n), "GET", f"/v1/{odd[n % 5]}", 200, None, odd[n % 5], n
+        )
+        for n in range(ROWS)
+    ]
+    hours = [HourCount(key.id, T0, f"GET {odd[n % 5]}/{n}", "", 1, T0, T0, odd[n % 5]) for n in range(ROWS)]
+    # The same hour row twice in one batch: added up, not refused.
+    hours.append(HourCount(key.id, T0, f"GET {odd[0]}/0", "", 2, T0 - timedelta(minutes=1), T0, "later"))
+    statements.clear()
+
+    services.request_log.write(RequestLogBatch(requests=requests, hours=hours))
+
+    writes = Counter(" ".join(s.split()[:3]) for s, many in statements if s.startswith("INSERT"))
+    assert writes == {"INSERT INTO key_requests": 3, "INSERT INTO key_request_hours": 3}
+    assert not any(many for _, many in statements)
+    newest = services.request_log.recent(key.id, 5)
+    assert [(r.path, r.user_agent) for r in newest] == [
+        (f"/v1/{odd[n % 5]}", odd[n % 5]) for n in range(ROWS - 1, ROWS - 6, -1)
+    ]
+    with services.db() as session:
+        stored = session.scalars(select(KeyRequestHour).where(KeyRequestHour.key_id == key.id)).all()
+    assert len(stored) == ROWS
+    assert {h.endpoint for h in stored} == {f"GET {odd[n % 5]}/{n}" for n in range(ROWS)}
+    [twice] = [h for h in stored if h.endpoint == f"GET {odd[0]}/0"]
+    assert (twice.requests, twice.first_seen, twice.user_agent) == (3, T0 - timedelta(minutes=1), "later")

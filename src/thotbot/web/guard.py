@@ -40,7 +40,7 @@ __all__ = ["PUBLIC_ENDPOINTS", "SECRET_SCANNING", "APIKeyGuard"]
 
 log = logging.getLogger("thotbot.api")
 
-#: GitHub's secret-scanning reports: public only when THOTBOT_SECRET_SCANNING_KEYS is set.
+#: GitHub's secret-scanning reports: no key; a 404 when THOTBOT_SECRET_SCANNING_KEYS is unset.
 SECRET_SCANNING = ("POST", "/v1/secret-scanning/report")
 #: (method, path) pairs under /v1 that need no key.
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked"), SECRET_SCANNING})
