@@ -467,3 +467,28 @@ class TestUsageAndSettings:
         assert main(["db", "upgrade"]) == 1
 
         assert "THOTBOT_DATABASE_URL" in _one_line_error(capsys)
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(
+    services: Services, sqlite_url: str, tmp_path: Path
+) -> None:
+    """`thotbot keys list --json | head -c 100`: the pipe closes early; the command stops quietly."""
+    import os
+    import subprocess
+    import sys
+
+    account = make_user(services, "dev@example.com")
+    for n in range(300):
+        make_api_key(services, account, name=f"key {n}")
+    env = dict(os.environ)  # THOTBOT_DATABASE_URL: this test's database (the autouse fixture)
+    command = [sys.executable, "-m", "thotbot", "keys", "list", "--user", "dev@example.com", "--json"]
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.read(100)
+        process.stdout.close()  # as `head -c 100` does
+        err = process.stderr.read().decode()
+        process.wait(timeout=60)
+
+    assert "Traceback" not in err
+    assert "BrokenPipeError" not in err
