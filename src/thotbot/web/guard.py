@@ -101,6 +101,7 @@ class APIKeyGuard:
         user_agent: str | None = None
         passed = False
         code: str | None = None  # the problem's, when the guard answers one
+        arrived = 0.0  # wall-clock time, read when usage is recorded
         limiter = self.limiter
         public = self.public
         try:
@@ -125,7 +126,8 @@ class APIKeyGuard:
                         scope["state"] = {"identity": entry.identity}
                     else:
                         state["identity"] = entry.identity
-                    self.usage_recorder.record(key_id, time.time(), user_agent, address)
+                    arrived = time.time()
+                    self.usage_recorder.record(key_id, arrived, user_agent, address)
                     notice = user_agent_notice(user_agent)
                     if notice is not None:
                         extra_headers.append(notice)
@@ -178,7 +180,8 @@ class APIKeyGuard:
                 if code is None and status >= 400:
                     state = scope.get("state")
                     code = state.get("problem_code") if state is not None else None
-                at = time.time() - elapsed
+                # When it arrived: read once for usage already, unless the key was refused first.
+                at = arrived or time.time() - elapsed
                 self.request_log.record(key_id, at, method, path, status or 500, code, user_agent, elapsed)
 
     async def _log_refusal(
