@@ -152,3 +152,18 @@ def test_the_request_log_is_a_few_constant_statements_and_exact(
     assert {h.endpoint for h in stored} == {f"GET {odd[n % 5]}/{n}" for n in range(ROWS)}
     [twice] = [h for h in stored if h.endpoint == f"GET {odd[0]}/0"]
     assert (twice.requests, twice.first_seen, twice.user_agent) == (3, T0 - timedelta(minutes=1), "later")
+
+
+def test_the_request_logs_errors_read_back_what_the_flush_wrote(services: Services) -> None:
+    from thotbot.storage.request_log import HourCount, RequestLogBatch
+
+    _, key = make_api_key(services)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows = [
+        HourCount(key.id, hour, "GET /v1/keys/{key_id}/requests", "not_found", 2, hour, hour, "a/1"),
+        HourCount(key.id, hour, "GET /v1/version", "", 5, hour, hour, "a/1"),
+    ]
+    services.request_log.write(RequestLogBatch(hours=rows))
+
+    [group] = services.request_log.errors(key.id, hour - timedelta(hours=24))
+    assert (group.endpoint, group.code, group.requests) == ("GET /v1/keys/{key_id}/requests", "not_found", 2)
