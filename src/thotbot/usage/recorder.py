@@ -14,10 +14,10 @@ from typing import Protocol
 
 import anyio
 import anyio.to_thread
-from sqlalchemy.exc import DataError, IntegrityError
 
 from thotbot.storage import KeyUsage
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
+from thotbot.usage.batching import BatchRecorder
 
 __all__ = ["DisabledRecorder", "RecorderStats", "UsageRecorder", "UsageWriter"]
 
@@ -33,8 +33,6 @@ MAX_CLIENTS = 10_000
 #: Client-address digests remembered for the requests that follow (see _client_digest).
 MAX_DIGESTS = 4096
 PRUNE_EVERY = 3600.0
-#: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
-MAX_REFUSALS = 3
 
 
 class UsageWriter(Protocol):
@@ -90,14 +88,14 @@ class _Window:
         return len(self.agents) + len(self.unitemised) + len(self.clients) + len(self.last)
 
 
-class UsageRecorder:
+class UsageRecorder(BatchRecorder["_Window", None]):
     """Aggregates requests per (key, UTC day, User-Agent) and per hashed client address.
 
     ``record`` does a few dict operations and one keyed hash: no I/O, no lock, no thread hop. Memory
     is bounded whatever the traffic: past ``max_entries`` distinct User-Agents (or
     ``max_agents_per_key`` for one key) a request is still counted in its key's daily total, as
     "unitemised", and past ``max_clients`` its address hash is not kept. A batch whose write fails
-    is merged back into the next one under the same caps.
+    is merged back into the next one under the same caps (``BatchRecorder``).
 
     Client addresses are hashed at once with BLAKE2b keyed by a random salt per UTC day, shared by
     every instance through the database and deleted after two days; the raw address is never kept.
@@ -113,6 +111,7 @@ class UsageRecorder:
         max_clients: int = MAX_CLIENTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self._store = store
         self._retention_days = retention_days
         self._max_entries = max_entries
@@ -125,14 +124,7 @@ class UsageRecorder:
         self._digests_day = -1
         self._shared_salt_days: set[int] = set()
         self._pruned_at = float("-inf")
-        self._flushing = False
-        self._failing = False
-        self._failures_in_a_row = 0
-        self._refusals = 0
         self.stats = RecorderStats()
-        #: CPU seconds the last flush's write took in its worker thread (0 when it failed): what
-        #: the flush costs the process, whatever time it spent waiting on the database.
-        self.flush_cpu = 0.0
 
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
         window = self._window
@@ -157,18 +149,6 @@ class UsageRecorder:
     def pending(self) -> int:
         """Entries held in memory now: what the caps bound."""
         return len(self._window)
-
-    async def flush(self) -> int:
-        """Write what is pending in a worker thread; return the number of requests written."""
-        while self._flushing:
-            await anyio.sleep(0.01)
-        self._flushing = True
-        try:
-            written = await self._flush_window()
-            await self._maintain()
-            return written
-        finally:
-            self._flushing = False
 
     def _has_room(self, window: _Window, key_id: str) -> bool:
         return (
@@ -206,45 +186,22 @@ class UsageRecorder:
         self._digests[token] = digest
         return digest
 
-    async def _flush_window(self) -> int:
+    what = "usage"
+
+    def _take(self) -> _Window:
         window, self._window = self._window, _Window()
-        if not len(window):
-            return 0
-        written = dropped = False
-        try:
-            await anyio.to_thread.run_sync(self._write, window)
-            written = True
-        except Exception as exc:
-            # The edge of a background task: the database may be down. Keep the batch for the next
-            # flush, and never let a request see this.
-            self.stats.failed_flushes += 1
-            self._failures_in_a_row += 1
-            self._refusals = self._refusals + 1 if isinstance(exc, IntegrityError | DataError) else 0
-            if self._refusals >= MAX_REFUSALS:
-                # Not an outage: the database refuses this batch itself. Drop it rather than keep
-                # every later request's usage queued behind it for ever.
-                log.error("usage refused %d times, dropped: %d requests", self._refusals, window.requests)
-                self.stats.dropped += window.requests
-                self._refusals = 0
-                dropped = True
-            else:
-                log.warning(
-                    "could not write usage (%d requests, %d keys); keeping it to retry",
-                    window.requests,
-                    len(window.last),
-                    exc_info=not self._failing,
-                )
-            self._failing = True
-        finally:
-            if not (written or dropped):
-                # Also on cancellation: a shutdown that interrupts a flush still writes it last.
-                self._restore(window)
-        if not written:
-            return 0
-        if self._failing:
-            log.info("usage written again after %d failed flushes", self._failures_in_a_row)
-            self._failures_in_a_row = 0
-            self._failing = False
+        return window
+
+    def _describe(self, window: _Window) -> str:
+        return f"{window.requests} requests, {len(window.last)} keys"
+
+    def _failed(self) -> None:
+        self.stats.failed_flushes += 1
+
+    def _drop(self, window: _Window) -> None:
+        self.stats.dropped += window.requests
+
+    def _written(self, window: _Window, result: None) -> int:
         requests = window.requests
         self.stats.written += requests
         self.stats.unitemised += window.overflow

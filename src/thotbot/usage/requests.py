@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-import anyio
 import anyio.to_thread
-from sqlalchemy.exc import DataError, IntegrityError
 
 from thotbot.core.redaction import redact_cut
 from thotbot.core.useragents import clean
 from thotbot.storage.request_log import KEEP_PER_KEY, HourCount, RequestEntry, RequestLogBatch
+from thotbot.usage.batching import BatchRecorder
 
 __all__ = ["RequestLogRecorder", "RequestLogStats", "RequestLogWriter", "Route"]
 
@@ -43,8 +42,6 @@ MAX_TRIM_KEYS = 50_000
 TRIM_EVERY = 30.0
 PRUNE_EVERY = 3600.0
 RETENTION_DAYS = 30
-#: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
-MAX_REFUSALS = 3
 _PATH = 512
 _METHOD = 16
 _CODE = 64
@@ -111,7 +108,12 @@ class _Window:
         return self.entries + len(self.counts)
 
 
-class RequestLogRecorder:
+class RequestLogRecorder(BatchRecorder["_Window", int]):
+    """Each key's recent requests and its hourly counts; a failed write is kept for the next flush
+    (``BatchRecorder``)."""
+
+    what = "the request log"
+
     def __init__(
         self,
         store: RequestLogWriter,
@@ -122,6 +124,7 @@ class RequestLogRecorder:
         max_counts: int = MAX_COUNTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self._store = store
         self._retention_days = retention_days
         self._max_entries = max_entries
@@ -133,12 +136,7 @@ class RequestLogRecorder:
         self._to_trim: set[str] = set()
         self._trimmed_at = clock()
         self._pruned_at = float("-inf")
-        self._flushing = False
-        self._failing = False
-        self._refusals = 0
         self.stats = RequestLogStats()
-        #: CPU seconds the last flush took in its worker thread, for pacing the next one.
-        self.flush_cpu = 0.0
 
     def use_routes(self, routes: Iterable[Route]) -> None:
         """The routes whose templates name the endpoints ("GET /v1/keys/{key_id}")."""
@@ -187,57 +185,26 @@ class RequestLogRecorder:
         """Entries and counters held in memory now: what the caps bound."""
         return len(self._window)
 
-    async def flush(self) -> int:
-        """Write what is pending in a worker thread; return the number of requests written."""
-        while self._flushing:
-            await anyio.sleep(0.01)
-        self._flushing = True
-        try:
-            written = await self._flush_window()
-            await self._maintain()
-            return written
-        finally:
-            self._flushing = False
-
-    async def _flush_window(self) -> int:
+    def _take(self) -> _Window:
         window, self._window = self._window, _Window()
-        if not len(window):
-            self._note_drops(window)
-            return 0
-        written = dropped = False
-        try:
-            requests = await anyio.to_thread.run_sync(self._write, window)
-            written = True
-        except Exception as exc:
-            # The edge of a background task: the database may be down. Keep the batch (bounded)
-            # for the next flush; a request never sees this.
-            self.stats.failed_flushes += 1
-            self._refusals = self._refusals + 1 if isinstance(exc, IntegrityError | DataError) else 0
-            if self._refusals >= MAX_REFUSALS:
-                log.error("request log refused %d times, dropped: %d entries", self._refusals, window.entries)
-                self.stats.refused += window.entries
-                self._refusals = 0
-                dropped = True
-            else:
-                log.warning(
-                    "could not write the request log (%d entries); keeping it to retry",
-                    window.entries,
-                    exc_info=not self._failing,
-                )
-            self._failing = True
-        finally:
-            if not (written or dropped):
-                # Also on cancellation: a shutdown that interrupts a flush still writes it last.
-                self._restore(window)
-        if not written:
-            return 0
-        if self._failing:
-            log.info("request log written again")
-            self._failing = False
-        self._to_trim.update(window.recent)
+        return window
+
+    def _describe(self, window: _Window) -> str:
+        return f"{window.entries} entries"
+
+    def _failed(self) -> None:
+        self.stats.failed_flushes += 1
+
+    def _drop(self, window: _Window) -> None:
+        self.stats.refused += window.entries
+
+    def _written(self, window: _Window, result: int | None) -> int:
         self._note_drops(window)
-        self.stats.written += requests
-        return requests
+        if result is None:  # nothing was held: only its drops to note
+            return 0
+        self._to_trim.update(window.recent)
+        self.stats.written += result
+        return result
 
     def _note_drops(self, window: _Window) -> None:
         if window.dropped_entries or window.dropped_counts:

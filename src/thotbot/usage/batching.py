@@ -1,0 +1,141 @@
+"""What the usage recorder and the request log share: batches written off the request path.
+
+Both count requests in bounded memory (a *window*), and a background task hands the window to a
+worker thread to write. This base holds the part that is the same for both: one flush at a time;
+a window whose write fails is merged back into the next one (the database may be down), unless the
+database refused that very batch ``MAX_REFUSALS`` times in a row (a constraint or a value, not an
+outage), when it is dropped rather than block every later request's data behind it; one warning
+per outage, with the traceback the first time, and one line when writes succeed again.
+
+A subclass says what a window is and how to write, merge back, describe and drop one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Generic, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+from sqlalchemy.exc import DataError, IntegrityError
+
+__all__ = ["MAX_REFUSALS", "BatchRecorder"]
+
+log = logging.getLogger("thotbot.usage")
+
+#: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
+MAX_REFUSALS = 3
+
+
+class _Window(Protocol):
+    def __len__(self) -> int: ...
+
+
+W = TypeVar("W", bound=_Window)
+R = TypeVar("R")
+
+
+class BatchRecorder(Generic[W, R]):
+    #: What the log lines call the data: "usage", "the request log".
+    what = "data"
+
+    def __init__(self) -> None:
+        self._flushing = False
+        self._failing = False
+        self._failures_in_a_row = 0
+        self._refusals = 0
+        #: CPU seconds the last flush's write took in its worker thread (0 when it failed): what
+        #: the flush costs the process, whatever time it spent waiting on the database. The
+        #: background task paces the next flush by it.
+        self.flush_cpu = 0.0
+
+    async def flush(self) -> int:
+        """Write what is pending in a worker thread; return the number of requests written."""
+        while self._flushing:
+            await anyio.sleep(0.01)
+        self._flushing = True
+        try:
+            written = await self._flush_window()
+            await self._maintain()
+            return written
+        finally:
+            self._flushing = False
+
+    async def _flush_window(self) -> int:
+        window = self._take()
+        if not len(window):
+            self._written(window, None)
+            return 0
+        written = dropped = False
+        result: R | None = None
+        try:
+            result = await anyio.to_thread.run_sync(self._write, window)
+            written = True
+        except Exception as exc:
+            # The edge of a background task: the database may be down. Keep the batch for the next
+            # flush, and never let a request see this.
+            self._failed()
+            self._failures_in_a_row += 1
+            self._refusals = self._refusals + 1 if isinstance(exc, IntegrityError | DataError) else 0
+            if self._refusals >= MAX_REFUSALS:
+                # Not an outage: the database refuses this batch itself. Drop it rather than keep
+                # every later request's data queued behind it for ever.
+                log.error(
+                    "%s refused %d times, dropped: %s", self.what, self._refusals, self._describe(window)
+                )
+                self._drop(window)
+                self._refusals = 0
+                dropped = True
+            else:
+                log.warning(
+                    "could not write %s (%s); keeping it to retry",
+                    self.what,
+                    self._describe(window),
+                    exc_info=not self._failing,
+                )
+            self._failing = True
+        finally:
+            if not (written or dropped):
+                # Also on cancellation: a shutdown that interrupts a flush still writes it last.
+                self._restore(window)
+        if not written:
+            return 0
+        if self._failing:
+            log.info("%s written again after %d failed flushes", self.what, self._failures_in_a_row)
+            self._failures_in_a_row = 0
+            self._failing = False
+        return self._written(window, result)
+
+    # What a subclass provides.
+
+    def _take(self) -> W:
+        """The window recorded so far, replaced by an empty one."""
+        raise NotImplementedError
+
+    def _write(self, window: W) -> R:
+        """Write a window; runs in a worker thread, on a window no other code touches any more."""
+        raise NotImplementedError
+
+    def _restore(self, old: W) -> None:
+        """Merge a window whose write failed into the current one, under the same caps."""
+        raise NotImplementedError
+
+    def _describe(self, window: W) -> str:
+        """What a window holds, for a log line: "12 requests, 3 keys"."""
+        raise NotImplementedError
+
+    def _failed(self) -> None:
+        """Count a failed write in the recorder's statistics."""
+        raise NotImplementedError
+
+    def _drop(self, window: W) -> None:
+        """Count a window the database refused for good in the recorder's statistics."""
+        raise NotImplementedError
+
+    def _written(self, window: W, result: R | None) -> int:
+        """Account for a written window (``result`` is ``_write``'s; None for an empty window, which
+        was not written); return the number of requests it held."""
+        raise NotImplementedError
+
+    async def _maintain(self) -> None:
+        """Work after each flush (salts, trimming, pruning); nothing by default."""
