@@ -293,28 +293,21 @@ class SQLKeyStore:
     def set_allowed_networks(
         self, key_id: str, networks: tuple[str, ...], *, log: EntryFor | None = None
     ) -> KeyChange:
-        with self._sessions.begin() as session:
-            _serialize_changes(session)
-            row = self._locked(session, key_id)
-            value = " ".join(networks) or None
-            changed = row.allowed_networks != value
-            if changed:
-                row.allowed_networks = value
-            record = to_record(row)
-            if changed:
-                _changed(session, record, log)
-        self._announce([key_id] if changed else [])
-        return KeyChange(record, changed)
+        return self._set(key_id, "allowed_networks", " ".join(networks) or None, log)
 
     def set_rate_limit(
         self, key_id: str, rate_limit: str | None, *, log: EntryFor | None = None
     ) -> KeyChange:
+        return self._set(key_id, "rate_limit", rate_limit, log)
+
+    def _set(self, key_id: str, column: str, value: str | None, log: EntryFor | None) -> KeyChange:
+        """One column of a key, changed (logged, numbered, announced) only if it differs."""
         with self._sessions.begin() as session:
             _serialize_changes(session)
             row = self._locked(session, key_id)
-            changed = row.rate_limit != rate_limit
+            changed = getattr(row, column) != value
             if changed:
-                row.rate_limit = rate_limit
+                setattr(row, column, value)
             record = to_record(row)
             if changed:
                 _changed(session, record, log)

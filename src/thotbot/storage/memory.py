@@ -384,35 +384,29 @@ class MemoryKeyStore:
         return revoked
 
     def grant(self, key_id: str, grant: str, *, log: EntryFor | None = None) -> KeyChange:
-        with self.db.transaction() as db:
-            record = _key(db, key_id)
-            if grant in record.grants:
-                return KeyChange(record, changed=False)
-            record = dataclasses.replace(record, grants=record.grants | {grant})
-            db.change_keys([record], _entries(log, [record]))
-        return KeyChange(record, changed=True)
+        return self._change(key_id, lambda r: dataclasses.replace(r, grants=r.grants | {grant}), log)
 
     def set_allowed_networks(
         self, key_id: str, networks: tuple[str, ...], *, log: EntryFor | None = None
     ) -> KeyChange:
-        with self.db.transaction() as db:
-            record = _key(db, key_id)
-            if record.allowed_networks == networks:
-                return KeyChange(record, changed=False)
-            record = dataclasses.replace(record, allowed_networks=networks)
-            db.change_keys([record], _entries(log, [record]))
-        return KeyChange(record, changed=True)
+        return self._change(key_id, lambda r: dataclasses.replace(r, allowed_networks=networks), log)
 
     def set_rate_limit(
         self, key_id: str, rate_limit: str | None, *, log: EntryFor | None = None
     ) -> KeyChange:
+        return self._change(key_id, lambda r: dataclasses.replace(r, rate_limit=rate_limit), log)
+
+    def _change(
+        self, key_id: str, change: Callable[[KeyRecord], KeyRecord], log: EntryFor | None
+    ) -> KeyChange:
+        """A key changed (and logged, and numbered) only if ``change`` gives another record."""
         with self.db.transaction() as db:
             record = _key(db, key_id)
-            if record.rate_limit == rate_limit:
+            changed = change(record)
+            if changed == record:
                 return KeyChange(record, changed=False)
-            record = dataclasses.replace(record, rate_limit=rate_limit)
-            db.change_keys([record], _entries(log, [record]))
-        return KeyChange(record, changed=True)
+            db.change_keys([changed], _entries(log, [changed]))
+        return KeyChange(changed, changed=True)
 
     def rename(self, key_id: str, name: str, *, log: EntryFor | None = None) -> KeyChange:
         with self.db.transaction() as db:
@@ -1189,17 +1183,8 @@ class MemoryRequestLog:
             for row in batch.hours:
                 if row.key_id not in known:
                     continue
-                slot = (row.key_id, row.hour, row.endpoint, row.code)
-                seen = db.key_request_hours.get(slot)
-                if seen is not None:
-                    row = dataclasses.replace(
-                        row,
-                        requests=seen.requests + row.requests,
-                        first_seen=min(seen.first_seen, row.first_seen),
-                        last_seen=max(seen.last_seen, row.last_seen),
-                        user_agent=seen.user_agent if seen.last_seen > row.last_seen else row.user_agent,
-                    )
-                db.key_request_hours[slot] = row
+                seen = db.key_request_hours.get(row.slot)
+                db.key_request_hours[row.slot] = row if seen is None else seen.plus(row)
 
     def recent(self, key_id: str, limit: int = KEEP_PER_KEY) -> list[RequestEntry]:
         with self.db.transaction() as db:
@@ -1212,14 +1197,10 @@ class MemoryRequestLog:
             for (k, hour, endpoint, code), row in db.key_request_hours.items():
                 if k != key_id or hour < start or not code:
                     continue
-                seen = groups.get((endpoint, code))
-                if seen is not None:
-                    row = dataclasses.replace(
-                        row,
-                        requests=seen.requests + row.requests,
-                        last_seen=max(seen.last_seen, row.last_seen),
-                    )
-                groups[endpoint, code] = ErrorGroup(endpoint, code, row.requests, row.last_seen)
+                group = groups.get((endpoint, code)) or ErrorGroup(endpoint, code, 0, row.last_seen)
+                groups[endpoint, code] = ErrorGroup(
+                    endpoint, code, group.requests + row.requests, max(group.last_seen, row.last_seen)
+                )
         return sorted(
             groups.values(), key=lambda g: (-g.requests, -g.last_seen.timestamp(), g.endpoint, g.code)
         )

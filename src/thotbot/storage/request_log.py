@@ -8,7 +8,8 @@ number of instances write the same tables. Reads take the newest rows; trimming 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,9 +21,10 @@ from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import KeyRequest, KeyRequestHour
 from thotbot.storage.usage import (
     _CHUNK,
-    SQLUsageStore,
+    _Column,
     _execute_chunked,
     _execute_unnest,
+    _existing_keys,
     _insert,
     _plain,
     _postgresql,
@@ -53,6 +55,29 @@ _PG_HOURS = text(
     " THEN key_request_hours.user_agent ELSE excluded.user_agent END,"
     " last_seen = GREATEST(key_request_hours.last_seen, excluded.last_seen)"
 )
+
+#: Each column of a batch and how its values are written as a PostgreSQL array (storage/usage.py);
+#: the names are the rows' fields and the tables' columns alike.
+_REQUEST_ARRAYS: dict[str, Callable[[Any], _Column]] = {
+    "key_id": _texts,
+    "at": _times,
+    "method": _texts,
+    "path": _texts,
+    "status": _plain,
+    "code": _texts,
+    "user_agent": _texts,
+    "duration_us": _plain,
+}
+_HOUR_ARRAYS: dict[str, Callable[[Any], _Column]] = {
+    "key_id": _texts,
+    "hour": _times,
+    "endpoint": _texts,
+    "code": _texts,
+    "requests": _plain,
+    "first_seen": _times,
+    "last_seen": _times,
+    "user_agent": _texts,
+}
 
 __all__ = ["KEEP_PER_KEY", "ErrorGroup", "HourCount", "RequestEntry", "RequestLogBatch", "SQLRequestLog"]
 
@@ -90,6 +115,23 @@ class HourCount:
     #: The last one seen.
     user_agent: str | None
 
+    @property
+    def slot(self) -> tuple[str, datetime, str, str]:
+        """The row's primary key: one row a key, hour, endpoint and code."""
+        return (self.key_id, self.hour, self.endpoint, self.code)
+
+    def plus(self, other: HourCount) -> HourCount:
+        """This row and another of the same slot as one, as the upsert adds them: counts added,
+        the earliest first and the latest last seen, and the User-Agent seen last (``other``'s
+        when they tie)."""
+        return dataclasses.replace(
+            other,
+            requests=self.requests + other.requests,
+            first_seen=min(self.first_seen, other.first_seen),
+            last_seen=max(self.last_seen, other.last_seen),
+            user_agent=self.user_agent if self.last_seen > other.last_seen else other.user_agent,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class RequestLogBatch:
@@ -120,34 +162,9 @@ class SQLRequestLog:
             known = _existing_keys(session, batch.key_ids())
             requests = [r for r in batch.requests if r.key_id in known]
             if requests and _postgresql(session):
-                _execute_unnest(
-                    session.connection(),
-                    _PG_REQUESTS,
-                    {
-                        "key_id": _texts([r.key_id for r in requests]),
-                        "at": _times([r.at for r in requests]),
-                        "method": _texts([r.method for r in requests]),
-                        "path": _texts([r.path for r in requests]),
-                        "status": _plain([r.status for r in requests]),
-                        "code": _texts([r.code for r in requests]),
-                        "user_agent": _texts([r.user_agent for r in requests]),
-                        "duration_us": _plain([r.duration_us for r in requests]),
-                    },
-                )
+                _execute_unnest(session.connection(), _PG_REQUESTS, _arrays(requests, _REQUEST_ARRAYS))
             elif requests:
-                params = [
-                    {
-                        "key_id": r.key_id,
-                        "at": r.at,
-                        "method": r.method,
-                        "path": r.path,
-                        "status": r.status,
-                        "code": r.code,
-                        "user_agent": r.user_agent,
-                        "duration_us": r.duration_us,
-                    }
-                    for r in requests
-                ]
+                params = [{name: getattr(r, name) for name in _REQUEST_ARRAYS} for r in requests]
                 _execute_chunked(session, _table(KeyRequest).insert(), params)
             self._upsert_hours(session, [h for h in batch.hours if h.key_id in known])
 
@@ -225,36 +242,11 @@ class SQLRequestLog:
         # order, as every writer: two instances' upserts never wait on each other in turn.
         merged: dict[tuple[str, datetime, str, str], HourCount] = {}
         for h in rows:
-            slot = (h.key_id, h.hour, h.endpoint, h.code)
-            seen = merged.get(slot)
-            if seen is not None:
-                h = HourCount(
-                    h.key_id,
-                    h.hour,
-                    h.endpoint,
-                    h.code,
-                    seen.requests + h.requests,
-                    min(seen.first_seen, h.first_seen),
-                    max(seen.last_seen, h.last_seen),
-                    seen.user_agent if seen.last_seen > h.last_seen else h.user_agent,
-                )
-            merged[slot] = h
+            seen = merged.get(h.slot)
+            merged[h.slot] = h if seen is None else seen.plus(h)
         rows = [merged[slot] for slot in sorted(merged)]
         if _postgresql(session):
-            _execute_unnest(
-                session.connection(),
-                _PG_HOURS,
-                {
-                    "key_id": _texts([h.key_id for h in rows]),
-                    "hour": _times([h.hour for h in rows]),
-                    "endpoint": _texts([h.endpoint for h in rows]),
-                    "code": _texts([h.code for h in rows]),
-                    "requests": _plain([h.requests for h in rows]),
-                    "first_seen": _times([h.first_seen for h in rows]),
-                    "last_seen": _times([h.last_seen for h in rows]),
-                    "user_agent": _texts([h.user_agent for h in rows]),
-                },
-            )
+            _execute_unnest(session.connection(), _PG_HOURS, _arrays(rows, _HOUR_ARRAYS))
             return
         table = _table(KeyRequestHour)
         stmt = _insert(session, table)
@@ -274,24 +266,13 @@ class SQLRequestLog:
                 ),
             },
         )
-        params: list[dict[str, Any]] = [
-            {
-                "key_id": h.key_id,
-                "hour": h.hour,
-                "endpoint": h.endpoint,
-                "code": h.code,
-                "requests": h.requests,
-                "first_seen": h.first_seen,
-                "last_seen": h.last_seen,
-                "user_agent": h.user_agent,
-            }
-            for h in rows
-        ]
+        params = [{name: getattr(h, name) for name in _HOUR_ARRAYS} for h in rows]
         _execute_chunked(session, stmt, params)
 
 
-def _existing_keys(session: Session, key_ids: set[str]) -> set[str]:
-    return SQLUsageStore._existing_keys(session, key_ids)
+def _arrays(rows: Sequence[object], columns: dict[str, Callable[[Any], _Column]]) -> dict[str, _Column]:
+    """The rows' columns, each as one PostgreSQL array parameter."""
+    return {name: encode([getattr(row, name) for row in rows]) for name, encode in columns.items()}
 
 
 def _hour(at: datetime) -> datetime:

@@ -182,7 +182,7 @@ class SQLUsageStore:
     def write(self, batch: UsageBatch) -> None:
         """Add a batch in one transaction; rows of keys that no longer exist are dropped."""
         with self._sessions.begin() as session:
-            known = self._existing_keys(session, batch.key_ids())
+            known = _existing_keys(session, batch.key_ids())
             self._upsert_days(session, [r for r in batch.days if r.key_id in known])
             self._upsert_agents(session, [r for r in batch.agents if r.key_id in known])
             self._upsert_clients(session, [r for r in batch.clients if r.key_id in known])
@@ -308,22 +308,6 @@ class SQLUsageStore:
             for key_id, (email, record) in owners.items()
         ]
         return sorted(result, key=lambda k: (-k.requests, k.account_email, k.key.id))
-
-    @staticmethod
-    def _existing_keys(session: Session, key_ids: set[str]) -> set[str]:
-        ordered = sorted(key_ids)
-        known: set[str] = set()
-        if _postgresql(session):
-            connection = session.connection()
-            for start in range(0, len(ordered), _PG_CHUNK):
-                ids = _texts(ordered[start : start + _PG_CHUNK]).array(0, _PG_CHUNK)
-                found = connection.execute(_PG_KNOWN_KEYS, {"ids": ids})
-                known.update(found.scalars().all())
-            return known
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
-            known.update(session.scalars(select(APIKey.id).where(APIKey.id.in_(chunk))))
-        return known
 
     @staticmethod
     def _upsert_days(session: Session, rows: list[DayCount]) -> None:
@@ -531,6 +515,23 @@ def add_agent(agent: AgentUsage, first_seen: datetime, last_seen: datetime, requ
 
 
 _Insert = sqlite.Insert | postgresql.Insert
+
+
+def _existing_keys(session: Session, key_ids: set[str]) -> set[str]:
+    """Which of these key ids still name a key: rows of deleted keys are dropped from a batch."""
+    ordered = sorted(key_ids)
+    known: set[str] = set()
+    if _postgresql(session):
+        connection = session.connection()
+        for start in range(0, len(ordered), _PG_CHUNK):
+            ids = _texts(ordered[start : start + _PG_CHUNK]).array(0, _PG_CHUNK)
+            found = connection.execute(_PG_KNOWN_KEYS, {"ids": ids})
+            known.update(found.scalars().all())
+        return known
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start : start + _CHUNK]
+        known.update(session.scalars(select(APIKey.id).where(APIKey.id.in_(chunk))))
+    return known
 
 
 def _table(model: type[Base]) -> Table:
