@@ -326,3 +326,42 @@ async def test_idle_windows_far_from_their_limit_are_not_read_back(
     finally:
         event.remove(engines[-1], "before_cursor_execute", seen)
     assert [s for s in statements if "rate_limit_windows" in s]
+
+
+async def test_hits_far_below_the_limit_stay_in_the_process_until_a_twentieth_of_it(
+    make_limiter: MakeLimiter, engines: list[Engine]
+) -> None:
+    # 50,000 keys in use a few times a minute each cost a shared row a request; below a twentieth
+    # of the limit no decision is near it, so those hits stay in the process that counted them.
+    first, second = make_limiter("100/minute"), make_limiter("100/minute")
+    for _ in range(4):
+        await first.hit_key("key_a")
+    await sync_all(first, second)
+    assert rows(engines[0]) == []
+
+    await first.hit_key("key_a")  # the fifth: 5 x 20 = 100
+    await sync_all(first, second)
+    assert rows(engines[0]) == [("key/key_a", int(T0), 5)]
+    # The other learns of them once it shares hits of its own on that window (at 5), as any process
+    # learns of a key it had not seen: the overshoot this allows is bounded (ratelimit.py).
+    for _ in range(5):
+        await second.hit_key("key_a")
+    await second.sync()
+    assert rows(engines[0]) == [("key/key_a", int(T0), 10)]
+    assert (await second.hit_key("key_a")).remaining == 89  # 10 shared, and this one
+
+
+async def test_a_small_limit_shares_every_hit(make_limiter: MakeLimiter, engines: list[Engine]) -> None:
+    first = make_limiter("19/minute")
+    await first.hit_key("key_a")
+    await first.sync()
+    assert rows(engines[0]) == [("key/key_a", int(T0), 1)]
+
+
+async def test_a_lone_process_keeps_no_list_of_the_windows_it_hit(clock: Clock) -> None:
+    # Local mode never syncs: a list of what moved since the last sync would only grow.
+    limiter = RateLimiter("5/minute", "3/minute", clock=clock)
+    for n in range(1000):
+        limiter.hit_key_now(f"key_{n}")
+    assert limiter._local is not None
+    assert limiter._local._hit == []

@@ -22,8 +22,11 @@ sync interval: each process learns of the others' hits at its next sync, and of 
 seen in the window (a key that only another worker had served) only once it has hit it. With N
 processes and a limit L per window, a burst may pass L by the hits all N admit in about 100 ms
 (plus a sync's duration): nothing at a steady rate far below L, a few requests for a client going
-flat out. Hits still unshared when their window ends are dropped: no one decides on that window any
-more. Rows of ended windows are deleted by each process once a minute, a minute after their end.
+flat out. A process keeps a window's hits to itself until its count reaches a twentieth of the limit
+(``SHARE_FROM``): tens of thousands of keys each used far below their limit then cost no shared row
+at all. That adds at most (N - 1) x L / 20 to the bound: nothing for a limit under 20, whose every
+hit is shared. Hits still unshared when their window ends are dropped: no one decides on that window
+any more. Rows of ended windows are deleted by each process once a minute, a minute after their end.
 
 An outage of the limiter is not an outage of the API. A Redis that cannot be reached lets requests
 through; a database that cannot be reached leaves each process counting on its own (with what it
@@ -59,6 +62,8 @@ log = logging.getLogger("thotbot.ratelimit")
 RETRY_STORAGE_AFTER = 5.0
 #: How often a process shares its counts in database mode: the bound on what may pass a limit.
 SYNC_INTERVAL = 0.1
+#: A process shares a window's hits once its count reaches 1/SHARE_FROM of the limit (_Windows.take).
+SHARE_FROM = 20
 #: Ended windows are deleted this often, and this long after their end (hosts' clocks differ a little).
 PRUNE_EVERY = 60.0
 PRUNE_GRACE = 60
@@ -156,7 +161,8 @@ class RateLimiter:
             self._shared = shared_storage
             self._limiter = FixedWindowRateLimiter(shared_storage)
         else:
-            self._local = _Windows()
+            # Only a shared count needs to know which windows moved since the last sync.
+            self._local = _Windows(track=shared is not None)
             self._store = shared
         self._warned_at = 0.0
         self._down_until = 0.0
@@ -310,32 +316,45 @@ def _exchange(
 class _Windows:
     """Fixed windows aligned to the clock, one per key.
 
-    ``{key: [ends_at, count, unshared, start, limit, shared_at]}``: ``shared_at`` is the sync that
-    last sent its hits.
+    ``{key: [ends_at, count, unshared, start, limit, shared_at, hit_at]}``: ``shared_at`` is the
+    sync that last sent its hits, ``hit_at`` the sync round in which it was last hit.
 
     ``count`` is what decisions use: in database mode, every process's hits as of the last sync
     plus this process's since; ``unshared`` is this process's hits not yet sent (in local mode it
     just grows with the window). Expired windows are swept, so memory stays bounded by the keys
     and addresses seen within one period.
+
+    With ``track`` (database mode) a sync looks only at the windows that can have changed: those
+    hit since the last one (listed by ``hit`` the first time each is hit in a round), those it
+    shared last time, and those past half their limit. With tens of thousands of keys in use,
+    walking every window every 100 ms held the event loop for tens of milliseconds each time.
     """
 
-    def __init__(self, sweep_every: float = 60.0) -> None:
+    def __init__(self, sweep_every: float = 60.0, *, track: bool = False) -> None:
         self._windows: dict[str, list[int]] = {}
         #: Syncs so far: a window remembers the one that last shared its hits.
         self._round = 0
         self._sweep_every = sweep_every
         self._next_sweep = 0.0
+        self._track = track
+        #: Keys hit in this round, each once; keys shared at the last sync; keys past half their limit.
+        self._hit: list[str] = []
+        self._shared_last: list[str] = []
+        self._near: set[str] = set()
 
     def hit(self, key: str, period: int, now: float, limit: int = 0) -> tuple[int, int]:
         window = self._windows.get(key)
         if window is None or window[0] <= now:
             start = int(now // period) * period
-            window = [start + period, 0, 0, start, limit, -2]
+            window = [start + period, 0, 0, start, limit, -2, -1]
             self._windows[key] = window
             if now >= self._next_sweep:
                 self._sweep(now)
         window[1] += 1
         window[2] += 1
+        if self._track and window[6] != self._round:
+            window[6] = self._round
+            self._hit.append(key)
         return window[1], window[0]
 
     def count(self, key: str, now: float) -> int:
@@ -343,30 +362,56 @@ class _Windows:
         return window[1] if window is not None and window[0] > now else 0
 
     def take(self, now: float) -> tuple[list[WindowHits], list[WindowId]]:
-        """The unshared hits of the current windows (now counted as shared), and the windows with
-        none that are past half their limit, whose totals the other processes may have moved.
+        """The unshared hits of the current windows worth sharing (now counted as shared), and the
+        windows with none that are past half their limit, whose totals the other processes may
+        have moved.
+
+        A window's hits are shared once its count reaches 1/SHARE_FROM of its limit: below that,
+        no decision of any process is near the limit, and with many keys in use, each used far
+        below its limit (tens of thousands of keys, each a few times a minute), sharing every hit
+        cost a database row a request. So with N processes, a key may pass its limit by at most
+        (N - 1) x limit / SHARE_FROM requests more than the one-interval bound: nothing for limits
+        under SHARE_FROM, whose every hit is shared, 5% of the limit a process beyond.
 
         A window hit here learns every process's total from its own upsert, and is read back at
         the sync after too. One not hit since is read back only near its limit, where a few hits
         elsewhere change a decision: with tens of thousands of keys in use, reading every one back
         every 100 ms cost more than serving them. Below half the limit a count may then lag until
-        this process next hits the key, which its next sync corrects: the bound stays what the
-        processes admit in one interval.
+        this process next hits the key, which its next sync corrects.
         """
         hits: list[WindowHits] = []
         watch: list[WindowId] = []
         self._round += 1
         current = self._round
-        for key, window in self._windows.items():
-            ends_at, count, unshared, start, limit, shared_at = window
-            if ends_at <= now:
+        windows = self._windows
+        shared: list[str] = []
+        for key in self._hit:
+            window = windows.get(key)
+            if window is None:
                 continue
-            if unshared:
-                hits.append(WindowHits(key, start, ends_at, unshared))
-                window[2] = 0
-                window[5] = current
-            elif shared_at == current - 1 or 2 * count >= limit:
-                watch.append((key, start))
+            ends_at, count, unshared, start, limit, _, _ = window
+            if ends_at <= now or not unshared or count * SHARE_FROM < limit:
+                continue
+            hits.append(WindowHits(key, start, ends_at, unshared))
+            window[2] = 0
+            window[5] = current
+            shared.append(key)
+            if 2 * count >= limit:
+                self._near.add(key)
+        watched: set[str] = set()
+        for key in self._shared_last:
+            window = windows.get(key)
+            if window is not None and window[0] > now and window[5] == current - 1:
+                watch.append((key, window[3]))
+                watched.add(key)
+        for key in list(self._near):
+            window = windows.get(key)
+            if window is None or window[0] <= now:
+                self._near.discard(key)
+            elif window[5] != current and key not in watched and 2 * window[1] >= window[4]:
+                watch.append((key, window[3]))
+        self._hit = []
+        self._shared_last = shared
         return hits, watch
 
     def restore(self, hits: Sequence[WindowHits]) -> None:
@@ -375,6 +420,9 @@ class _Windows:
             window = self._windows.get(bucket)
             if window is not None and window[3] == start:
                 window[2] += count
+                if window[6] != self._round:
+                    window[6] = self._round
+                    self._hit.append(bucket)
 
     def apply(self, totals: dict[WindowId, int]) -> None:
         """Every process's totals, read back: the count is those plus what was hit here since."""
@@ -382,6 +430,8 @@ class _Windows:
             window = self._windows.get(key)
             if window is not None and window[3] == start:
                 window[1] = total + window[2]
+                if 2 * window[1] >= window[4]:
+                    self._near.add(key)
 
     def _sweep(self, now: float) -> None:
         self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
