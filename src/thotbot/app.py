@@ -53,7 +53,10 @@ POLL_INTERVAL = 0.5  # revocations by other processes are honoured within a seco
 FLUSH_INTERVAL = 2.0
 MAX_FLUSH_INTERVAL = 60.0
 REQUEST_LOG_INTERVAL = 1.0
-FLUSH_DUTY = 20  # a usage flush (or a rate-limit sync) takes at most 1/20 of the time
+#: The background bookkeeping (usage flush, request log flush, rate-limit sync) takes at most
+#: 1/BOOKKEEPING_SHARE of the process in all: each of the three at most a third of that.
+BOOKKEEPING_SHARE = 20
+FLUSH_DUTY = 3 * BOOKKEEPING_SHARE
 MAX_SYNC_INTERVAL = 1.0
 GC_THRESHOLDS = (10_000, 20, 100)
 ACCESS_LOG_INTERVAL = 0.5
@@ -374,8 +377,9 @@ def flush_pause(took: float) -> float:
     Every 2 s while flushes are quick. A flush costs one row per key (and User-Agent, and client)
     used since the last one, so with tens of thousands of keys in use it can take a large part of
     the process's CPU away from requests. The pause then grows so that flushing takes at most a
-    twentieth of the time, and each later flush carries more requests per row; the cost per request
-    stays bounded however many keys are in use. Last-used times are then up to a minute late.
+    sixtieth of the time (the three bookkeeping tasks together a twentieth), and each later flush
+    carries more requests per row; the cost per request stays bounded however many keys are in
+    use. Last-used times are then up to a minute late.
     CPU time, not the time taken: a flush that waits for a locked or distant database costs the
     process nothing meanwhile, and must not push the next one (the retry after an outage) back.
     """
@@ -396,7 +400,7 @@ async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await _sync_once(services)
         # As the usage flush: a sync that costs much CPU (thousands of keys hit since the last
-        # one) spaces the next ones, so sharing takes at most a twentieth of the process.
+        # one) spaces the next ones, so sharing takes at most a sixtieth of the process.
         pause = _paced(services.rate_limiter.sync_cpu, SYNC_INTERVAL, MAX_SYNC_INTERVAL)
         await _sleep_unless_stopped(stop, pause)
 
