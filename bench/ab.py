@@ -52,7 +52,9 @@ def _tree(path: str) -> Path:
     return tree
 
 
-def _run(servers: list[tuple[str, int, str]], load: Load, duration: float, connections: int) -> list[tuple[float, float]]:
+def _run(
+    servers: list[tuple[str, int, str]], load: Load, duration: float, connections: int
+) -> list[tuple[float, float]]:
     """One run of both loads at once: (requests/s, CPU µs a request) per server."""
     before = [cpu_seconds(pid) for _, pid, _ in servers]
     results: list[dict[str, float]] = [{} for _ in servers]
@@ -69,7 +71,9 @@ def _run(servers: list[tuple[str, int, str]], load: Load, duration: float, conne
     figures = []
     for (name, _, _), data, b, a in zip(servers, results, before, after, strict=True):
         if data.get("non_2xx") or data.get("errors"):
-            raise SystemExit(f"bench: {name} answered {data['non_2xx']:.0f} non-2xx, {data['errors']:.0f} errors")
+            raise SystemExit(
+                f"bench: {name} answered {data['non_2xx']:.0f} non-2xx, {data['errors']:.0f} errors"
+            )
         rate = data["requests_per_s"]
         cpu = (a - b) / (rate * duration) * 1e6 if a is not None and b is not None and rate else float("nan")
         figures.append((rate, cpu))
@@ -77,7 +81,9 @@ def _run(servers: list[tuple[str, int, str]], load: Load, duration: float, conne
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("a", help="source tree of build A (the reference)")
     parser.add_argument("b", help="source tree of build B (the change)")
     parser.add_argument("--duration", type=float, default=5.0)
@@ -94,7 +100,10 @@ def main() -> None:
     server_cpu, load_cpu = (SERVER_CPU, LOAD_CPU) if pin else (None, None)
     print(f"A: {trees['A']}\nB: {trees['B']}")
     print(f"database: {args.database}; keys in store: {args.keys_in_store:,}; in use: {args.keys_in_use:,}")
-    print(f"both servers on CPU {server_cpu}, one wrk each on CPU {load_cpu}, {args.connections} connections each")
+    print(
+        f"both servers on CPU {server_cpu}, one wrk each on CPU {load_cpu}, "
+        f"{args.connections} connections each"
+    )
     with tempfile.TemporaryDirectory(prefix="thotbot-ab-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         store = stack.enter_context(key_store(args.database, args.keys_in_store, args.keys_in_use, workdir))
@@ -106,7 +115,17 @@ def main() -> None:
         for name, tree in trees.items():
             env = thotbot_env(store.url) | {"PYTHONPATH": str(tree / "src")}
             port = free_port()
-            command = [*pinned(server_cpu), sys.executable, "-m", "thotbot", "serve", "--port", str(port), "--workers", "1"]
+            command = [
+                *pinned(server_cpu),
+                sys.executable,
+                "-m",
+                "thotbot",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ]
             logdir = workdir / name
             logdir.mkdir()
             server = stack.enter_context(started(f"{name} thotbot", command, env, logdir, port))
@@ -114,14 +133,26 @@ def main() -> None:
             servers.append((name, server.pid, server.url))
         _run(servers, load, 1.0, args.connections)  # warm-up
         rows = []
-        print(f"\n{'run':>4} {'A req/s':>9} {'B req/s':>9} {'A CPU/req':>10} {'B CPU/req':>10} {'B/A req/s':>10} {'B/A CPU':>8}")
+        print(
+            f"\n{'run':>4} {'A req/s':>9} {'B req/s':>9} {'A CPU/req':>10} {'B CPU/req':>10} "
+            f"{'B/A req/s':>10} {'B/A CPU':>8}"
+        )
         for i in range(args.runs):
             (ra, ca), (rb, cb) = _run(servers, load, args.duration, args.connections)
             rows.append((ra, rb, ca, cb, rb / ra, cb / ca))
-            print(f"{i + 1:>4} {ra:>9.0f} {rb:>9.0f} {ca:>8.1f}us {cb:>8.1f}us {rb / ra:>9.1%} {cb / ca:>7.1%}", flush=True)
+            print(
+                f"{i + 1:>4} {ra:>9.0f} {rb:>9.0f} {ca:>8.1f}us {cb:>8.1f}us {rb / ra:>9.1%} {cb / ca:>7.1%}",
+                flush=True,
+            )
         med = [statistics.median(column) for column in zip(*rows, strict=True)]
-        print(f"{'med':>4} {med[0]:>9.0f} {med[1]:>9.0f} {med[2]:>8.1f}us {med[3]:>8.1f}us {med[4]:>9.1%} {med[5]:>7.1%}")
-        print(f"\nB costs {med[5]:.1%} of A's CPU time a request ({med[3] - med[2]:+.1f} us), serving {med[4]:.1%} of A's requests/s.")
+        print(
+            f"{'med':>4} {med[0]:>9.0f} {med[1]:>9.0f} {med[2]:>8.1f}us {med[3]:>8.1f}us "
+            f"{med[4]:>9.1%} {med[5]:>7.1%}"
+        )
+        print(
+            f"\nB costs {med[5]:.1%} of A's CPU time a request ({med[3] - med[2]:+.1f} us), "
+            f"serving {med[4]:.1%} of A's requests/s."
+        )
 
 
 if __name__ == "__main__":
