@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from thotbot.core.dates import utcnow
+from thotbot.core.memo import Memo
 from thotbot.core.useragents import ParsedUserAgent, UAClass, clean, parse
 from thotbot.storage import KeyRecord, KeyUsage
 from thotbot.storage.db import SessionFactory
@@ -313,20 +314,27 @@ class SQLUsageStore:
     def _upsert_days(session: Session, rows: list[DayCount]) -> None:
         if not rows:
             return
-        merged: dict[tuple[str, date], tuple[int, int]] = {}
+        merged: dict[tuple[str, date], list[int]] = {}  # [requests, unitemised]
         for r in rows:
-            requests, unitemised = merged.get((r.key_id, r.day), (0, 0))
-            merged[r.key_id, r.day] = (requests + r.requests, unitemised + r.unitemised)
-        ordered = sorted(merged.items())
+            totals = merged.get((r.key_id, r.day))
+            if totals is None:
+                merged[r.key_id, r.day] = [r.requests, r.unitemised]
+            else:
+                totals[0] += r.requests
+                totals[1] += r.unitemised
+        slots = sorted(merged)
         if _postgresql(session):
+            # zip(*rows) turns rows into columns in C.
+            key_ids, days = zip(*slots, strict=True)
+            requests, unitemised = zip(*[merged[slot] for slot in slots], strict=True)
             _execute_unnest(
                 session.connection(),
                 _PG_DAYS,
                 {
-                    "key_id": _texts([key_id for (key_id, _), _ in ordered]),
-                    "day": _plain([day for (_, day), _ in ordered]),
-                    "requests": _plain([requests for _, (requests, _) in ordered]),
-                    "unitemised": _plain([unitemised for _, (_, unitemised) in ordered]),
+                    "key_id": _texts(key_ids),
+                    "day": _plain(days),
+                    "requests": _plain(requests),
+                    "unitemised": _plain(unitemised),
                 },
             )
             return
@@ -340,8 +348,13 @@ class SQLUsageStore:
             },
         )
         params = [
-            {"key_id": key_id, "day": day, "requests": requests, "unitemised": unitemised}
-            for (key_id, day), (requests, unitemised) in ordered
+            {
+                "key_id": key_id,
+                "day": day,
+                "requests": merged[key_id, day][0],
+                "unitemised": merged[key_id, day][1],
+            }
+            for key_id, day in slots
         ]
         _execute_chunked(session, stmt, params)
 
@@ -351,25 +364,31 @@ class SQLUsageStore:
             return
         # One row a key and cleaned User-Agent, parsed again on every write, so better rules apply
         # to the agents still in use.
-        ordered = sorted(merge_agents(rows).items(), key=lambda item: item[0])
         if _postgresql(session):
-            agents = [agent for _, agent in ordered]
+            # merge_agents' rows, as columns: no AgentUsage made for each row only to be taken apart.
+            totals = _agent_totals(rows)
+            slots = sorted(totals)
+            key_ids, user_agents = zip(*slots, strict=True)
+            first_seen, last_seen, requests = zip(*[totals[slot] for slot in slots], strict=True)
+            parsed: Memo[str, ParsedUserAgent] = Memo(parse)
+            found = [parsed[user_agent] for user_agent in user_agents]
             _execute_unnest(
                 session.connection(),
                 _PG_AGENTS,
                 {
-                    "key_id": _texts([key_id for (key_id, _), _ in ordered]),
-                    "user_agent": _texts([user_agent for (_, user_agent), _ in ordered]),
-                    "app": _texts([a.app for a in agents]),
-                    "version": _texts([a.version for a in agents]),
-                    "contact": _texts([a.contact for a in agents]),
-                    "ua_class": _texts([a.ua_class.value for a in agents]),
-                    "first_seen": _times([a.first_seen for a in agents]),
-                    "last_seen": _times([a.last_seen for a in agents]),
-                    "requests": _plain([a.requests for a in agents]),
+                    "key_id": _texts(key_ids),
+                    "user_agent": _texts(user_agents),
+                    "app": _texts([p.app for p in found]),
+                    "version": _texts([p.version for p in found]),
+                    "contact": _texts([p.contact for p in found]),
+                    "ua_class": _texts([p.ua_class.value for p in found]),
+                    "first_seen": _times(first_seen),
+                    "last_seen": _times(last_seen),
+                    "requests": _plain(requests),
                 },
             )
             return
+        ordered = sorted(merge_agents(rows).items(), key=lambda item: item[0])
         table = _table(UsageAgent)
         stmt = _insert(session, table)
         excluded = stmt.excluded
@@ -414,16 +433,17 @@ class SQLUsageStore:
         for r in rows:
             place = (r.key_id, r.day, r.client_hash)
             merged[place] = merged.get(place, 0) + r.requests
-        ordered = sorted(merged.items())
+        slots = sorted(merged)
         if _postgresql(session):
+            key_ids, days, hashes = zip(*slots, strict=True)
             _execute_unnest(
                 session.connection(),
                 _PG_CLIENTS,
                 {
-                    "key_id": _texts([key_id for (key_id, _, _), _ in ordered]),
-                    "day": _plain([day for (_, day, _), _ in ordered]),
-                    "client_hash": _bytes([client_hash for (_, _, client_hash), _ in ordered]),
-                    "requests": _plain([requests for _, requests in ordered]),
+                    "key_id": _texts(key_ids),
+                    "day": _plain(days),
+                    "client_hash": _bytes(hashes),
+                    "requests": _plain([merged[slot] for slot in slots]),
                 },
             )
             return
@@ -434,8 +454,13 @@ class SQLUsageStore:
             set_={"requests": table.c.requests + stmt.excluded.requests},
         )
         params = [
-            {"key_id": key_id, "day": day, "client_hash": client_hash, "requests": requests}
-            for (key_id, day, client_hash), requests in ordered
+            {
+                "key_id": key_id,
+                "day": day,
+                "client_hash": client_hash,
+                "requests": merged[key_id, day, client_hash],
+            }
+            for key_id, day, client_hash in slots
         ]
         _execute_chunked(session, stmt, params)
 
@@ -476,32 +501,39 @@ class SQLUsageStore:
 
 def merge_agents(rows: Iterable[AgentCount]) -> dict[tuple[str, str], AgentUsage]:
     """The rows by key and cleaned User-Agent ('' for none), their counts added, each parsed once."""
+    # Thousands of keys send the same few User-Agents: each distinct one is parsed once.
+    parsed: Memo[str, ParsedUserAgent] = Memo(parse)
     merged: dict[tuple[str, str], AgentUsage] = {}
-    # Thousands of keys send the same few User-Agents: each distinct one is cleaned and parsed once.
-    cleaned: dict[str | None, str] = {}
-    parsed: dict[str, ParsedUserAgent] = {}
-    for r in rows:
-        user_agent = cleaned.get(r.user_agent)
-        if user_agent is None:
-            user_agent = cleaned[r.user_agent] = clean(r.user_agent) or ""
-        seen = merged.get((r.key_id, user_agent))
-        if seen is not None:
-            merged[r.key_id, user_agent] = add_agent(seen, r.first_seen, r.last_seen, r.requests)
-            continue
-        found = parsed.get(user_agent)
-        if found is None:
-            found = parsed[user_agent] = parse(user_agent)
-        merged[r.key_id, user_agent] = AgentUsage(
+    for (key_id, user_agent), (first_seen, last_seen, requests) in _agent_totals(rows).items():
+        found = parsed[user_agent]
+        merged[key_id, user_agent] = AgentUsage(
             user_agent=user_agent or None,
             app=found.app,
             version=found.version,
             contact=found.contact,
             ua_class=found.ua_class,
-            first_seen=r.first_seen,
-            last_seen=r.last_seen,
-            requests=r.requests,
+            first_seen=first_seen,
+            last_seen=last_seen,
+            requests=requests,
         )
     return merged
+
+
+def _agent_totals(rows: Iterable[AgentCount]) -> dict[tuple[str, str], list[Any]]:
+    """``[first_seen, last_seen, requests]`` by key and cleaned User-Agent ('' for none): the
+    earliest first and the latest last time, the requests added (as ``add_agent``)."""
+    cleaned: Memo[str | None, str] = Memo(lambda user_agent: clean(user_agent) or "")
+    totals: dict[tuple[str, str], list[Any]] = {}
+    for r in rows:
+        slot = (r.key_id, cleaned[r.user_agent])
+        seen = totals.get(slot)
+        if seen is None:
+            totals[slot] = [r.first_seen, r.last_seen, r.requests]
+        else:
+            seen[0] = min(seen[0], r.first_seen)
+            seen[1] = max(seen[1], r.last_seen)
+            seen[2] += r.requests
+    return totals
 
 
 def add_agent(agent: AgentUsage, first_seen: datetime, last_seen: datetime, requests: int) -> AgentUsage:
@@ -577,24 +609,64 @@ class _Column:
 
 def _texts(values: Sequence[str | None]) -> _Column:
     # Every element quoted, so commas, braces, blanks and the word NULL are text like any other;
-    # inside the quotes only the backslash and the double quote are escaped.
-    return _Column(
-        ["NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
-    )
+    # inside the quotes only the backslash and the double quote are escaped. Most columns repeat a
+    # few values (User-Agents, endpoints, codes): each distinct one is quoted once.
+    quoted: dict[str | None, str] = {None: "NULL"}
+    elements = []
+    for value in values:
+        element = quoted.get(value)
+        if element is None:
+            assert value is not None
+            element = quoted[value] = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        elements.append(element)
+    return _Column(elements)
 
 
 def _plain(values: Sequence[int | date]) -> _Column:
-    """Integers and dates: digits and dashes, nothing to quote."""
-    return _Column([v.isoformat() if isinstance(v, date) else str(int(v)) for v in values])
+    """Integers and dates: digits and dashes, nothing to quote; each distinct value written once
+    (counts of 1, one or two days, a few statuses fill most columns)."""
+    written: dict[int | date, str] = {}
+    elements = []
+    for value in values:
+        element = written.get(value)
+        if element is None:
+            element = written[value] = value.isoformat() if isinstance(value, date) else str(int(value))
+        elements.append(element)
+    return _Column(elements)
+
+
+#: "000" to "999": a microsecond count is written as two of them, quicker than formatting it.
+_THREE_DIGITS = [f"{n:03d}" for n in range(1000)]
 
 
 def _times(values: Sequence[datetime]) -> _Column:
-    """Aware datetimes, in UTC, as UTCDateTime stores them (a naive one is an error there too)."""
+    """Aware datetimes, in UTC, as UTCDateTime stores them (a naive one is an error there too).
+
+    Exactly ``'"' + value.astimezone(UTC).isoformat() + '"'`` (tests/storage/test_pg_arrays.py),
+    at a third of its cost: ``isoformat`` of an aware datetime costs microseconds, and a flush
+    writes several times a request. The values of a flush fall in a few seconds, so the part up to
+    the second is written once per second, and the microseconds (left out when 0, as isoformat
+    does) appended from a table.
+    """
+    seconds: dict[tuple[int, int, int, int], str] = {}
     elements = []
     for value in values:
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTCDateTime column")
-        elements.append('"' + value.astimezone(UTC).isoformat() + '"')
+        if value.tzinfo is not UTC:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTCDateTime column")
+            value = value.astimezone(UTC)
+        second = (value.toordinal(), value.hour, value.minute, value.second)
+        prefix = seconds.get(second)
+        if prefix is None:
+            # isoformat() of the whole second ends in "+00:00", its offset in UTC: cut off.
+            prefix = seconds[second] = '"' + value.replace(microsecond=0).isoformat()[:-6]
+        micro = value.microsecond
+        if micro:
+            elements.append(
+                prefix + "." + _THREE_DIGITS[micro // 1000] + _THREE_DIGITS[micro % 1000] + '+00:00"'
+            )
+        else:
+            elements.append(prefix + '+00:00"')
     return _Column(elements)
 
 

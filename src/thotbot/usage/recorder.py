@@ -15,6 +15,7 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 
+from thotbot.core.memo import Memo
 from thotbot.storage import KeyUsage
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
 from thotbot.usage.batching import BatchRecorder
@@ -221,10 +222,11 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             totals = days.setdefault(slot, [0, 0])
             totals[0] += count
             totals[1] += count
+        dates: Memo[int, date] = Memo(_date)  # a day or two a flush, for thousands of rows
         batch = UsageBatch(
-            days=[DayCount(k, _date(d), n, u) for (k, d), (n, u) in days.items()],
+            days=[DayCount(k, dates[d], n, u) for (k, d), (n, u) in days.items()],
             agents=agents,
-            clients=[ClientCount(k, _date(d), h, n) for (k, d, h), n in window.clients.items()],
+            clients=[ClientCount(k, dates[d], h, n) for (k, d, h), n in window.clients.items()],
             last_used={k: KeyUsage(_utc(ts), ua) for k, (ts, ua) in window.last.items()},
         )
         self._store.write(batch)

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import anyio.to_thread
 
+from thotbot.core.memo import Memo
 from thotbot.core.redaction import redact_cut
 from thotbot.core.useragents import clean
 from thotbot.storage.request_log import KEEP_PER_KEY, HourCount, RequestEntry, RequestLogBatch
@@ -221,23 +222,22 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         """Runs in a worker thread, on a window no other code touches any more."""
         started = time.thread_time()
         self.flush_cpu = 0.0
-        endpoints: dict[tuple[str, str], str] = {}
-
-        def endpoint(method: str, path: str) -> str:
-            name = endpoints.get((method, path))
-            if name is None:
-                name = endpoints[method, path] = self._endpoint(method, path)
-            return name
-
+        # Thousands of keys, but a few methods, paths, User-Agents and hours: each distinct one is
+        # cleaned, named or converted once a flush.
+        endpoints: Memo[tuple[str, str], str] = Memo(lambda route: self._endpoint(*route))
+        methods: Memo[str, str] = Memo(lambda method: _text(method, _METHOD))
+        paths: Memo[str, str] = Memo(lambda path: _text(path, _PATH))
+        agents: Memo[str | None, str | None] = Memo(clean)
+        hour_starts: Memo[int, datetime] = Memo(lambda hour: _utc(hour * HOUR))
         requests = [
             RequestEntry(
                 key_id,
                 _utc(at),
-                _text(method, _METHOD),
-                _text(path, _PATH),
+                methods[method],
+                paths[path],
                 status,
                 code[:_CODE] if code else None,
-                clean(user_agent),
+                agents[user_agent],
                 max(0, min(int(duration * 1_000_000), 2**31 - 1)),
             )
             for key_id, recent in window.recent.items()
@@ -245,7 +245,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         ]
         hours: dict[tuple[str, int, str, str], _Count] = {}
         for (key_id, hour, method, path, code), count in window.counts.items():
-            slot = (key_id, hour, endpoint(method, path), (code or "")[:_CODE])
+            slot = (key_id, hour, endpoints[method, path], (code or "")[:_CODE])
             seen = hours.get(slot)
             if seen is None:
                 hours[slot] = _Count(count.requests, count.first, count.last, count.user_agent)
@@ -256,13 +256,13 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
             hours=[
                 HourCount(
                     key_id,
-                    _utc(hour * HOUR),
+                    hour_starts[hour],
                     name,
                     code,
                     c.requests,
                     _utc(c.first),
                     _utc(c.last),
-                    clean(c.user_agent),
+                    agents[c.user_agent],
                 )
                 for (key_id, hour, name, code), c in hours.items()
             ],
