@@ -97,3 +97,20 @@ def test_the_secrets_file_is_the_users_alone(bulk_keys: ModuleType, tmp_path: Pa
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text(encoding="ascii").splitlines() == raw_keys
+
+
+def test_ab_takes_two_source_trees_and_refuses_anything_else(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """bench/ab.py runs two builds from their source trees: a folder without src/thotbot is refused
+    by name before anything starts, not by a server that fails to import."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("ab", BENCH / "ab.py")
+    assert spec is not None
+    assert spec.loader is not None
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+
+    assert ab._tree(str(BENCH.parent)) == BENCH.parent
+    with pytest.raises(SystemExit, match="not a source tree of Thotbot"):
+        ab._tree(str(tmp_path))
