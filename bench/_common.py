@@ -1,17 +1,21 @@
-"""What the benchmarks share: free loopback ports, the thotbot CLI, wrk, a process's CPU time."""
+"""What the benchmarks share: free loopback ports, the thotbot CLI, wrk, a process's CPU time, a
+temporary database."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 __all__ = [
+    "PG_ADMIN_URL",
     "cpu_seconds",
     "free_port",
     "keys_script",
@@ -20,9 +24,12 @@ __all__ = [
     "private_file",
     "run_wrk",
     "run_wrk_script",
+    "temporary_database",
     "thotbot_cli",
 ]
 
+#: Where the benchmarks make (and drop) their PostgreSQL databases.
+PG_ADMIN_URL = os.environ.get("THOTBOT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 #: wrk's latency units, in milliseconds.
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
@@ -155,3 +162,24 @@ def _percentile_ms(output: str, percentile: int) -> float:
     if found is None:
         raise SystemExit(f"bench: no {percentile}th percentile in wrk's output:\n{output}")
     return float(found.group(1)) * _UNITS_MS[found.group(2)]
+
+
+@contextlib.contextmanager
+def temporary_database(backend: str, workdir: Path) -> Iterator[str]:
+    """A SQLite file in ``workdir``, or a new PostgreSQL database dropped on the way out: its URL."""
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'thotbot.db'}"
+        return
+    import psycopg
+
+    name = f"thotbot_bench_{os.getpid()}_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise SystemExit(f"bench: PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}") from None
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -52,7 +51,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from _common import cpu_seconds, free_port, keys_script, peak_rss_mb, pinned, run_wrk_script
+from _common import (
+    cpu_seconds,
+    free_port,
+    keys_script,
+    peak_rss_mb,
+    pinned,
+    run_wrk_script,
+    temporary_database,
+)
 from bulk_keys import prepare, write_secrets
 
 TARGET = 0.85
@@ -62,7 +69,6 @@ EMAIL = "bench@example.com"
 BARE, FASTAPI, THOTBOT = "bare Starlette", "FastAPI HTTPBearer", "Thotbot"
 #: CPU for the servers, CPU for the load generator, when pinned.
 SERVER_CPU, LOAD_CPU = 0, 1
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # What `thotbot serve` gives uvicorn, spelled out: "auto" resolves to these when they are installed.
 UVICORN_OPTIONS: dict[str, object] = {
     "http": "httptools",
@@ -370,27 +376,6 @@ def started(name: str, command: list[str], env: dict[str, str], workdir: Path, p
 
 
 # The database and its keys.
-
-
-@contextlib.contextmanager
-def temporary_database(backend: str, workdir: Path) -> Iterator[str]:
-    """A SQLite file in ``workdir``, or a new PostgreSQL database dropped on the way out: its URL."""
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'thotbot.db'}"
-        return
-    import psycopg
-
-    name = f"thotbot_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        raise SystemExit(f"bench: PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}") from None
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager

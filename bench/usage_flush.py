@@ -21,16 +21,13 @@ on the database is not counted) and the wall time per request.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import os
-import secrets
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from _common import temporary_database
 from bulk_keys import create_keys
 from sqlalchemy import select
 
@@ -45,24 +42,6 @@ from thotbot.usage.recorder import UsageRecorder
 from thotbot.usage.requests import RequestLogRecorder
 
 USER_AGENT = "acme-sync/2.3.1 (ops@acme.example)"
-PG_ADMIN_URL = os.environ.get("THOTBOT_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@contextlib.contextmanager
-def temporary_database(backend: str, workdir: Path) -> Iterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'thotbot.db'}"
-        return
-    import psycopg
-
-    name = f"thotbot_bench_flush_{os.getpid()}_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def batch(key_ids: list[str], shift: int) -> UsageBatch:

@@ -28,16 +28,20 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 COUNT = 200
 
 
-@pytest.fixture
-def bulk_keys(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """bench/bulk_keys.py as the benchmarks import it, with bench/ on the path (it imports _common)."""
+def _bench_module(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """bench/<name>.py as the benchmarks import it, with bench/ on the path (they import _common)."""
     monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bulk_keys", BENCH / "bulk_keys.py")
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def bulk_keys(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    return _bench_module("bulk_keys", monkeypatch)
 
 
 @pytest.fixture
@@ -104,12 +108,7 @@ def test_ab_takes_two_source_trees_and_refuses_anything_else(
 ) -> None:
     """bench/ab.py runs two builds from their source trees: a folder without src/thotbot is refused
     by name before anything starts, not by a server that fails to import."""
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("ab", BENCH / "ab.py")
-    assert spec is not None
-    assert spec.loader is not None
-    ab = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ab)
+    ab = _bench_module("ab", monkeypatch)
 
     assert ab._tree(str(BENCH.parent)) == BENCH.parent
     with pytest.raises(SystemExit, match="not a source tree of Thotbot"):
