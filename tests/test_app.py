@@ -117,7 +117,7 @@ def test_every_page_has_an_icon_and_a_description(client: TestClient) -> None:
 
 
 def test_usage_flushes_take_at_most_a_sixtieth_of_the_time() -> None:
-    # Three bookkeeping tasks (usage, request log, rate-limit sync) share a twentieth of the process.
+    # The two flushes (usage, request log) take a thirtieth of the process between them.
     from thotbot.app import flush_pause
 
     assert flush_pause(0.001) == 2.0  # quick flushes: every 2 s

@@ -53,10 +53,11 @@ POLL_INTERVAL = 0.5  # revocations by other processes are honoured within a seco
 FLUSH_INTERVAL = 2.0
 MAX_FLUSH_INTERVAL = 60.0
 REQUEST_LOG_INTERVAL = 1.0
-#: The background bookkeeping (usage flush, request log flush, rate-limit sync) takes at most
-#: 1/BOOKKEEPING_SHARE of the process in all: each of the three at most a third of that.
-BOOKKEEPING_SHARE = 20
-FLUSH_DUTY = 3 * BOOKKEEPING_SHARE
+#: The usage and request-log flushes each take at most 1/FLUSH_DUTY of the process.
+FLUSH_DUTY = 60
+#: The rate-limit sync at most 1/SYNC_DUTY: its interval bounds what may pass a shared limit, so it
+#: is spaced less (every hit of a window it shares is one that others' decisions wait for).
+SYNC_DUTY = 20
 MAX_SYNC_INTERVAL = 1.0
 GC_THRESHOLDS = (10_000, 20, 100)
 ACCESS_LOG_INTERVAL = 0.5
@@ -377,7 +378,7 @@ def flush_pause(took: float) -> float:
     Every 2 s while flushes are quick. A flush costs one row per key (and User-Agent, and client)
     used since the last one, so with tens of thousands of keys in use it can take a large part of
     the process's CPU away from requests. The pause then grows so that flushing takes at most a
-    sixtieth of the time (the three bookkeeping tasks together a twentieth), and each later flush
+    sixtieth of the time (the two flushes together a thirtieth), and each later flush
     carries more requests per row; the cost per request stays bounded however many keys are in
     use. Last-used times are then up to a minute late.
     CPU time, not the time taken: a flush that waits for a locked or distant database costs the
@@ -386,10 +387,10 @@ def flush_pause(took: float) -> float:
     return _paced(took, FLUSH_INTERVAL, MAX_FLUSH_INTERVAL)
 
 
-def _paced(took: float, least: float, most: float) -> float:
+def _paced(took: float, least: float, most: float, duty: int = FLUSH_DUTY) -> float:
     """The pause after background work that cost ``took`` seconds of CPU: ``least`` while it is
-    cheap, then long enough that it takes at most 1/FLUSH_DUTY of the process, up to ``most``."""
-    return min(most, max(least, took * (FLUSH_DUTY - 1)))
+    cheap, then long enough that it takes at most 1/``duty`` of the process, up to ``most``."""
+    return min(most, max(least, took * (duty - 1)))
 
 
 async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
@@ -400,8 +401,8 @@ async def _sync_rate_limits(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await _sync_once(services)
         # As the usage flush: a sync that costs much CPU (thousands of keys hit since the last
-        # one) spaces the next ones, so sharing takes at most a sixtieth of the process.
-        pause = _paced(services.rate_limiter.sync_cpu, SYNC_INTERVAL, MAX_SYNC_INTERVAL)
+        # one) spaces the next ones, so sharing takes at most a twentieth of the process.
+        pause = _paced(services.rate_limiter.sync_cpu, SYNC_INTERVAL, MAX_SYNC_INTERVAL, SYNC_DUTY)
         await _sleep_unless_stopped(stop, pause)
 
 
