@@ -9,6 +9,7 @@ is readable by the current user only.
 from __future__ import annotations
 
 import importlib.util
+import json
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,3 +114,32 @@ def test_ab_takes_two_source_trees_and_refuses_anything_else(
     assert ab._tree(str(BENCH.parent)) == BENCH.parent
     with pytest.raises(SystemExit, match="not a source tree of Thotbot"):
         ab._tree(str(tmp_path))
+
+
+def test_loop_stalls_names_the_work_that_overlapped_each_stall(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """bench/loop_stalls.py's report: the lag's percentiles, each kind of work with its CPU time,
+    and each stall of 20 ms or more beside the work that ran during it, and only that work."""
+    loop_stalls = _bench_module("loop_stalls", monkeypatch)
+    lags = [[100.0 + n * 0.002, 0.0005] for n in range(1000)]
+    lags[500] = [101.0, 0.060]  # 60 ms from 101.0 s on
+    work = [
+        ["usage flush", 100.99, 101.2, 0.150],
+        ["gc gen 1", 101.01, 101.03, 0.020],
+        ["request-log flush", 101.5, 101.6, 0.040],
+        ["access-log drain", 100.9, 101.1, None],
+    ]
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps({"work": work, "lags": lags}))
+
+    loop_stalls.report(probes)
+
+    said = capsys.readouterr().out
+    assert "p50 0.50" in said
+    assert "max 60.0" in said
+    assert "stalls of 20 ms or more: 1;" in said
+    [stall] = [line for line in said.splitlines() if line.startswith("  at ")]
+    assert stall.endswith("60.0 ms  gc gen 1, usage flush")
+    [usage] = [line for line in said.splitlines() if line.startswith("usage flush")]
+    assert usage.split()[2:5] == ["1", "0.15", "150.0"]

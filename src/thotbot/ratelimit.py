@@ -346,8 +346,14 @@ class _Windows:
         window = self._windows.get(key)
         if window is None or window[0] <= now:
             start = int(now // period) * period
-            window = [start + period, 0, 0, start, limit, -2, -1]
-            self._windows[key] = window
+            fresh = (start + period, 0, 0, start, limit, -2, -1)
+            if window is None:
+                window = self._windows[key] = list(fresh)
+            else:
+                # The key's expired window, started again in place: a list lives as long as its
+                # key is in use, where a new one each period for each key in use would make as
+                # many objects for the garbage collector's young passes to walk (docs/PERFORMANCE.md).
+                window[:] = fresh
             if now >= self._next_sweep:
                 self._sweep(now)
         window[1] += 1

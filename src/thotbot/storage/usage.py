@@ -314,14 +314,13 @@ class SQLUsageStore:
     def _upsert_days(session: Session, rows: list[DayCount]) -> None:
         if not rows:
             return
-        merged: dict[tuple[str, date], list[int]] = {}  # [requests, unitemised]
+        merged: dict[tuple[str, date], tuple[int, int]] = {}  # (requests, unitemised)
         for r in rows:
             totals = merged.get((r.key_id, r.day))
             if totals is None:
-                merged[r.key_id, r.day] = [r.requests, r.unitemised]
+                merged[r.key_id, r.day] = (r.requests, r.unitemised)
             else:
-                totals[0] += r.requests
-                totals[1] += r.unitemised
+                merged[r.key_id, r.day] = (totals[0] + r.requests, totals[1] + r.unitemised)
         slots = sorted(merged)
         if _postgresql(session):
             # zip(*rows) turns rows into columns in C.
@@ -519,20 +518,18 @@ def merge_agents(rows: Iterable[AgentCount]) -> dict[tuple[str, str], AgentUsage
     return merged
 
 
-def _agent_totals(rows: Iterable[AgentCount]) -> dict[tuple[str, str], list[Any]]:
-    """``[first_seen, last_seen, requests]`` by key and cleaned User-Agent ('' for none): the
+def _agent_totals(rows: Iterable[AgentCount]) -> dict[tuple[str, str], tuple[datetime, datetime, int]]:
+    """``(first_seen, last_seen, requests)`` by key and cleaned User-Agent ('' for none): the
     earliest first and the latest last time, the requests added (as ``add_agent``)."""
     cleaned: Memo[str | None, str] = Memo(lambda user_agent: clean(user_agent) or "")
-    totals: dict[tuple[str, str], list[Any]] = {}
+    totals: dict[tuple[str, str], tuple[datetime, datetime, int]] = {}
     for r in rows:
         slot = (r.key_id, cleaned[r.user_agent])
         seen = totals.get(slot)
         if seen is None:
-            totals[slot] = [r.first_seen, r.last_seen, r.requests]
+            totals[slot] = (r.first_seen, r.last_seen, r.requests)
         else:
-            seen[0] = min(seen[0], r.first_seen)
-            seen[1] = max(seen[1], r.last_seen)
-            seen[2] += r.requests
+            totals[slot] = (min(seen[0], r.first_seen), max(seen[1], r.last_seen), seen[2] + r.requests)
     return totals
 
 

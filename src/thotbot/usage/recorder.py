@@ -58,13 +58,12 @@ class RecorderStats:
     dropped: int = 0
 
 
-class _Seen:
-    __slots__ = ("count", "first", "last")
-
-    def __init__(self, count: int, first: float, last: float) -> None:
-        self.count = count
-        self.first = first
-        self.last = last
+#: ``(count, first, last)`` of one (key, day, User-Agent) in a window: a tuple replaced on each
+#: request rather than an object updated in place. A tuple of numbers is one the garbage collector
+#: stops tracking at its first pass, so tens of thousands of keys in use add nothing to the
+#: collector's later passes (an object with attributes stays tracked, and each pass of the young
+#: generations walked them all: tens of milliseconds with every request waiting; docs/PERFORMANCE.md).
+_Seen = tuple[int, float, float]
 
 
 class _Window:
@@ -83,7 +82,7 @@ class _Window:
 
     @property
     def requests(self) -> int:
-        return sum(seen.count for seen in self.agents.values()) + sum(self.unitemised.values())
+        return sum(seen[0] for seen in self.agents.values()) + sum(self.unitemised.values())
 
     def __len__(self) -> int:
         return len(self.agents) + len(self.unitemised) + len(self.clients) + len(self.last)
@@ -133,10 +132,9 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         slot = (key_id, day, user_agent)
         seen = window.agents.get(slot)
         if seen is not None:
-            seen.count += 1
-            seen.last = now
+            window.agents[slot] = (seen[0] + 1, seen[1], now)
         elif self._has_room(window, key_id):
-            window.agents[slot] = _Seen(1, now, now)
+            window.agents[slot] = (1, now, now)
             window.agents_per_key[key_id] = window.agents_per_key.get(key_id, 0) + 1
         else:
             other = (key_id, day)
@@ -213,15 +211,18 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         """Runs in a worker thread, on a window no other code touches any more."""
         started = time.thread_time()
         self.flush_cpu = 0.0
-        days: dict[tuple[str, int], list[int]] = {}
+        # Tuples, not lists or objects, here and in the store: the collector stops tracking them at
+        # its first pass, where each tracked row of a flush of tens of thousands of keys was walked
+        # again by the passes that followed it (_Seen above).
+        days: dict[tuple[str, int], tuple[int, int]] = {}  # (requests, unitemised)
         agents: list[AgentCount] = []
-        for (key_id, day, user_agent), seen in window.agents.items():
-            days.setdefault((key_id, day), [0, 0])[0] += seen.count
-            agents.append(AgentCount(key_id, user_agent, _utc(seen.first), _utc(seen.last), seen.count))
+        for (key_id, day, user_agent), (count, first, last) in window.agents.items():
+            requests, unitemised = days.get((key_id, day), (0, 0))
+            days[key_id, day] = (requests + count, unitemised)
+            agents.append(AgentCount(key_id, user_agent, _utc(first), _utc(last), count))
         for slot, count in window.unitemised.items():
-            totals = days.setdefault(slot, [0, 0])
-            totals[0] += count
-            totals[1] += count
+            requests, unitemised = days.get(slot, (0, 0))
+            days[slot] = (requests + count, unitemised + count)
         dates: Memo[int, date] = Memo(_date)  # a day or two a flush, for thousands of rows
         batch = UsageBatch(
             days=[DayCount(k, dates[d], n, u) for (k, d), (n, u) in days.items()],
@@ -245,16 +246,14 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         for slot, seen in old.agents.items():
             mine = window.agents.get(slot)
             if mine is not None:
-                mine.count += seen.count
-                mine.first = min(mine.first, seen.first)
-                mine.last = max(mine.last, seen.last)
+                window.agents[slot] = (mine[0] + seen[0], min(mine[1], seen[1]), max(mine[2], seen[2]))
             elif self._has_room(window, slot[0]):
                 window.agents[slot] = seen
                 window.agents_per_key[slot[0]] = window.agents_per_key.get(slot[0], 0) + 1
             else:
                 other = (slot[0], slot[1])
-                window.unitemised[other] = window.unitemised.get(other, 0) + seen.count
-                window.overflow += seen.count
+                window.unitemised[other] = window.unitemised.get(other, 0) + seen[0]
+                window.overflow += seen[0]
         for other, count in old.unitemised.items():
             window.unitemised[other] = window.unitemised.get(other, 0) + count
         window.overflow += old.overflow

@@ -77,20 +77,19 @@ class RequestLogStats:
     refused: int = 0
 
 
-class _Count:
-    __slots__ = ("first", "last", "requests", "user_agent")
+#: ``(requests, first, last, user_agent)`` of one key, hour, endpoint and code in a window: a
+#: tuple replaced on each request, which the garbage collector stops tracking at its first pass,
+#: where an object with attributes stayed tracked and was walked by each pass of the young
+#: generations (see usage/recorder.py's _Seen).
+_Count = tuple[int, float, float, str | None]
 
-    def __init__(self, requests: int, first: float, last: float, user_agent: str | None) -> None:
-        self.requests = requests
-        self.first = first
-        self.last = last
-        self.user_agent = user_agent
 
-    def add(self, other: _Count) -> None:
-        self.requests += other.requests
-        self.first = min(self.first, other.first)
-        if other.last >= self.last:
-            self.last, self.user_agent = other.last, other.user_agent
+def _added(older: _Count, newer: _Count) -> _Count:
+    """Both counts in one: from the earlier first time to the later last one, whose User-Agent stays."""
+    requests, first, last, user_agent = older
+    if newer[2] >= last:
+        last, user_agent = newer[2], newer[3]
+    return (requests + newer[0], min(first, newer[1]), last, user_agent)
 
 
 class _Window:
@@ -173,11 +172,9 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         slot = (key_id, int(at // HOUR), method, path, code)
         count = window.counts.get(slot)
         if count is not None:
-            count.requests += 1
-            count.last = at
-            count.user_agent = user_agent
+            window.counts[slot] = (count[0] + 1, count[1], at, user_agent)
         elif len(window.counts) < self._max_counts:
-            window.counts[slot] = _Count(1, at, at, user_agent)
+            window.counts[slot] = (1, at, at, user_agent)
         else:
             window.dropped_counts += 1
 
@@ -247,10 +244,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         for (key_id, hour, method, path, code), count in window.counts.items():
             slot = (key_id, hour, endpoints[method, path], (code or "")[:_CODE])
             seen = hours.get(slot)
-            if seen is None:
-                hours[slot] = _Count(count.requests, count.first, count.last, count.user_agent)
-            else:
-                seen.add(count)
+            hours[slot] = count if seen is None else _added(seen, count)
         batch = RequestLogBatch(
             requests=requests,
             hours=[
@@ -259,17 +253,17 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
                     hour_starts[hour],
                     name,
                     code,
-                    c.requests,
-                    _utc(c.first),
-                    _utc(c.last),
-                    agents[c.user_agent],
+                    count,
+                    _utc(first),
+                    _utc(last),
+                    agents[user_agent],
                 )
-                for (key_id, hour, name, code), c in hours.items()
+                for (key_id, hour, name, code), (count, first, last, user_agent) in hours.items()
             ],
         )
         self._store.write(batch)
         self.flush_cpu = time.thread_time() - started
-        return sum(count.requests for count in window.counts.values())
+        return sum(count[0] for count in window.counts.values())
 
     def _endpoint(self, method: str, path: str) -> str:
         method = _text(method, _METHOD)
@@ -296,12 +290,12 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         for slot, count in old.counts.items():
             mine = window.counts.get(slot)
             if mine is not None:
-                # The newer count's last User-Agent stays: add() keeps the later one.
-                mine.add(count)
+                # The newer count's last User-Agent stays: _added keeps the later one.
+                window.counts[slot] = _added(mine, count)
             elif len(window.counts) < self._max_counts:
                 window.counts[slot] = count
             else:
-                window.dropped_counts += count.requests
+                window.dropped_counts += count[0]
         window.dropped_counts += old.dropped_counts
 
     async def _maintain(self) -> None:

@@ -1,0 +1,62 @@
+"""With tens of thousands of keys in use, what the bookkeeping holds per key must not be walked by the
+garbage collector's frequent passes: each pass of the young generations stops every request, and
+objects with attributes (or lists) stay tracked for as long as they live, where a tuple of numbers
+and strings is dropped from the collector's lists at its first pass (docs/PERFORMANCE.md)."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable
+
+from tests.usage.test_recorder import NOW, MemoryUsageStore
+from tests.usage.test_request_recorder import RecordingStore
+from thotbot.ratelimit import _Windows
+from thotbot.usage import UsageRecorder
+from thotbot.usage.requests import RequestLogRecorder
+
+KEYS = 2_000
+AGENT = "acme-sync/2.3.1 (ops@acme.example)"
+
+
+def _tracked(objects: Iterable[object]) -> int:
+    gc.collect()
+    return sum(gc.is_tracked(o) for o in objects)
+
+
+def _use_keys(usage: UsageRecorder, requests: RequestLogRecorder) -> None:
+    for n in range(3):
+        for i in range(KEYS):
+            at = NOW + n + i * 1e-4
+            usage.record(f"key_{i}", at, AGENT, f"10.0.{i % 200}.{n}")
+            requests.record(f"key_{i}", at, "GET", "/v1/version", 200, None, AGENT, 0.0004)
+
+
+def test_the_recorders_windows_hold_nothing_the_collector_keeps_walking() -> None:
+    usage = UsageRecorder(MemoryUsageStore())
+    requests = RequestLogRecorder(RecordingStore(), clock=lambda: NOW)
+    _use_keys(usage, requests)
+
+    agents, counts = usage._window.agents, requests._window.counts
+    assert len(agents) == KEYS
+    assert len(counts) == KEYS
+    # Each entry of a key, day and User-Agent (and of a key, hour and endpoint) and its counts.
+    assert _tracked([*agents, *agents.values(), *counts, *counts.values()]) == 0
+    assert _tracked(usage._window.clients) == 0
+    assert _tracked(usage._window.last.values()) == 0
+    # What the counts say is still right after the tuples replaced the objects.
+    assert {seen[0] for seen in agents.values()} == {3}
+    assert {count[0] for count in counts.values()} == {3}
+
+
+def test_a_keys_rate_limit_window_starts_again_in_the_same_list() -> None:
+    windows = _Windows()
+    period = 60
+    assert windows.hit("key_1", period, 30.0, 100) == (1, 60)
+    first = windows._windows["key_1"]
+    windows.hit("key_1", period, 31.0, 100)
+
+    # The next period: counted from zero, in the list the key already had.
+    assert windows.hit("key_1", period, 61.0, 100) == (1, 120)
+    assert windows._windows["key_1"] is first
+    assert windows.count("key_1", 61.5) == 1
+    assert windows.count("key_1", 121.0) == 0
