@@ -351,6 +351,25 @@ async def test_hits_far_below_the_limit_stay_in_the_process_until_a_twentieth_of
     assert (await second.hit_key("key_a")).remaining == 89  # 10 shared, and this one
 
 
+async def test_a_sync_lists_no_window_below_a_twentieth_of_its_limit(
+    make_limiter: MakeLimiter, engines: list[Engine]
+) -> None:
+    # With tens of thousands of keys in use, each far below its limit, listing every window hit
+    # cost each request an append and each sync a walk, for windows it would not share.
+    limiter = make_limiter("100/minute")
+    for n in range(1000):
+        await limiter.hit_key(f"key_{n}")
+    for _ in range(4):
+        await limiter.hit_key("key_busy")
+    assert limiter._local is not None
+    assert limiter._local._hit == []
+
+    await limiter.hit_key("key_busy")  # the fifth: 5 x 20 = 100
+    assert limiter._local._hit == ["key/key_busy"]
+    await limiter.sync()
+    assert rows(engines[0]) == [("key/key_busy", int(T0), 5)]
+
+
 async def test_a_small_limit_shares_every_hit(make_limiter: MakeLimiter, engines: list[Engine]) -> None:
     first = make_limiter("19/minute")
     await first.hit_key("key_a")

@@ -358,7 +358,10 @@ class _Windows:
                 self._sweep(now)
         window[1] += 1
         window[2] += 1
-        if self._track and window[6] != self._round:
+        # Listed for the next sync once a round, and only from a twentieth of the limit on: below
+        # it the sync shares nothing (take), and with tens of thousands of keys in use, each far
+        # below its limit, listing them cost every request an append and every sync a walk.
+        if self._track and window[6] != self._round and window[1] * SHARE_FROM >= window[4]:
             window[6] = self._round
             self._hit.append(key)
         return window[1], window[0]
