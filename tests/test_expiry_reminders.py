@@ -175,6 +175,35 @@ def test_a_rolled_key_gets_no_reminder_of_its_shortened_expiry(services: Service
     assert reminders == ["[Thotbot] Your API key 'kept' expires in 3 days"]
 
 
+def test_a_changed_expiry_gets_the_reminders_of_its_new_date(services: Services, mailing: Inbox) -> None:
+    account = make_user(services, "owner@example.com")
+    _, key = make_api_key(services, account, name="extended", expires_at=utcnow() + 30 * DAY)
+    _created_days_ago(services, key, 60)
+    [week] = services.expiry_reminders.run(_week_before(key))
+    assert week.reminder is Reminder.WEEK
+    assert key.expires_at is not None
+
+    # Given 30 more days after its 7-day reminder: reminded again, 7 days before the new date.
+    change = services.key_lifecycle.set_expiry(
+        account.id, key.id, key.expires_at + 30 * DAY, Actor.operator()
+    )
+    extended = change.record
+    assert services.expiry_reminders.run(_week_before(key) + MINUTE) == []
+    [again] = services.expiry_reminders.run(_week_before(extended))
+    assert (again.key_id, again.reminder) == (key.id, Reminder.WEEK)
+
+    # Brought forward to expire in 3 days: no late 7-day reminder, the 1-day one in time.
+    change = services.key_lifecycle.set_expiry(account.id, key.id, utcnow() + 3 * DAY, Actor.operator())
+    assert services.expiry_reminders.run(utcnow() + MINUTE) == []
+    [day] = services.expiry_reminders.run(_day_before(change.record))
+    assert day.reminder is Reminder.DAY
+    assert [s for s in _subjects(mail_to(services, mailing, "owner@example.com")) if "expires" in s] == [
+        "[Thotbot] Your API key 'extended' expires in 7 days",
+        "[Thotbot] Your API key 'extended' expires in 7 days",
+        "[Thotbot] Your API key 'extended' expires in 1 day",
+    ]
+
+
 # A live server: its background task mails at start-up, and its dashboard marks the key.
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from thotbot.core.reminders import Reminder, due_reminder, expires_soon, time_left
+from thotbot.core.reminders import Reminder, due_reminder, expires_soon, passed_reminders, time_left
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -114,3 +114,12 @@ def test_expires_soon(left: timedelta, expected: bool) -> None:
 )
 def test_time_left(left: timedelta, text: str) -> None:
     assert time_left(T0 + left, T0) == text
+
+
+def test_a_changed_expiry_passes_over_only_the_reminders_already_due() -> None:
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    assert passed_reminders(now, None) == frozenset()
+    assert passed_reminders(now, now + timedelta(days=30)) == frozenset()
+    assert passed_reminders(now, now + timedelta(days=3)) == {Reminder.WEEK}
+    assert passed_reminders(now, now + timedelta(days=7)) == {Reminder.WEEK}
+    assert passed_reminders(now, now + timedelta(hours=12)) == {Reminder.WEEK, Reminder.DAY}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-__all__ = ["EXPIRES_SOON", "Reminder", "due_reminder", "expires_soon", "time_left"]
+__all__ = ["EXPIRES_SOON", "Reminder", "due_reminder", "expires_soon", "passed_reminders", "time_left"]
 
 #: Within this, the dashboard marks a key "Expires in ..." and the 7-day reminder is due.
 EXPIRES_SOON = timedelta(days=7)
@@ -53,6 +53,19 @@ def due_reminder(
             return None
         return Reminder.WEEK
     return None
+
+
+def passed_reminders(now: datetime, expires_at: datetime | None) -> frozenset[Reminder]:
+    """The reminders whose moment has come by ``now`` for a key expiring at ``expires_at``.
+
+    When a key's expiry changes, these are marked as passed over and the others cleared, as when a
+    key is created: the new date gets the reminders still ahead of it (a key given 30 more days
+    after its 7-day reminder is reminded again 7 days before its new date), never a late one (a
+    key brought forward to expire in 3 days gets the 1-day reminder only).
+    """
+    if expires_at is None:
+        return frozenset()
+    return frozenset(r for r in Reminder if expires_at - r.before <= now)
 
 
 def expires_soon(expires_at: datetime | None, now: datetime) -> bool:

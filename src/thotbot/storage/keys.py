@@ -13,6 +13,7 @@ from thotbot.core import keys
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import NotFound
 from thotbot.core.redaction import redact
+from thotbot.core.reminders import Reminder, passed_reminders
 from thotbot.core.revocation import RevokedReason
 from thotbot.storage import EntryFor, KeyChange, KeyRecord, LogEntry
 from thotbot.storage.db import SessionFactory
@@ -321,6 +322,11 @@ class SQLKeyStore:
             _serialize_changes(session)
             row = self._locked(session, key_id)
             row.expires_at = expires_at
+            # The new date's reminders still ahead are sent again; those already due, never.
+            now = utcnow()
+            passed = passed_reminders(now, expires_at)
+            row.expiry_reminder_7d_at = now if Reminder.WEEK in passed else None
+            row.expiry_reminder_1d_at = now if Reminder.DAY in passed else None
             record = to_record(row)
             _changed(session, record, log)
         self._announce([key_id])

@@ -18,7 +18,7 @@ from thotbot.core.accounts import normalize_email
 from thotbot.core.dates import utcnow
 from thotbot.core.errors import Conflict, NotFound
 from thotbot.core.redaction import redact, redact_cut
-from thotbot.core.reminders import Reminder
+from thotbot.core.reminders import Reminder, passed_reminders
 from thotbot.core.revocation import RevokedReason
 from thotbot.core.useragents import clean
 from thotbot.storage import AccountRecord, EntryFor, KeyChange, KeyRecord, LogEntry
@@ -419,6 +419,13 @@ class MemoryKeyStore:
     ) -> KeyChange:
         with self.db.transaction() as db:
             record = dataclasses.replace(_key(db, key_id), expires_at=expires_at)
+            now = utcnow()
+            passed = passed_reminders(now, expires_at)
+            for reminder in Reminder:
+                if reminder in passed:
+                    db.expiry_reminders[(key_id, reminder.value)] = now
+                else:
+                    db.expiry_reminders.pop((key_id, reminder.value), None)
             db.change_keys([record], _entries(log, [record]))
         return KeyChange(record, changed=True)
 
