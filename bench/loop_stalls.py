@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--save", type=Path, help="also keep what the probes saw (JSON) in this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="thotbot-stalls-") as tmp:
         workdir = Path(tmp)
@@ -189,6 +190,8 @@ def main() -> None:
                 while not (workdir / "probes.json").exists() and time.monotonic() < deadline:
                     time.sleep(0.1)
             report(workdir / "probes.json")
+            if args.save:
+                args.save.write_bytes((workdir / "probes.json").read_bytes())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from thotbot.storage.db import SessionFactory
 from thotbot.storage.models import KeyRequest, KeyRequestHour
+from thotbot.storage.pacing import pace, stepped
 from thotbot.storage.usage import (
     _CHUNK,
     _Column,
@@ -160,11 +161,11 @@ class SQLRequestLog:
         """Add a batch in one transaction; rows of keys that no longer exist are dropped."""
         with self._sessions.begin() as session:
             known = _existing_keys(session, batch.key_ids())
-            requests = [r for r in batch.requests if r.key_id in known]
+            requests = [r for r in stepped(batch.requests) if r.key_id in known]
             if requests and _postgresql(session):
                 _execute_unnest(session.connection(), _PG_REQUESTS, _arrays(requests, _REQUEST_ARRAYS))
             elif requests:
-                params = [{name: getattr(r, name) for name in _REQUEST_ARRAYS} for r in requests]
+                params = [{name: getattr(r, name) for name in _REQUEST_ARRAYS} for r in stepped(requests)]
                 _execute_chunked(session, _table(KeyRequest).insert(), params)
             self._upsert_hours(session, [h for h in batch.hours if h.key_id in known])
 
@@ -207,6 +208,7 @@ class SQLRequestLog:
         with self._sessions.begin() as session:
             connection = session.connection()
             for start in range(0, len(ordered), _CHUNK):
+                pace()
                 newest_first = (KeyRequest.at.desc(), KeyRequest.id.desc())
                 ranked = (
                     select(
@@ -241,7 +243,7 @@ class SQLRequestLog:
         # One row a conflict key (PostgreSQL refuses to update a row twice in one INSERT), in key
         # order, as every writer: two instances' upserts never wait on each other in turn.
         merged: dict[tuple[str, datetime, str, str], HourCount] = {}
-        for h in rows:
+        for h in stepped(rows):
             seen = merged.get(h.slot)
             merged[h.slot] = h if seen is None else seen.plus(h)
         rows = [merged[slot] for slot in sorted(merged)]
@@ -266,13 +268,13 @@ class SQLRequestLog:
                 ),
             },
         )
-        params = [{name: getattr(h, name) for name in _HOUR_ARRAYS} for h in rows]
+        params = [{name: getattr(h, name) for name in _HOUR_ARRAYS} for h in stepped(rows)]
         _execute_chunked(session, stmt, params)
 
 
 def _arrays(rows: Sequence[object], columns: dict[str, Callable[[Any], _Column]]) -> dict[str, _Column]:
     """The rows' columns, each as one PostgreSQL array parameter."""
-    return {name: encode([getattr(row, name) for row in rows]) for name, encode in columns.items()}
+    return {name: encode([getattr(row, name) for row in stepped(rows)]) for name, encode in columns.items()}
 
 
 def _hour(at: datetime) -> datetime:

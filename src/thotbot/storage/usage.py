@@ -36,6 +36,7 @@ from thotbot.storage.models import (
     UsageDay,
     UsageSalt,
 )
+from thotbot.storage.pacing import pace, stepped
 
 __all__ = [
     "AgentCount",
@@ -315,7 +316,7 @@ class SQLUsageStore:
         if not rows:
             return
         merged: dict[tuple[str, date], tuple[int, int]] = {}  # (requests, unitemised)
-        for r in rows:
+        for r in stepped(rows):
             totals = merged.get((r.key_id, r.day))
             if totals is None:
                 merged[r.key_id, r.day] = (r.requests, r.unitemised)
@@ -429,7 +430,7 @@ class SQLUsageStore:
         if not rows:
             return
         merged: dict[tuple[str, date, bytes], int] = {}
-        for r in rows:
+        for r in stepped(rows):
             place = (r.key_id, r.day, r.client_hash)
             merged[place] = merged.get(place, 0) + r.requests
         slots = sorted(merged)
@@ -469,7 +470,7 @@ class SQLUsageStore:
             return
         ordered = sorted(usage.items())
         cleaned: dict[str | None, str | None] = {}
-        for _, use in ordered:
+        for _, use in stepped(ordered):
             if use.user_agent not in cleaned:
                 cleaned[use.user_agent] = clean(use.user_agent)
         if _postgresql(session):
@@ -523,7 +524,7 @@ def _agent_totals(rows: Iterable[AgentCount]) -> dict[tuple[str, str], tuple[dat
     earliest first and the latest last time, the requests added (as ``add_agent``)."""
     cleaned: Memo[str | None, str] = Memo(lambda user_agent: clean(user_agent) or "")
     totals: dict[tuple[str, str], tuple[datetime, datetime, int]] = {}
-    for r in rows:
+    for r in stepped(rows):
         slot = (r.key_id, cleaned[r.user_agent])
         seen = totals.get(slot)
         if seen is None:
@@ -553,11 +554,13 @@ def _existing_keys(session: Session, key_ids: set[str]) -> set[str]:
     if _postgresql(session):
         connection = session.connection()
         for start in range(0, len(ordered), _PG_CHUNK):
+            pace()
             ids = _texts(ordered[start : start + _PG_CHUNK]).array(0, _PG_CHUNK)
             found = connection.execute(_PG_KNOWN_KEYS, {"ids": ids})
             known.update(found.scalars().all())
         return known
     for start in range(0, len(ordered), _CHUNK):
+        pace()
         chunk = ordered[start : start + _CHUNK]
         known.update(session.scalars(select(APIKey.id).where(APIKey.id.in_(chunk))))
     return known
@@ -582,6 +585,7 @@ def _insert(session: Session, table: Table) -> _Insert:
 def _execute_chunked(session: Session, stmt: Any, params: list[dict[str, Any]]) -> None:
     connection = session.connection()
     for start in range(0, len(params), _CHUNK):
+        pace()
         connection.execute(stmt, params[start : start + _CHUNK])
 
 
@@ -610,7 +614,7 @@ def _texts(values: Sequence[str | None]) -> _Column:
     # few values (User-Agents, endpoints, codes): each distinct one is quoted once.
     quoted: dict[str | None, str] = {None: "NULL"}
     elements = []
-    for value in values:
+    for value in stepped(values):
         element = quoted.get(value)
         if element is None:
             assert value is not None
@@ -624,7 +628,7 @@ def _plain(values: Sequence[int | date]) -> _Column:
     (counts of 1, one or two days, a few statuses fill most columns)."""
     written: dict[int | date, str] = {}
     elements = []
-    for value in values:
+    for value in stepped(values):
         element = written.get(value)
         if element is None:
             element = written[value] = value.isoformat() if isinstance(value, date) else str(int(value))
@@ -647,7 +651,7 @@ def _times(values: Sequence[datetime]) -> _Column:
     """
     seconds: dict[tuple[int, int, int, int], str] = {}
     elements = []
-    for value in values:
+    for value in stepped(values):
         if value.tzinfo is not UTC:
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTCDateTime column")
@@ -669,7 +673,7 @@ def _times(values: Sequence[datetime]) -> _Column:
 
 def _bytes(values: Sequence[bytes]) -> _Column:
     # bytea's hex input (\\x...), its backslash escaped inside the quoted element.
-    return _Column(['"\\\\x' + v.hex() + '"' for v in values])
+    return _Column(['"\\\\x' + v.hex() + '"' for v in stepped(values)])
 
 
 def _execute_unnest(connection: Connection, stmt: TextClause, columns: dict[str, _Column]) -> None:
@@ -677,6 +681,7 @@ def _execute_unnest(connection: Connection, stmt: TextClause, columns: dict[str,
     rows = len(next(iter(columns.values())))
     for start in range(0, rows, _PG_CHUNK):
         stop = start + _PG_CHUNK
+        pace()
         connection.execute(stmt, {name: column.array(start, stop) for name, column in columns.items()})
 
 

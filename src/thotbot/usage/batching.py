@@ -19,12 +19,17 @@ import anyio
 import anyio.to_thread
 from sqlalchemy.exc import DataError, IntegrityError
 
-__all__ = ["MAX_REFUSALS", "BatchRecorder"]
+from thotbot.storage.pacing import paced
+
+__all__ = ["FLUSH_SHARE", "MAX_REFUSALS", "BatchRecorder"]
 
 log = logging.getLogger("thotbot.usage")
 
 #: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
 MAX_REFUSALS = 3
+#: While a flush computes, its worker thread takes at most this share of the time (storage/pacing.py):
+#: the event loop keeps three quarters of the interpreter, where it had one half.
+FLUSH_SHARE = 0.25
 
 
 class _Window(Protocol):
@@ -69,7 +74,7 @@ class BatchRecorder(Generic[W, R]):
         written = dropped = False
         result: R | None = None
         try:
-            result = await anyio.to_thread.run_sync(self._write, window)
+            result = await anyio.to_thread.run_sync(self._paced_write, window)
             written = True
         except Exception as exc:
             # The edge of a background task: the database may be down. Keep the batch for the next
@@ -105,6 +110,10 @@ class BatchRecorder(Generic[W, R]):
             self._failures_in_a_row = 0
             self._failing = False
         return self._written(window, result)
+
+    def _paced_write(self, window: W) -> R:
+        with paced(FLUSH_SHARE):
+            return self._write(window)
 
     # What a subclass provides.
 

@@ -17,6 +17,7 @@ import anyio.to_thread
 
 from thotbot.core.memo import Memo
 from thotbot.storage import KeyUsage
+from thotbot.storage.pacing import stepped
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
 from thotbot.usage.batching import BatchRecorder
 
@@ -216,7 +217,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         # again by the passes that followed it (_Seen above).
         days: dict[tuple[str, int], tuple[int, int]] = {}  # (requests, unitemised)
         agents: list[AgentCount] = []
-        for (key_id, day, user_agent), (count, first, last) in window.agents.items():
+        for (key_id, day, user_agent), (count, first, last) in stepped(window.agents.items()):
             requests, unitemised = days.get((key_id, day), (0, 0))
             days[key_id, day] = (requests + count, unitemised)
             agents.append(AgentCount(key_id, user_agent, _utc(first), _utc(last), count))
@@ -225,10 +226,10 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             days[slot] = (requests + count, unitemised + count)
         dates: Memo[int, date] = Memo(_date)  # a day or two a flush, for thousands of rows
         batch = UsageBatch(
-            days=[DayCount(k, dates[d], n, u) for (k, d), (n, u) in days.items()],
+            days=[DayCount(k, dates[d], n, u) for (k, d), (n, u) in stepped(days.items())],
             agents=agents,
-            clients=[ClientCount(k, dates[d], h, n) for (k, d, h), n in window.clients.items()],
-            last_used={k: KeyUsage(_utc(ts), ua) for k, (ts, ua) in window.last.items()},
+            clients=[ClientCount(k, dates[d], h, n) for (k, d, h), n in stepped(window.clients.items())],
+            last_used={k: KeyUsage(_utc(ts), ua) for k, (ts, ua) in stepped(window.last.items())},
         )
         self._store.write(batch)
         self.flush_cpu = time.thread_time() - started

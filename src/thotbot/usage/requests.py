@@ -24,6 +24,7 @@ import anyio.to_thread
 from thotbot.core.memo import Memo
 from thotbot.core.redaction import redact_cut
 from thotbot.core.useragents import clean
+from thotbot.storage.pacing import stepped
 from thotbot.storage.request_log import KEEP_PER_KEY, HourCount, RequestEntry, RequestLogBatch
 from thotbot.usage.batching import BatchRecorder
 
@@ -237,11 +238,11 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
                 agents[user_agent],
                 max(0, min(int(duration * 1_000_000), 2**31 - 1)),
             )
-            for key_id, recent in window.recent.items()
+            for key_id, recent in stepped(window.recent.items())
             for at, method, path, status, code, user_agent, duration in recent
         ]
         hours: dict[tuple[str, int, str, str], _Count] = {}
-        for (key_id, hour, method, path, code), count in window.counts.items():
+        for (key_id, hour, method, path, code), count in stepped(window.counts.items()):
             slot = (key_id, hour, endpoints[method, path], (code or "")[:_CODE])
             seen = hours.get(slot)
             hours[slot] = count if seen is None else _added(seen, count)
@@ -258,7 +259,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
                     _utc(last),
                     agents[user_agent],
                 )
-                for (key_id, hour, name, code), (count, first, last, user_agent) in hours.items()
+                for (key_id, hour, name, code), (count, first, last, user_agent) in stepped(hours.items())
             ],
         )
         self._store.write(batch)
