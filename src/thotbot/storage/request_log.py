@@ -32,6 +32,7 @@ from thotbot.storage.usage import (
     _table,
     _texts,
     _times,
+    in_key_order,
 )
 
 # PostgreSQL: one constant statement a table and 5,000 rows, the columns sent as arrays, as the usage
@@ -246,7 +247,7 @@ class SQLRequestLog:
         for h in stepped(rows):
             seen = merged.get(h.slot)
             merged[h.slot] = h if seen is None else seen.plus(h)
-        rows = [merged[slot] for slot in sorted(merged)]
+        rows = [merged[slot] for slot in in_key_order(merged)]
         if _postgresql(session):
             _execute_unnest(session.connection(), _PG_HOURS, _arrays(rows, _HOUR_ARRAYS))
             return
