@@ -319,24 +319,22 @@ class SQLUsageStore:
             return
         merged: dict[tuple[str, date], tuple[int, int]] = {}  # (requests, unitemised)
         for r in stepped(rows):
-            totals = merged.get((r.key_id, r.day))
-            if totals is None:
-                merged[r.key_id, r.day] = (r.requests, r.unitemised)
-            else:
-                merged[r.key_id, r.day] = (totals[0] + r.requests, totals[1] + r.unitemised)
+            requests, unitemised = merged.get((r.key_id, r.day), (0, 0))
+            merged[r.key_id, r.day] = (requests + r.requests, unitemised + r.unitemised)
         slots = in_key_order(merged)
+        totals = [merged[slot] for slot in slots]
         if _postgresql(session):
             # zip(*rows) turns rows into columns in C.
             key_ids, days = zip(*slots, strict=True)
-            requests, unitemised = zip(*[merged[slot] for slot in slots], strict=True)
+            request_counts, unitemised_counts = zip(*totals, strict=True)
             _execute_unnest(
                 session.connection(),
                 _PG_DAYS,
                 {
                     "key_id": _texts(key_ids),
                     "day": _plain(days),
-                    "requests": _plain(requests),
-                    "unitemised": _plain(unitemised),
+                    "requests": _plain(request_counts),
+                    "unitemised": _plain(unitemised_counts),
                 },
             )
             return
@@ -350,13 +348,8 @@ class SQLUsageStore:
             },
         )
         params = [
-            {
-                "key_id": key_id,
-                "day": day,
-                "requests": merged[key_id, day][0],
-                "unitemised": merged[key_id, day][1],
-            }
-            for key_id, day in slots
+            {"key_id": key_id, "day": day, "requests": requests, "unitemised": unitemised}
+            for (key_id, day), (requests, unitemised) in zip(slots, totals, strict=True)
         ]
         _execute_chunked(session, stmt, params)
 
