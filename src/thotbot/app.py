@@ -64,8 +64,8 @@ MAX_SYNC_INTERVAL = 1.0
 #: walked those of twenty: 20 to 70 ms with 50,000 keys in use, every request waiting; 5 to 25 ms
 #: now, for the same work in all); and a full pass after 1,000 of those, as rare as before.
 GC_THRESHOLDS = (10_000, 2, 1_000)
-#: ... and the young generation also every 50 ms, from the event loop: see _collect_young.
-YOUNG_PASS_INTERVAL = 0.05
+#: ... and the young generation also every 100 ms, from the event loop: see _collect_young.
+YOUNG_PASS_INTERVAL = 0.1
 ACCESS_LOG_INTERVAL = 0.5
 PRUNE_INTERVAL = 3600.0  # as usage retention: an hour late is nothing against 400 days
 REMINDER_INTERVAL = 600.0  # expiry reminders: ten minutes late is nothing against 7 days or 1 day
@@ -317,7 +317,7 @@ async def _collect_young(stop: asyncio.Event) -> None:
     use, each request replaces a key's tuples in the usage and request-log windows: one new object
     each, one old one freed, no growth in the count, and the young generation grows by one object
     a tuple until something else allocates. A pass then walked 80,000 objects at once: 40 to 55 ms
-    with every request waiting (docs/PERFORMANCE.md). Every 50 ms, a pass walks a few thousand.
+    with every request waiting (docs/PERFORMANCE.md). Every 100 ms, a pass walks a few thousand.
     """
     while not stop.is_set():
         await asyncio.sleep(YOUNG_PASS_INTERVAL)

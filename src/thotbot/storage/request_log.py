@@ -204,7 +204,7 @@ class SQLRequestLog:
 
     def trim(self, key_ids: Iterable[str], keep: int = KEEP_PER_KEY) -> int:
         """Delete all but each key's newest ``keep`` requests (by arrival); return how many went."""
-        ordered = sorted(set(key_ids))
+        ordered = in_key_order(set(key_ids), key_id=str)
         deleted = 0
         with self._sessions.begin() as session:
             connection = session.connection()
