@@ -4,6 +4,8 @@
     python bench/ab.py /tmp/before . [--duration 5] [--runs 6] [--connections 16]
                        [--database sqlite|postgresql] [--keys-in-store 1] [--keys-in-use 1]
 
+    python bench/ab.py . . --keys-in-store 200000 --keys-in-use 1 --b-keys-in-use 50000
+
 Each argument is a source tree (a checkout holding ``src/thotbot``). Both builds run as `thotbot
 serve` (one worker, the same settings as `make bench`) on one temporary database, both pinned to
 CPU 0, and each gets its own `wrk` on CPU 1 with ``--connections`` connections, both loads at once.
@@ -16,6 +18,10 @@ Per run it prints each build's requests/s and its CPU time per request (from /pr
 only), and B's figures against A's; then the medians. Requests carry the first ``--keys-in-use``
 keys in turn with a descriptive User-Agent, as in `make bench`; every key in use is sent once to
 each build before measuring. Without `wrk`, it stops: the Python client would take CPU 1 itself.
+
+With ``--b-keys-in-use``, B's load carries that many keys instead: one build against itself, one key
+in use beside 50,000, measures how flat in keys the cost of a request is, under the same load at the
+same time.
 """
 
 from __future__ import annotations
@@ -53,14 +59,14 @@ def _tree(path: str) -> Path:
 
 
 def _run(
-    servers: list[tuple[str, int, str]], load: Load, duration: float, connections: int
+    servers: list[tuple[str, int, str]], loads: list[Load], duration: float, connections: int
 ) -> list[tuple[float, float]]:
     """One run of both loads at once: (requests/s, CPU µs a request) per server."""
     before = [cpu_seconds(pid) for _, pid, _ in servers]
     results: list[dict[str, float]] = [{} for _ in servers]
 
     def one(i: int, url: str) -> None:
-        results[i] = run_wrk_script(url + PATH, load.script, duration, connections, load.cpu)
+        results[i] = run_wrk_script(url + PATH, loads[i].script, duration, connections, loads[i].cpu)
 
     threads = [threading.Thread(target=one, args=(i, url)) for i, (_, _, url) in enumerate(servers)]
     for thread in threads:
@@ -92,6 +98,7 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--keys-in-store", type=int, default=1)
     parser.add_argument("--keys-in-use", type=int, default=1)
+    parser.add_argument("--b-keys-in-use", type=int, help="keys B's load carries (default: --keys-in-use)")
     args = parser.parse_args()
     trees = {"A": _tree(args.a), "B": _tree(args.b)}
     if not shutil.which("wrk"):
@@ -99,20 +106,29 @@ def main() -> None:
     pin = bool(shutil.which("taskset")) and (os.cpu_count() or 1) >= 2
     server_cpu, load_cpu = (SERVER_CPU, LOAD_CPU) if pin else (None, None)
     print(f"A: {trees['A']}\nB: {trees['B']}")
-    print(f"database: {args.database}; keys in store: {args.keys_in_store:,}; in use: {args.keys_in_use:,}")
+    in_use = {"A": args.keys_in_use, "B": args.b_keys_in_use or args.keys_in_use}
+    if max(in_use.values()) > args.keys_in_store:
+        raise SystemExit("bench: more keys in use than in the store")
+    print(
+        f"database: {args.database}; keys in store: {args.keys_in_store:,}; "
+        f"in use: {in_use['A']:,} by A, {in_use['B']:,} by B"
+    )
     print(
         f"both servers on CPU {server_cpu}, one wrk each on CPU {load_cpu}, "
         f"{args.connections} connections each"
     )
     with tempfile.TemporaryDirectory(prefix="thotbot-ab-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        store = stack.enter_context(key_store(args.database, args.keys_in_store, args.keys_in_use, workdir))
-        secrets_file, script = workdir / "keys.txt", workdir / "keys.lua"
-        write_secrets(secrets_file, store.keys[: args.keys_in_use])
-        keys_script(script, secrets_file, PATH, USER_AGENT)
-        load = Load("wrk", load_cpu, store.keys[: args.keys_in_use], script)
+        most = max(in_use.values())
+        store = stack.enter_context(key_store(args.database, args.keys_in_store, most, workdir))
+        loads = []
+        for name, count in in_use.items():
+            secrets_file, script = workdir / f"keys-{name}.txt", workdir / f"keys-{name}.lua"
+            write_secrets(secrets_file, store.keys[:count])
+            keys_script(script, secrets_file, PATH, USER_AGENT)
+            loads.append(Load("wrk", load_cpu, store.keys[:count], script))
         servers = []
-        for name, tree in trees.items():
+        for (name, tree), load in zip(trees.items(), loads, strict=True):
             env = thotbot_env(store.url) | {"PYTHONPATH": str(tree / "src")}
             port = free_port()
             command = [
@@ -131,14 +147,14 @@ def main() -> None:
             server = stack.enter_context(started(f"{name} thotbot", command, env, logdir, port))
             print(touch_every_key(server, load, args.connections), flush=True)
             servers.append((name, server.pid, server.url))
-        _run(servers, load, 1.0, args.connections)  # warm-up
+        _run(servers, loads, 1.0, args.connections)  # warm-up
         rows = []
         print(
             f"\n{'run':>4} {'A req/s':>9} {'B req/s':>9} {'A CPU/req':>10} {'B CPU/req':>10} "
             f"{'B/A req/s':>10} {'B/A CPU':>8}"
         )
         for i in range(args.runs):
-            (ra, ca), (rb, cb) = _run(servers, load, args.duration, args.connections)
+            (ra, ca), (rb, cb) = _run(servers, loads, args.duration, args.connections)
             rows.append((ra, rb, ca, cb, rb / ra, cb / ca))
             print(
                 f"{i + 1:>4} {ra:>9.0f} {rb:>9.0f} {ca:>8.1f}us {cb:>8.1f}us {rb / ra:>9.1%} {cb / ca:>7.1%}",
