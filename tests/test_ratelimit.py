@@ -101,6 +101,18 @@ def test_decision_headers() -> None:
     ]
 
 
+def test_decision_headers_stay_right_past_the_remembered_ones() -> None:
+    # The limit and reset headers are made once and remembered, up to a bound.
+    for n in range(10_000):
+        limit, reset = 1_000 + n, n % 3_600
+        headers = Decision(True, limit, n, reset).headers()
+        assert headers == [
+            (b"ratelimit-limit", str(limit).encode()),
+            (b"ratelimit-remaining", str(n).encode()),
+            (b"ratelimit-reset", str(reset).encode()),
+        ]
+
+
 @pytest.mark.redis
 async def test_redis_holds_no_raw_address() -> None:
     url = redis_url()

@@ -46,6 +46,11 @@ SECRET_SCANNING = ("POST", "/v1/secret-scanning/report")
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked"), SECRET_SCANNING})
 # Longer than the 512 characters kept: a key across that limit is redacted whole before the cut.
 _MAX_UA = 512 + keys.KEY_LENGTH
+#: User-Agent header values seen lately, decoded, with the notice each gets: a client sends the same
+#: one on every request. The same string each time also keeps its hash, and compares as itself in
+#: the usage windows. At most _MAX_AGENTS of them, each at most _MAX_UA bytes.
+_AGENTS: dict[bytes, tuple[str, tuple[bytes, bytes] | None]] = {}
+_MAX_AGENTS = 1024
 
 
 class APIKeyGuard:
@@ -119,7 +124,9 @@ class APIKeyGuard:
                     )
                     key_id = entry.key_id
                     if agent is not None:
-                        user_agent = agent[:_MAX_UA].decode("latin-1")
+                        user_agent, notice = _AGENTS.get(agent) or _user_agent(agent)
+                    else:
+                        notice = user_agent_notice(None)
                     check_key(entry, method, address)
                     state = scope.get("state")
                     if state is None:
@@ -128,7 +135,6 @@ class APIKeyGuard:
                         state["identity"] = entry.identity
                     arrived = time.time()
                     self.usage_recorder.record(key_id, arrived, user_agent, address)
-                    notice = user_agent_notice(user_agent)
                     if notice is not None:
                         extra_headers.append(notice)
                     limit = entry.rate_limit
@@ -228,6 +234,17 @@ def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[Authorization, byt
         elif name == b"cookie":
             cookie += b";" + value
     return authorization, cookie, user_agent
+
+
+def _user_agent(raw: bytes) -> tuple[str, tuple[bytes, bytes] | None]:
+    """The User-Agent as recorded (its first _MAX_UA bytes, decoded) and the notice it gets."""
+    user_agent = raw[:_MAX_UA].decode("latin-1")
+    found = (user_agent, user_agent_notice(user_agent))
+    if len(raw) <= _MAX_UA:
+        if len(_AGENTS) >= _MAX_AGENTS:
+            _AGENTS.clear()
+        _AGENTS[raw] = found
+    return found
 
 
 def _client(scope: Scope) -> str:
