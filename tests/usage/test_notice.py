@@ -70,15 +70,17 @@ def test_unauthenticated_requests_get_no_notice(client: TestClient) -> None:
 
 
 def test_remembered_user_agents_are_bounded_and_each_answered_right(
-    client: TestClient, services: Services
+    client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The guard remembers the User-Agents it decoded (at most 1,024, none longer than it keeps):
-    past that bound, and for one too long to remember, every answer is still the right one."""
+    """The guard remembers the User-Agents it decoded (at most _MAX_AGENTS, none longer than it
+    keeps): past that bound, and for one too long to remember, every answer is still the right one."""
     from thotbot.web import guard
 
+    monkeypatch.setattr(guard, "_MAX_AGENTS", 40)
+    monkeypatch.setattr(guard, "_AGENTS", {})
     raw, _ = make_api_key(services)
     long_agent = "acme-sync/2.3.1 (ops@acme.example) " + "x" * 2_000
-    for n in range(1_100):
+    for n in range(100):
         agent = f"acme-sync/{n}.0 (ops@acme.example)" if n % 2 else f"curl/{n}.0"
         response = client.get("/v1/version", headers={**bearer(raw), "User-Agent": agent})
         assert response.headers.get("thotbot-notice") == (None if n % 2 else NOTICE)
