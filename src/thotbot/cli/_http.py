@@ -158,7 +158,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if not self._in_head:  # a body, or a request in flight: nothing here is a head to bound
-            super().data_received(data)
+            _parent_data_received(self, data)
             return
         if self._lingering:
             self._lingered += len(data)
@@ -175,7 +175,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
             self._head_too_large()
             return
         heads = self._heads
-        super().data_received(part)
+        _parent_data_received(self, part)
         if self._lingering or self.transport.is_closing():
             return  # refused as not HTTP, or closed
         if self._heads != heads:
@@ -211,11 +211,11 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         self._heads += 1
         self._head_size = self._line_size = 0
         self._cancel_head_timer()
-        super().on_headers_complete()
+        _parent_on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._in_head = True
-        super().on_message_complete()
+        _parent_on_message_complete(self)
 
     # Refusing
 
@@ -265,3 +265,9 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+
+# Called on every request: the parent's methods, looked up once rather than through super() each time.
+_parent_data_received = HttpToolsProtocol.data_received
+_parent_on_headers_complete = HttpToolsProtocol.on_headers_complete
+_parent_on_message_complete = HttpToolsProtocol.on_message_complete
