@@ -53,6 +53,7 @@ from limits.storage import storage_from_string
 from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot.core.clientaddr import address_bucket
+from thotbot.core.memo import Memo
 from thotbot.storage import RateWindowStore
 from thotbot.storage.rate_windows import WindowHits, WindowId
 
@@ -81,23 +82,14 @@ class Decision(NamedTuple):
         # The limit is one of a few and the reset a number of seconds within the period: their
         # headers are made once each and looked up after, 0.15 µs a request less than formatting.
         return [
-            _LIMIT_HEADERS.get(self.limit) or _made(_LIMIT_HEADERS, b"ratelimit-limit", self.limit),
+            _LIMIT_HEADERS[self.limit],
             (b"ratelimit-remaining", b"%d" % self.remaining),
-            _RESET_HEADERS.get(self.reset_after)
-            or _made(_RESET_HEADERS, b"ratelimit-reset", self.reset_after),
+            _RESET_HEADERS[self.reset_after],
         ]
 
 
-_LIMIT_HEADERS: dict[int, tuple[bytes, bytes]] = {}
-_RESET_HEADERS: dict[int, tuple[bytes, bytes]] = {}
-
-
-def _made(made: dict[int, tuple[bytes, bytes]], name: bytes, value: int) -> tuple[bytes, bytes]:
-    """The header ``name: value``, kept in ``made`` for the next request (at most 4,096 of them)."""
-    if len(made) >= 4096:
-        made.clear()
-    header = made[value] = (name, b"%d" % value)
-    return header
+_LIMIT_HEADERS: Memo[int, tuple[bytes, bytes]] = Memo(lambda n: (b"ratelimit-limit", b"%d" % n), limit=4096)
+_RESET_HEADERS: Memo[int, tuple[bytes, bytes]] = Memo(lambda n: (b"ratelimit-reset", b"%d" % n), limit=4096)
 
 
 def normalise_key_limit(text: str) -> str:

@@ -15,3 +15,19 @@ def test_each_distinct_argument_is_computed_once() -> None:
     memo: Memo[str | None, str | None] = Memo(shout)
     assert [memo[t] for t in ["a", "b", "a", None, None, "b"]] == ["A", "B", "A", None, None, "B"]
     assert calls == ["a", "b", None]
+
+
+def test_a_limited_memo_starts_empty_again_when_full() -> None:
+    calls: list[int] = []
+
+    def double(n: int) -> int:
+        calls.append(n)
+        return 2 * n
+
+    memo: Memo[int, int] = Memo(double, limit=3)
+    assert [memo[n] for n in [1, 2, 3, 1]] == [2, 4, 6, 2]
+    assert calls == [1, 2, 3]
+    assert memo[4] == 8  # the fourth distinct argument: the three before are forgotten
+    assert len(memo) == 1
+    assert memo[1] == 2
+    assert calls == [1, 2, 3, 4, 1]

@@ -4,6 +4,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.factories import bearer, make_api_key
+from thotbot.core.memo import Memo
 from thotbot.services import Services
 from thotbot.usage import NOTICE_HEADER, user_agent_notice
 
@@ -72,12 +73,12 @@ def test_unauthenticated_requests_get_no_notice(client: TestClient) -> None:
 def test_remembered_user_agents_are_bounded_and_each_answered_right(
     client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The guard remembers the User-Agents it decoded (at most _MAX_AGENTS, none longer than it
-    keeps): past that bound, and for one too long to remember, every answer is still the right one."""
+    """The guard remembers the User-Agents it decoded (at most _MAX_AGENTS, each cut to the bytes it
+    keeps): past that bound, and for one longer than it keeps, every answer is still the right one."""
     from thotbot.web import guard
 
     monkeypatch.setattr(guard, "_MAX_AGENTS", 40)
-    monkeypatch.setattr(guard, "_AGENTS", {})
+    monkeypatch.setattr(guard, "_AGENTS", Memo(guard._user_agent, limit=guard._MAX_AGENTS))
     raw, _ = make_api_key(services)
     long_agent = "acme-sync/2.3.1 (ops@acme.example) " + "x" * 2_000
     for n in range(100):

@@ -1,4 +1,4 @@
-"""Memo: a pure function's results by argument, for the background flushes' conversions."""
+"""Memo: a pure function's results by argument, for the flushes' conversions and the request path."""
 
 from __future__ import annotations
 
@@ -16,15 +16,20 @@ class Memo(dict[K, V]):
 
     A flush's rows name thousands of keys but a few User-Agents, paths, days and hours, and cleaning
     a User-Agent or making a datetime costs a microsecond or more where a dict lookup costs a few
-    dozen nanoseconds. Only for pure functions; one lives as long as one flush.
+    dozen nanoseconds. Only for pure functions. One made for a flush lives as long as the flush; one
+    that lives as long as the process (on the request path) takes a ``limit``, and starts empty
+    again when it holds that many results.
     """
 
-    __slots__ = ("_function",)
+    __slots__ = ("_function", "_limit")
 
-    def __init__(self, function: Callable[[K], V]) -> None:
+    def __init__(self, function: Callable[[K], V], limit: int | None = None) -> None:
         super().__init__()
         self._function = function
+        self._limit = limit
 
     def __missing__(self, key: K) -> V:
+        if self._limit is not None and len(self) >= self._limit:
+            self.clear()
         value = self[key] = self._function(key)
         return value

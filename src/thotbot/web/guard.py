@@ -30,6 +30,7 @@ from thotbot.core.errors import (
     ThotbotError,
 )
 from thotbot.core.identity import is_restricted
+from thotbot.core.memo import Memo
 from thotbot.core.problems import NO_STORE, send_problem
 from thotbot.core.redaction import holds_key
 from thotbot.ratelimit import RateLimiter
@@ -46,10 +47,7 @@ SECRET_SCANNING = ("POST", "/v1/secret-scanning/report")
 PUBLIC_ENDPOINTS = frozenset({("POST", "/v1/keys/revoke-leaked"), SECRET_SCANNING})
 # Longer than the 512 characters kept: a key across that limit is redacted whole before the cut.
 _MAX_UA = 512 + keys.KEY_LENGTH
-#: User-Agent header values seen lately, decoded, with the notice each gets: a client sends the same
-#: one on every request. The same string each time also keeps its hash, and compares as itself in
-#: the usage windows. At most _MAX_AGENTS of them, each at most _MAX_UA bytes.
-_AGENTS: dict[bytes, tuple[str, tuple[bytes, bytes] | None]] = {}
+#: User-Agent header values seen lately (see _AGENTS below).
 _MAX_AGENTS = 1024
 
 
@@ -124,7 +122,7 @@ class APIKeyGuard:
                     )
                     key_id = entry.key_id
                     if agent is not None:
-                        user_agent, notice = _AGENTS.get(agent) or _user_agent(agent)
+                        user_agent, notice = _AGENTS[agent[:_MAX_UA]]
                     else:
                         notice = user_agent_notice(None)
                     check_key(entry, method, address)
@@ -237,14 +235,15 @@ def _credentials(headers: list[tuple[bytes, bytes]]) -> tuple[Authorization, byt
 
 
 def _user_agent(raw: bytes) -> tuple[str, tuple[bytes, bytes] | None]:
-    """The User-Agent as recorded (its first _MAX_UA bytes, decoded) and the notice it gets."""
-    user_agent = raw[:_MAX_UA].decode("latin-1")
-    found = (user_agent, user_agent_notice(user_agent))
-    if len(raw) <= _MAX_UA:
-        if len(_AGENTS) >= _MAX_AGENTS:
-            _AGENTS.clear()
-        _AGENTS[raw] = found
-    return found
+    """The User-Agent as recorded (``raw``, its first _MAX_UA bytes, decoded) and the notice it gets."""
+    user_agent = raw.decode("latin-1")
+    return user_agent, user_agent_notice(user_agent)
+
+
+#: The User-Agent header values seen lately, cut to _MAX_UA bytes, decoded, with the notice each
+#: gets: a client sends the same one on every request. The same string each time also keeps its
+#: hash, and compares as itself in the usage windows. At most _MAX_AGENTS of them.
+_AGENTS: Memo[bytes, tuple[str, tuple[bytes, bytes] | None]] = Memo(_user_agent, limit=_MAX_AGENTS)
 
 
 def _client(scope: Scope) -> str:
