@@ -337,9 +337,10 @@ class _Windows:
     and addresses seen within one period.
 
     With ``track`` (database mode) a sync looks only at the windows that can have changed: those
-    hit since the last one (listed by ``hit`` the first time each is hit in a round), those it
-    shared last time, and those past half their limit. With tens of thousands of keys in use,
-    walking every window every 100 ms held the event loop for tens of milliseconds each time.
+    hit since the last one (listed by ``hit`` the first time each is hit in a round) and those whose
+    hits it shares (past a twentieth of their limit). With tens of thousands of keys in use, each
+    far below its limit, walking every window every 100 ms held the event loop for tens of
+    milliseconds each time.
     """
 
     def __init__(self, sweep_every: float = 60.0, *, track: bool = False) -> None:
@@ -349,10 +350,9 @@ class _Windows:
         self._sweep_every = sweep_every
         self._next_sweep = 0.0
         self._track = track
-        #: Keys hit in this round, each once; keys shared at the last sync; keys past half their limit.
+        #: Keys hit in this round, each once; keys whose current window is shared (read back).
         self._hit: list[str] = []
-        self._shared_last: list[str] = []
-        self._near: set[str] = set()
+        self._shared: set[str] = set()
 
     def hit(self, key: str, period: int, now: float, limit: int = 0) -> tuple[int, int]:
         window = self._windows.get(key)
@@ -384,8 +384,7 @@ class _Windows:
 
     def take(self, now: float) -> tuple[list[WindowHits], list[WindowId]]:
         """The unshared hits of the current windows worth sharing (now counted as shared), and the
-        windows with none that are past half their limit, whose totals the other processes may
-        have moved.
+        other shared windows, whose totals the other processes may have moved since.
 
         A window's hits are shared once its count reaches 1/SHARE_FROM of its limit: below that,
         no decision of any process is near the limit, and with many keys in use, each used far
@@ -394,18 +393,19 @@ class _Windows:
         (N - 1) x limit / SHARE_FROM requests more than the one-interval bound: nothing for limits
         under SHARE_FROM, whose every hit is shared, 5% of the limit a process beyond.
 
-        A window hit here learns every process's total from its own upsert, and is read back at
-        the sync after too. One not hit since is read back only near its limit, where a few hits
-        elsewhere change a decision: with tens of thousands of keys in use, reading every one back
-        every 100 ms cost more than serving them. Below half the limit a count may then lag until
-        this process next hits the key, which its next sync corrects.
+        A window hit here learns every process's total from its own upsert. Once shared, it is
+        read back at every later sync of its window, hit here or not: another process may share
+        its hits at any time (its syncs lag behind under load), and a count that waited for this
+        process's next hit to learn them let that hit, and those of the next 100 ms, pass the
+        limit. Reading back costs a row a sync for each window past a twentieth of its limit, the
+        windows whose hits are shared anyway; keys far below their limit cost nothing.
         """
         hits: list[WindowHits] = []
         watch: list[WindowId] = []
         self._round += 1
         current = self._round
         windows = self._windows
-        shared: list[str] = []
+        shared = self._shared
         for key in self._hit:
             window = windows.get(key)
             if window is None:
@@ -416,23 +416,14 @@ class _Windows:
             hits.append(WindowHits(key, start, ends_at, unshared))
             window[2] = 0
             window[5] = current
-            shared.append(key)
-            if 2 * count >= limit:
-                self._near.add(key)
-        watched: set[str] = set()
-        for key in self._shared_last:
+            shared.add(key)
+        for key in list(shared):
             window = windows.get(key)
-            if window is not None and window[0] > now and window[5] == current - 1:
-                watch.append((key, window[3]))
-                watched.add(key)
-        for key in list(self._near):
-            window = windows.get(key)
-            if window is None or window[0] <= now:
-                self._near.discard(key)
-            elif window[5] != current and key not in watched and 2 * window[1] >= window[4]:
+            if window is None or window[0] <= now or window[1] * SHARE_FROM < window[4]:
+                shared.discard(key)  # ended (a new window is shared again from its twentieth)
+            elif window[5] != current:
                 watch.append((key, window[3]))
         self._hit = []
-        self._shared_last = shared
         return hits, watch
 
     def restore(self, hits: Sequence[WindowHits]) -> None:
@@ -451,8 +442,8 @@ class _Windows:
             window = self._windows.get(key)
             if window is not None and window[3] == start:
                 window[1] = total + window[2]
-                if 2 * window[1] >= window[4]:
-                    self._near.add(key)
+                if window[1] * SHARE_FROM >= window[4]:
+                    self._shared.add(key)
 
     def _sweep(self, now: float) -> None:
         self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
