@@ -15,9 +15,11 @@ visible on a machine whose runs differ by ±20% from one to the next (docs/PERFO
 `make bench` compares servers measured one after the other.
 
 Per run it prints each build's requests/s and its CPU time per request (from /proc, this run
-only), and B's figures against A's; then the medians. Requests carry the first ``--keys-in-use``
-keys in turn with a descriptive User-Agent, as in `make bench`; every key in use is sent once to
-each build before measuring. Without `wrk`, it stops: the Python client would take CPU 1 itself.
+only), and B's figures against A's, and what share of each build's CPU went to threads beside the
+event loop's (the flushes, the rate-limit sync, the key lookups); then the medians. Requests carry
+the first ``--keys-in-use`` keys in turn with a descriptive User-Agent, as in `make bench`; every
+key in use is sent once to each build before measuring. Without `wrk`, it stops: the Python client
+would take CPU 1 itself.
 
 With ``--b-keys-in-use``, B's load carries that many keys instead: one build against itself, one key
 in use beside 50,000, measures how flat in keys the cost of a request is, under the same load at the
@@ -36,7 +38,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from _common import cpu_seconds, free_port, keys_script, pinned, run_wrk_script
+from _common import cpu_seconds, free_port, keys_script, pinned, run_wrk_script, thread_cpu_seconds
 from auth_throughput import (
     LOAD_CPU,
     PATH,
@@ -60,9 +62,11 @@ def _tree(path: str) -> Path:
 
 def _run(
     servers: list[tuple[str, int, str]], loads: list[Load], duration: float, connections: int
-) -> list[tuple[float, float]]:
-    """One run of both loads at once: (requests/s, CPU µs a request) per server."""
+) -> list[tuple[float, float, float]]:
+    """One run of both loads at once, per server: (requests/s, CPU µs a request, the share of that
+    CPU spent outside the event loop's thread)."""
     before = [cpu_seconds(pid) for _, pid, _ in servers]
+    before_aside = [thread_cpu_seconds(pid) for _, pid, _ in servers]
     results: list[dict[str, float]] = [{} for _ in servers]
 
     def one(i: int, url: str) -> None:
@@ -74,15 +78,21 @@ def _run(
     for thread in threads:
         thread.join()
     after = [cpu_seconds(pid) for _, pid, _ in servers]
+    after_aside = [thread_cpu_seconds(pid) for _, pid, _ in servers]
     figures = []
-    for (name, _, _), data, b, a in zip(servers, results, before, after, strict=True):
+    for (name, _, _), data, b, a, b_aside, a_aside in zip(
+        servers, results, before, after, before_aside, after_aside, strict=True
+    ):
         if data.get("non_2xx") or data.get("errors"):
             raise SystemExit(
                 f"bench: {name} answered {data['non_2xx']:.0f} non-2xx, {data['errors']:.0f} errors"
             )
         rate = data["requests_per_s"]
         cpu = (a - b) / (rate * duration) * 1e6 if a is not None and b is not None and rate else float("nan")
-        figures.append((rate, cpu))
+        aside = float("nan")
+        if None not in (a, b, a_aside, b_aside) and a != b:
+            aside = (a_aside - b_aside) / (a - b)  # type: ignore[operator]
+        figures.append((rate, cpu, aside))
     return figures
 
 
@@ -151,19 +161,20 @@ def main() -> None:
         rows = []
         print(
             f"\n{'run':>4} {'A req/s':>9} {'B req/s':>9} {'A CPU/req':>10} {'B CPU/req':>10} "
-            f"{'B/A req/s':>10} {'B/A CPU':>8}"
+            f"{'B/A req/s':>10} {'B/A CPU':>8} {'A aside':>8} {'B aside':>8}"
         )
         for i in range(args.runs):
-            (ra, ca), (rb, cb) = _run(servers, loads, args.duration, args.connections)
-            rows.append((ra, rb, ca, cb, rb / ra, cb / ca))
+            (ra, ca, sa), (rb, cb, sb) = _run(servers, loads, args.duration, args.connections)
+            rows.append((ra, rb, ca, cb, rb / ra, cb / ca, sa, sb))
             print(
-                f"{i + 1:>4} {ra:>9.0f} {rb:>9.0f} {ca:>8.1f}us {cb:>8.1f}us {rb / ra:>9.1%} {cb / ca:>7.1%}",
+                f"{i + 1:>4} {ra:>9.0f} {rb:>9.0f} {ca:>8.1f}us {cb:>8.1f}us {rb / ra:>9.1%} {cb / ca:>7.1%}"
+                f" {sa:>7.1%} {sb:>7.1%}",
                 flush=True,
             )
         med = [statistics.median(column) for column in zip(*rows, strict=True)]
         print(
             f"{'med':>4} {med[0]:>9.0f} {med[1]:>9.0f} {med[2]:>8.1f}us {med[3]:>8.1f}us "
-            f"{med[4]:>9.1%} {med[5]:>7.1%}"
+            f"{med[4]:>9.1%} {med[5]:>7.1%} {med[6]:>7.1%} {med[7]:>7.1%}"
         )
         print(
             f"\nB costs {med[5]:.1%} of A's CPU time a request ({med[3] - med[2]:+.1f} us), "
