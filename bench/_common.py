@@ -66,24 +66,18 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu_seconds(pid: int) -> float | None:
-    """CPU time so far of a process's threads other than its main one (Linux); None elsewhere.
+def main_thread_cpu_seconds(pid: int) -> float | None:
+    """CPU time so far of a process's main thread (Linux); None elsewhere.
 
-    In `thotbot serve` the main thread runs the event loop, so this is the work done beside it:
-    the usage and request-log flushes, the rate-limit sync, the key lookups of cache misses.
+    In `thotbot serve` the main thread runs the event loop: the process's time less this one is
+    the work done beside it, in threads that come and go (the usage and request-log flushes, the
+    rate-limit sync, the key lookups of cache misses).
     """
-    total = 0
     try:
-        tasks = [task for task in os.listdir(f"/proc/{pid}/task") if task != str(pid)]
+        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    for task in tasks:
-        try:
-            fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # a thread that ended meanwhile: its time is no longer counted apart
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pinned(cpu: int | None) -> list[str]:

@@ -38,7 +38,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from _common import cpu_seconds, free_port, keys_script, pinned, run_wrk_script, thread_cpu_seconds
+from _common import cpu_seconds, free_port, keys_script, main_thread_cpu_seconds, pinned, run_wrk_script
 from auth_throughput import (
     LOAD_CPU,
     PATH,
@@ -66,7 +66,7 @@ def _run(
     """One run of both loads at once, per server: (requests/s, CPU µs a request, the share of that
     CPU spent outside the event loop's thread)."""
     before = [cpu_seconds(pid) for _, pid, _ in servers]
-    before_aside = [thread_cpu_seconds(pid) for _, pid, _ in servers]
+    before_main = [main_thread_cpu_seconds(pid) for _, pid, _ in servers]
     results: list[dict[str, float]] = [{} for _ in servers]
 
     def one(i: int, url: str) -> None:
@@ -78,10 +78,10 @@ def _run(
     for thread in threads:
         thread.join()
     after = [cpu_seconds(pid) for _, pid, _ in servers]
-    after_aside = [thread_cpu_seconds(pid) for _, pid, _ in servers]
+    after_main = [main_thread_cpu_seconds(pid) for _, pid, _ in servers]
     figures = []
-    for (name, _, _), data, b, a, b_aside, a_aside in zip(
-        servers, results, before, after, before_aside, after_aside, strict=True
+    for (name, _, _), data, b, a, b_main, a_main in zip(
+        servers, results, before, after, before_main, after_main, strict=True
     ):
         if data.get("non_2xx") or data.get("errors"):
             raise SystemExit(
@@ -90,8 +90,8 @@ def _run(
         rate = data["requests_per_s"]
         cpu = (a - b) / (rate * duration) * 1e6 if a is not None and b is not None and rate else float("nan")
         aside = float("nan")
-        if None not in (a, b, a_aside, b_aside) and a != b:
-            aside = (a_aside - b_aside) / (a - b)  # type: ignore[operator]
+        if a is not None and b is not None and a_main is not None and b_main is not None and a != b:
+            aside = 1 - (a_main - b_main) / (a - b)
         figures.append((rate, cpu, aside))
     return figures
 
