@@ -21,6 +21,9 @@ the first ``--keys-in-use`` keys in turn with a descriptive User-Agent, as in `m
 key in use is sent once to each build before measuring. Without `wrk`, it stops: the Python client
 would take CPU 1 itself.
 
+With ``--b-env NAME=VALUE`` (repeatable), B's server gets that environment variable: one build
+against itself, a setting against its default.
+
 With ``--b-keys-in-use``, B's load carries that many keys instead: one build against itself, one key
 in use beside 50,000, measures how flat in keys the cost of a request is, under the same load at the
 same time.
@@ -109,6 +112,13 @@ def main() -> None:
     parser.add_argument("--keys-in-store", type=int, default=1)
     parser.add_argument("--keys-in-use", type=int, default=1)
     parser.add_argument("--b-keys-in-use", type=int, help="keys B's load carries (default: --keys-in-use)")
+    parser.add_argument(
+        "--b-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for B's server only (repeatable): a setting against the default",
+    )
     args = parser.parse_args()
     trees = {"A": _tree(args.a), "B": _tree(args.b)}
     if not shutil.which("wrk"):
@@ -140,6 +150,8 @@ def main() -> None:
         servers = []
         for (name, tree), load in zip(trees.items(), loads, strict=True):
             env = thotbot_env(store.url) | {"PYTHONPATH": str(tree / "src")}
+            if name == "B":
+                env |= dict(item.split("=", 1) for item in args.b_env)
             port = free_port()
             command = [
                 *pinned(server_cpu),
