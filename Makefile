@@ -27,10 +27,13 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 # One locked environment for every target; `pip check` fails when pyproject.toml asks for something
-# the lock lacks (run `make lock` then).
+# the lock lacks (run `make lock` then). --no-deps: the lock lists every package, pinned and hashed,
+# so pip installs it as it is instead of resolving again; resolving, the pip a new venv comes with
+# (23.2) looked for pytest-cov's `coverage[toml]` on the index, found a newer release than the
+# lock's, and refused the install.
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip check
 	touch $@
