@@ -31,9 +31,7 @@ TABLES = ("usage_days", "usage_agents", "usage_clients", "api_keys", "key_reques
 
 
 @pytest.fixture(scope="module")
-def seeded(
-    tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path
-) -> tuple[Path, list[str]]:
+def seeded(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> tuple[Path, list[str]]:
     """A migrated database holding three keys, and their ids."""
     path = tmp_path_factory.mktemp("rows") / "seed.db"
     shutil.copyfile(_sqlite_template, path)
