@@ -306,3 +306,48 @@ def test_disabled_recorder_records_nothing(store: MemoryUsageStore) -> None:
     assert anyio.run(recorder.flush) == 0
     assert recorder.pending == 0
     assert store.batches == []
+
+
+def test_a_keys_last_use_is_its_latest_request_whatever_its_user_agent(
+    recorder: UsageRecorder, store: MemoryUsageStore
+) -> None:
+    recorder.record("key_a", NOW, "acme/1.0")
+    recorder.record("key_a", NOW + 2, "acme/2.0")
+    recorder.record("key_a", NOW + 3, "acme/1.0")
+    recorder.record("key_b", NOW + 1, None)
+    # An itemised request keeps nothing apart: its slot has its time and User-Agent already.
+    assert recorder._window.last == {}
+
+    anyio.run(recorder.flush)
+
+    [batch] = store.batches
+    used = {k: (u.last_used_at.timestamp(), u.user_agent) for k, u in batch.last_used.items()}
+    assert used == {"key_a": (NOW + 3, "acme/1.0"), "key_b": (NOW + 1, None)}
+
+
+def test_a_request_over_the_caps_still_counts_as_the_keys_last_use(store: MemoryUsageStore) -> None:
+    recorder = UsageRecorder(store, max_entries=1, clock=lambda: NOW)
+    recorder.record("key_a", NOW, "acme/1.0")
+    recorder.record("key_a", NOW + 1, "other/1.0")  # over the cap: unitemised
+    recorder.record("key_b", NOW + 2, "curl/8.5.0")  # over the cap too, and its key's only request
+
+    anyio.run(recorder.flush)
+
+    [batch] = store.batches
+    used = {k: (u.last_used_at.timestamp(), u.user_agent) for k, u in batch.last_used.items()}
+    assert used == {"key_a": (NOW + 1, "other/1.0"), "key_b": (NOW + 2, "curl/8.5.0")}
+
+
+def test_a_failed_batch_keeps_the_last_use_of_slots_it_could_not_merge(store: MemoryUsageStore) -> None:
+    recorder = UsageRecorder(store, max_entries=1, clock=lambda: NOW)
+    recorder.record("key_a", NOW + 5, "old/1.0")
+    failed = recorder._take()  # a flush under way...
+    recorder.record("key_b", NOW, "new/1.0")  # ...while a request takes the only slot
+    recorder._restore(failed)  # ...and then fails: key_a's slot no longer fits
+
+    anyio.run(recorder.flush)
+
+    [batch] = store.batches
+    assert store.agents() == {("key_b", "new/1.0"): 1}
+    assert batch.last_used["key_a"].last_used_at.timestamp() == NOW + 5
+    assert batch.last_used["key_a"].user_agent == "old/1.0"

@@ -77,6 +77,8 @@ class _Window:
         self.agents_per_key: dict[str, int] = {}
         self.unitemised: dict[tuple[str, int], int] = {}
         self.clients: dict[tuple[str, int, bytes], int] = {}
+        #: The last use of each key with requests over the caps (unitemised): an itemised request's
+        #: time and User-Agent are its slot's already, and the flush takes each key's latest slot.
         self.last: dict[str, tuple[float, str | None]] = {}
         self.overflow = 0
         self.clients_dropped = 0
@@ -87,6 +89,19 @@ class _Window:
 
     def __len__(self) -> int:
         return len(self.agents) + len(self.unitemised) + len(self.clients) + len(self.last)
+
+    def last_used(self) -> dict[str, tuple[float, str | None]]:
+        """Each key's last use, time and User-Agent: its latest slot, or its latest unitemised request."""
+        latest: dict[str, tuple[float, str | None]] = {}
+        for (key_id, _, user_agent), (_, _, last) in stepped(self.agents.items()):
+            seen = latest.get(key_id)
+            if seen is None or seen[0] < last:
+                latest[key_id] = (last, user_agent)
+        for key_id, use in self.last.items():
+            seen = latest.get(key_id)
+            if seen is None or seen[0] < use[0]:
+                latest[key_id] = use
+        return latest
 
 
 class UsageRecorder(BatchRecorder["_Window", None]):
@@ -141,7 +156,9 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             other = (key_id, day)
             window.unitemised[other] = window.unitemised.get(other, 0) + 1
             window.overflow += 1
-        window.last[key_id] = (now, user_agent)
+            # Kept apart only here: with tens of thousands of keys in use, replacing a key's
+            # last-use tuple on every request cost 4% to 5% of it (docs/PERFORMANCE.md, sixth pass).
+            window.last[key_id] = (now, user_agent)
         if client:
             self._count_client(window, key_id, day, client)
 
@@ -193,7 +210,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         return window
 
     def _describe(self, window: _Window) -> str:
-        return f"{window.requests} requests, {len(window.last)} keys"
+        return f"{window.requests} requests, {len(window.agents_per_key.keys() | window.last.keys())} keys"
 
     def _failed(self) -> None:
         self.stats.failed_flushes += 1
@@ -229,7 +246,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             days=[DayCount(k, dates[d], n, u) for (k, d), (n, u) in stepped(days.items())],
             agents=agents,
             clients=[ClientCount(k, dates[d], h, n) for (k, d, h), n in stepped(window.clients.items())],
-            last_used={k: KeyUsage(_utc(ts), ua) for k, (ts, ua) in stepped(window.last.items())},
+            last_used={k: KeyUsage(_utc(ts), ua) for k, (ts, ua) in stepped(window.last_used().items())},
         )
         self._store.write(batch)
         self.flush_cpu = time.thread_time() - started
@@ -255,6 +272,9 @@ class UsageRecorder(BatchRecorder["_Window", None]):
                 other = (slot[0], slot[1])
                 window.unitemised[other] = window.unitemised.get(other, 0) + seen[0]
                 window.overflow += seen[0]
+                newer = window.last.get(slot[0])
+                if newer is None or newer[0] < seen[2]:
+                    window.last[slot[0]] = (seen[2], slot[2])
         for other, count in old.unitemised.items():
             window.unitemised[other] = window.unitemised.get(other, 0) + count
         window.overflow += old.overflow
