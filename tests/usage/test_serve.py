@@ -171,10 +171,14 @@ def outage_keeps_every_count(
         with Traffic(server, raw) as traffic:
             time.sleep(3)  # the key is cached and some usage written before the outage
             with outage():
+                before = sum(traffic.ok.values())
                 time.sleep(OUTAGE)
+                answered = sum(traffic.ok.values()) - before
             time.sleep(2)
         assert traffic.failures == []
-        assert sum(traffic.ok.values()) > 1000
+        # The API went on serving while the database was out: a count of answers, not a rate (the
+        # traffic's pace is a machine's; a few a second would do).
+        assert answered >= 20, f"only {answered} requests answered in {OUTAGE} s of outage"
         _poll(lambda: _counts(capsys, key_id) == traffic.ok, 30)
         assert _counts(capsys, key_id) == traffic.ok
         assert server.graceful_stop()
