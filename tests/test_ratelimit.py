@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from tests.services import redis_url
-from thotbot.ratelimit import Decision, RateLimiter, hash_address, key_limit, normalise_key_limit
+from thotbot.ratelimit import Decision, RateLimiter, hash_address, key_bucket, key_limit, normalise_key_limit
 
 pytestmark = pytest.mark.anyio
 MakeLimiter = Callable[[str, str], RateLimiter]
@@ -179,3 +179,14 @@ def test_a_keys_limit_is_stored_in_one_spelling(given: str, stored: str) -> None
 def test_a_bad_limit_is_refused_with_its_name(bad: str) -> None:
     with pytest.raises(ValueError, match="is not a rate limit"):
         normalise_key_limit(bad)
+
+
+async def test_a_cached_keys_bucket_counts_as_its_id_does(key_id: str) -> None:
+    limiter = RateLimiter("3/minute", "2/minute")  # one process: it decides in memory, at once
+    bucket = key_bucket(key_id)  # as a CachedKey holds it
+
+    decisions = [limiter.hit_key_now(key_id, None, bucket), await limiter.hit_key(key_id)]
+    decisions.append(limiter.hit_key_now(key_id, None, bucket))
+
+    assert [(d.allowed, d.remaining) for d in decisions if d] == [(True, 2), (True, 1), (True, 0)]
+    assert not (await limiter.hit_key(key_id)).allowed

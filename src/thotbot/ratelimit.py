@@ -57,7 +57,15 @@ from thotbot.core.memo import Memo
 from thotbot.storage import RateWindowStore
 from thotbot.storage.rate_windows import WindowHits, WindowId
 
-__all__ = ["SYNC_INTERVAL", "Decision", "RateLimiter", "hash_address", "key_limit", "normalise_key_limit"]
+__all__ = [
+    "SYNC_INTERVAL",
+    "Decision",
+    "RateLimiter",
+    "hash_address",
+    "key_bucket",
+    "key_limit",
+    "normalise_key_limit",
+]
 
 log = logging.getLogger("thotbot.ratelimit")
 RETRY_STORAGE_AFTER = 5.0
@@ -193,17 +201,22 @@ class RateLimiter:
         if bridge is not None:
             await bridge.get_connection().aclose()
 
-    def hit_key_now(self, key_id: str, limit: RateLimitItem | None = None) -> Decision | None:
+    def hit_key_now(
+        self, key_id: str, limit: RateLimitItem | None = None, bucket: str | None = None
+    ) -> Decision | None:
         """``hit_key`` without a coroutine, when the counters are in this process; None when they
         are shared (then await ``hit_key``). The guard calls it on every request.
 
         ``limit`` is the key's own limit (the operator's, ``thotbot keys limit``), None for the
         default. A key's own limit counts in a bucket of its own, named by its period, so a new
         period never meets a window the old one opened (the database keys windows by their start).
+        ``bucket`` is ``key_bucket(key_id)``, made once for a cached key: the same string object on
+        every request finds its window by identity, where a new one was hashed and compared with
+        the stored one, read from memory that tens of thousands of keys had made cold.
         """
         if self._local is not None:
             if limit is None:
-                return self._hit_local(self._per_key, "key/" + key_id, self._per_key_period)
+                return self._hit_local(self._per_key, bucket or key_bucket(key_id), self._per_key_period)
             period = _expiry(limit)
             return self._hit_local(limit, _bucket(key_id, period), period)
         return None
@@ -303,6 +316,11 @@ class RateLimiter:
             log.warning(message, exc_info=True)
 
 
+def key_bucket(key_id: str) -> str:
+    """The bucket of a key's requests under the server's default limit."""
+    return "key/" + key_id
+
+
 def _bucket(key_id: str, period: int) -> str:
     return f"key/{key_id}/{period}"
 
@@ -353,12 +371,19 @@ class _Windows:
         #: Keys hit in this round, each once; keys whose current window is shared (read back).
         self._hit: list[str] = []
         self._shared: set[str] = set()
+        #: period -> (start, end) of its current window, shared by every window of that period.
+        self._bounds: dict[int, tuple[int, int]] = {}
 
     def hit(self, key: str, period: int, now: float, limit: int = 0) -> tuple[int, int]:
         window = self._windows.get(key)
         if window is None or window[0] <= now:
             start = int(now // period) * period
-            fresh = (start + period, 0, 0, start, limit, -2, -1)
+            bounds = self._bounds.get(period)
+            if bounds is None or bounds[0] != start:
+                bounds = self._bounds[period] = (start, start + period)
+            # Every window of a period shares its start and end: the int objects each request
+            # compares (window[0]) are then one, in cache, not one a key (docs/PERFORMANCE.md).
+            fresh = (bounds[1], 0, 0, bounds[0], limit, -2, -1)
             if window is None:
                 window = self._windows[key] = list(fresh)
             else:

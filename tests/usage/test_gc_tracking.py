@@ -65,6 +65,23 @@ def test_a_keys_rate_limit_window_starts_again_in_the_same_list() -> None:
     assert windows.count("key_1", 121.0) == 0
 
 
+def test_every_window_of_a_period_shares_its_bounds() -> None:
+    # With tens of thousands of keys in use, each request compares its window's end with the clock:
+    # one int object for all of them stays in cache, where one a key was read cold each time.
+    t0 = 1_800_000_000  # a multiple of 60, far above the small ints Python keeps one of each
+    windows = _Windows()
+    windows.hit("key/a", 60, t0 + 30.0, 100)
+    windows.hit("key/b", 60, t0 + 45.0, 100)
+    a, b = windows._windows["key/a"], windows._windows["key/b"]
+    assert (a[0], a[3]) == (b[0], b[3]) == (t0 + 60, t0)
+    assert a[0] is b[0]
+    assert a[3] is b[3]
+
+    windows.hit("key/a", 60, t0 + 61.0, 100)  # the next period: new bounds, counted from one
+    assert (a[0], a[1], a[3]) == (t0 + 120, 1, t0 + 60)
+    assert windows.count("key/b", t0 + 61.0) == 0
+
+
 def test_the_server_walks_the_young_generation_in_small_passes(client: TestClient) -> None:
     """Replacing old tuples with new ones leaves Python's allocation count where it was, so its own
     young pass never comes: the running server's collector task walks them within moments."""

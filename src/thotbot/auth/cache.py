@@ -26,7 +26,7 @@ from limits import RateLimitItem
 
 from thotbot.core.identity import AuthMethod, Identity
 from thotbot.core.networks import AllowedNetworks, allowed_networks
-from thotbot.ratelimit import key_limit
+from thotbot.ratelimit import key_bucket, key_limit
 from thotbot.storage import KeyRecord
 
 __all__ = ["DEFAULT_CACHE_BYTES", "CachedKey", "KeyCache"]
@@ -55,6 +55,9 @@ class CachedKey:
     networks: AllowedNetworks | None = None
     #: The operator's rate limit for this key; None: the server's default.
     rate_limit: RateLimitItem | None = None
+    #: Its rate-limit bucket under the default limit (``key_bucket``), made once: the limiter finds
+    #: the key's window by this very string on every request.
+    bucket: str = ""
 
 
 def cached_key(record: KeyRecord) -> CachedKey:
@@ -75,6 +78,7 @@ def cached_key(record: KeyRecord) -> CachedKey:
         # Both are shared by every key with the same list or limit (interned), not built per key.
         networks=allowed_networks(record.allowed_networks),
         rate_limit=key_limit(record.rate_limit) if record.rate_limit else None,
+        bucket=key_bucket(record.id),
     )
 
 
@@ -86,6 +90,7 @@ def entry_bytes(entry: CachedKey) -> int:
         + 65  # the 32-byte digest as a bytes object
         + sys.getsizeof(entry.key_id)
         + sys.getsizeof(entry.account_id)
+        + sys.getsizeof(entry.bucket)
         + (sys.getsizeof(grants) + sum(sys.getsizeof(g) for g in grants) if grants else 0)
         # Counted whole for each key, though keys with the same list share one: from above.
         + (entry.networks.nbytes if entry.networks is not None else 0)
