@@ -59,11 +59,7 @@ def thotbot_cli(args: list[str], env: dict[str, str], workdir: Path, stdin: str 
 
 def cpu_seconds(pid: int) -> float | None:
     """User and system CPU time of a process so far, from /proc (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
 
 
 def main_thread_cpu_seconds(pid: int) -> float | None:
@@ -73,8 +69,13 @@ def main_thread_cpu_seconds(pid: int) -> float | None:
     the work done beside it, in threads that come and go (the usage and request-log flushes, the
     rate-limit sync, the key lookups of cache misses).
     """
+    return _stat_cpu_seconds(f"/proc/{pid}/task/{pid}/stat")
+
+
+def _stat_cpu_seconds(path: str) -> float | None:
+    """utime + stime of a /proc stat file, in seconds; None when it cannot be read."""
     try:
-        fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

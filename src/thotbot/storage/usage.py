@@ -651,26 +651,16 @@ class _DriverRows:
         assert order is not None, "SQLite's paramstyle is positional"
         self.text: str = compiled.string
         self._order: list[str] = list(order)
-        self._columns = [
-            (name, itemgetter(name), compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in dict.fromkeys(order)
-        ]
-        self._done: dict[str, dict[Any, Any]] = {name: {} for name in self._order}
+        self._columns: list[tuple[str, Callable[[dict[str, Any]], Any], Memo[Any, Any] | None]] = []
+        for name in dict.fromkeys(order):
+            processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            self._columns.append((name, itemgetter(name), None if processor is None else Memo(processor)))
 
     def rows(self, params: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         columns: dict[str, list[Any]] = {}
-        for name, pick, processor in self._columns:
+        for name, pick, converted in self._columns:
             values = list(map(pick, params))
-            if processor is not None:
-                done = self._done[name]
-                converted = []
-                for value in values:
-                    out = done.get(value, done)
-                    if out is done:
-                        out = done[value] = processor(value)
-                    converted.append(out)
-                values = converted
-            columns[name] = values
+            columns[name] = values if converted is None else [converted[value] for value in values]
         return list(zip(*[columns[name] for name in self._order], strict=True))
 
 

@@ -94,13 +94,9 @@ class _Window:
         """Each key's last use, time and User-Agent: its latest slot, or its latest unitemised request."""
         latest: dict[str, tuple[float, str | None]] = {}
         for (key_id, _, user_agent), (_, _, last) in stepped(self.agents.items()):
-            seen = latest.get(key_id)
-            if seen is None or seen[0] < last:
-                latest[key_id] = (last, user_agent)
-        for key_id, use in self.last.items():
-            seen = latest.get(key_id)
-            if seen is None or seen[0] < use[0]:
-                latest[key_id] = use
+            _keep_later(latest, key_id, last, user_agent)
+        for key_id, (at, user_agent) in self.last.items():
+            _keep_later(latest, key_id, at, user_agent)
         return latest
 
 
@@ -272,9 +268,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
                 other = (slot[0], slot[1])
                 window.unitemised[other] = window.unitemised.get(other, 0) + seen[0]
                 window.overflow += seen[0]
-                newer = window.last.get(slot[0])
-                if newer is None or newer[0] < seen[2]:
-                    window.last[slot[0]] = (seen[2], slot[2])
+                _keep_later(window.last, slot[0], seen[2], slot[2])
         for other, count in old.unitemised.items():
             window.unitemised[other] = window.unitemised.get(other, 0) + count
         window.overflow += old.overflow
@@ -285,9 +279,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
                 window.clients_dropped += 1
         window.clients_dropped += old.clients_dropped
         for key_id, (ts, user_agent) in old.last.items():
-            newer = window.last.get(key_id)
-            if newer is None or newer[0] < ts:
-                window.last[key_id] = (ts, user_agent)
+            _keep_later(window.last, key_id, ts, user_agent)
 
     async def _maintain(self) -> None:
         """Load the shared salts of today and tomorrow, and prune old aggregates once an hour."""
@@ -332,6 +324,15 @@ class DisabledRecorder(UsageRecorder):
 
     async def flush(self) -> int:
         return 0
+
+
+def _keep_later(
+    uses: dict[str, tuple[float, str | None]], key_id: str, at: float, user_agent: str | None
+) -> None:
+    """Note a use of the key in ``uses`` unless it holds a later one."""
+    seen = uses.get(key_id)
+    if seen is None or seen[0] < at:
+        uses[key_id] = (at, user_agent)
 
 
 def _utc(ts: float) -> datetime:
