@@ -45,7 +45,7 @@ def test_the_recorders_windows_hold_nothing_the_collector_keeps_walking() -> Non
     # Each entry of a key, day and User-Agent (and of a key, hour and endpoint) and its counts.
     assert _tracked([*agents, *agents.values(), *counts, *counts.values()]) == 0
     assert _tracked(usage._window.clients) == 0
-    assert _tracked(usage._window.last.values()) == 0
+    assert _tracked(usage._window.unitemised.values()) == 0
     # What the counts say is still right after the tuples replaced the objects.
     assert {seen[0] for seen in agents.values()} == {3}
     assert {count[0] for count in counts.values()} == {3}
@@ -80,6 +80,24 @@ def test_every_window_of_a_period_shares_its_bounds() -> None:
     windows.hit("key/a", 60, t0 + 61.0, 100)  # the next period: new bounds, counted from one
     assert (a[0], a[1], a[3]) == (t0 + 120, 1, t0 + 60)
     assert windows.count("key/b", t0 + 61.0) == 0
+
+
+def test_the_slots_of_a_day_and_of_an_hour_share_its_number() -> None:
+    # As the rate limiter's bounds: a request's slot is found by comparing its day (its hour) with
+    # the stored slot's, and one int object for all of them is compared by identity, in cache.
+    usage = UsageRecorder(MemoryUsageStore(), max_entries=1)
+    requests = RequestLogRecorder(RecordingStore(), clock=lambda: NOW)
+    for i in range(3):
+        usage.record(f"key_{i}", NOW + i, AGENT, "192.0.2.1")
+        requests.record(f"key_{i}", NOW + i, "GET", "/v1/version", 200, None, AGENT, 0.0004)
+    window = usage._window
+    days = [slot[1] for slot in (*window.agents, *window.unitemised, *window.clients)]
+    assert len(days) == 6  # one itemised, two over the cap, three clients
+    assert days[0] > 256  # far above the small ints Python keeps one of each
+    assert all(day is days[0] for day in days)
+    hours = [slot[1] for slot in requests._window.counts]
+    assert len(hours) == 3
+    assert all(hour is hours[0] for hour in hours)
 
 
 def test_the_server_walks_the_young_generation_in_small_passes(client: TestClient) -> None:

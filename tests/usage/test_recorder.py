@@ -316,7 +316,7 @@ def test_a_keys_last_use_is_its_latest_request_whatever_its_user_agent(
     recorder.record("key_a", NOW + 3, "acme/1.0")
     recorder.record("key_b", NOW + 1, None)
     # An itemised request keeps nothing apart: its slot has its time and User-Agent already.
-    assert recorder._window.last == {}
+    assert recorder._window.unitemised == {}
 
     anyio.run(recorder.flush)
 

@@ -65,39 +65,44 @@ class RecorderStats:
 #: collector's later passes (an object with attributes stays tracked, and each pass of the young
 #: generations walked them all: tens of milliseconds with every request waiting; docs/PERFORMANCE.md).
 _Seen = tuple[int, float, float]
+#: ``(count, last, user_agent)`` of a key's requests on one day over the caps (unitemised): the
+#: count, and the time and User-Agent of the latest, in one tuple under one dictionary entry.
+_Over = tuple[int, float, str | None]
 
 
 class _Window:
     """What was recorded since the last flush; only the event loop's thread touches a live one."""
 
-    __slots__ = ("agents", "agents_per_key", "clients", "clients_dropped", "last", "overflow", "unitemised")
+    __slots__ = ("agents", "agents_per_key", "clients", "clients_dropped", "overflow", "unitemised")
 
     def __init__(self) -> None:
         self.agents: dict[tuple[str, int, str | None], _Seen] = {}
         self.agents_per_key: dict[str, int] = {}
-        self.unitemised: dict[tuple[str, int], int] = {}
+        #: Requests over the caps, by (key, day), with the latest one's time and User-Agent: an
+        #: itemised request's are its slot's already, and the flush takes each key's latest of both.
+        self.unitemised: dict[tuple[str, int], _Over] = {}
         self.clients: dict[tuple[str, int, bytes], int] = {}
-        #: The last use of each key with requests over the caps (unitemised): an itemised request's
-        #: time and User-Agent are its slot's already, and the flush takes each key's latest slot.
-        self.last: dict[str, tuple[float, str | None]] = {}
         self.overflow = 0
         self.clients_dropped = 0
 
     @property
     def requests(self) -> int:
-        return sum(seen[0] for seen in self.agents.values()) + sum(self.unitemised.values())
+        return sum(seen[0] for seen in self.agents.values()) + sum(o[0] for o in self.unitemised.values())
 
     def __len__(self) -> int:
-        return len(self.agents) + len(self.unitemised) + len(self.clients) + len(self.last)
+        return len(self.agents) + len(self.unitemised) + len(self.clients)
 
     def last_used(self) -> dict[str, tuple[float, str | None]]:
         """Each key's last use, time and User-Agent: its latest slot, or its latest unitemised request."""
         latest: dict[str, tuple[float, str | None]] = {}
         for (key_id, _, user_agent), (_, _, last) in stepped(self.agents.items()):
             _keep_later(latest, key_id, last, user_agent)
-        for key_id, (at, user_agent) in self.last.items():
+        for (key_id, _), (_, at, user_agent) in self.unitemised.items():
             _keep_later(latest, key_id, at, user_agent)
         return latest
+
+    def keys(self) -> set[str]:
+        return self.agents_per_key.keys() | {key_id for key_id, _ in self.unitemised}
 
 
 class UsageRecorder(BatchRecorder["_Window", None]):
@@ -131,6 +136,10 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         self._max_clients = max_clients
         self._clock = clock
         self._window = _Window()
+        #: Today's number (days since 1970), one int object for every request of the day: the
+        #: slots' tuples then hold the very object each request's compares with, by identity,
+        #: where each slot held an int of its own, read from cold memory on every request.
+        self._day = -1
         self._salts: dict[int, bytes] = {}
         self._digests: dict[int, bytes] = {}
         self._digests_day = -1
@@ -141,6 +150,10 @@ class UsageRecorder(BatchRecorder["_Window", None]):
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
         window = self._window
         day = int(now // DAY)
+        if day == self._day:
+            day = self._day
+        else:
+            self._day = day
         slot = (key_id, day, user_agent)
         seen = window.agents.get(slot)
         if seen is not None:
@@ -150,11 +163,12 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             window.agents_per_key[key_id] = window.agents_per_key.get(key_id, 0) + 1
         else:
             other = (key_id, day)
-            window.unitemised[other] = window.unitemised.get(other, 0) + 1
+            over = window.unitemised.get(other)
+            # The count and the last use in one entry: with tens of thousands of keys in use, a
+            # separate last-use entry replaced on every request cost 4% to 5% of it
+            # (docs/PERFORMANCE.md, sixth and seventh passes).
+            window.unitemised[other] = (1 if over is None else over[0] + 1, now, user_agent)
             window.overflow += 1
-            # Kept apart only here: with tens of thousands of keys in use, replacing a key's
-            # last-use tuple on every request cost 4% to 5% of it (docs/PERFORMANCE.md, sixth pass).
-            window.last[key_id] = (now, user_agent)
         if client:
             self._count_client(window, key_id, day, client)
 
@@ -206,7 +220,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         return window
 
     def _describe(self, window: _Window) -> str:
-        return f"{window.requests} requests, {len(window.agents_per_key.keys() | window.last.keys())} keys"
+        return f"{window.requests} requests, {len(window.keys())} keys"
 
     def _failed(self) -> None:
         self.stats.failed_flushes += 1
@@ -234,7 +248,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             requests, unitemised = days.get((key_id, day), (0, 0))
             days[key_id, day] = (requests + count, unitemised)
             agents.append(AgentCount(key_id, user_agent, _utc(first), _utc(last), count))
-        for slot, count in window.unitemised.items():
+        for slot, (count, _, _) in window.unitemised.items():
             requests, unitemised = days.get(slot, (0, 0))
             days[slot] = (requests + count, unitemised + count)
         dates: Memo[int, date] = Memo(_date)  # a day or two a flush, for thousands of rows
@@ -265,12 +279,10 @@ class UsageRecorder(BatchRecorder["_Window", None]):
                 window.agents[slot] = seen
                 window.agents_per_key[slot[0]] = window.agents_per_key.get(slot[0], 0) + 1
             else:
-                other = (slot[0], slot[1])
-                window.unitemised[other] = window.unitemised.get(other, 0) + seen[0]
+                _add_over(window.unitemised, (slot[0], slot[1]), (seen[0], seen[2], slot[2]))
                 window.overflow += seen[0]
-                _keep_later(window.last, slot[0], seen[2], slot[2])
-        for other, count in old.unitemised.items():
-            window.unitemised[other] = window.unitemised.get(other, 0) + count
+        for other, over in old.unitemised.items():
+            _add_over(window.unitemised, other, over)
         window.overflow += old.overflow
         for client, count in old.clients.items():
             if client in window.clients or len(window.clients) < self._max_clients:
@@ -278,8 +290,6 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             else:
                 window.clients_dropped += 1
         window.clients_dropped += old.clients_dropped
-        for key_id, (ts, user_agent) in old.last.items():
-            _keep_later(window.last, key_id, ts, user_agent)
 
     async def _maintain(self) -> None:
         """Load the shared salts of today and tomorrow, and prune old aggregates once an hour."""
@@ -333,6 +343,15 @@ def _keep_later(
     seen = uses.get(key_id)
     if seen is None or seen[0] < at:
         uses[key_id] = (at, user_agent)
+
+
+def _add_over(overs: dict[tuple[str, int], _Over], slot: tuple[str, int], over: _Over) -> None:
+    """Add ``over`` to the requests over the caps held for ``slot``, keeping the later last use."""
+    mine = overs.get(slot)
+    if mine is not None:
+        later = mine if mine[1] >= over[1] else over
+        over = (mine[0] + over[0], later[1], later[2])
+    overs[slot] = over
 
 
 def _utc(ts: float) -> datetime:

@@ -133,6 +133,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         self._max_counts = max_counts
         self._clock = clock
         self._window = _Window()
+        self._hour = -1
         self._routes: list[tuple[frozenset[str], re.Pattern[str], str]] = []
         self._to_trim: set[str] = set()
         self._trimmed_at = clock()
@@ -170,7 +171,12 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
             window.entries += 1
         else:
             window.dropped_entries += 1
-        slot = (key_id, int(at // HOUR), method, path, code)
+        hour = int(at // HOUR)
+        if hour == self._hour:
+            hour = self._hour  # one object for the hour's slots (usage/recorder.py's _day)
+        else:
+            self._hour = hour
+        slot = (key_id, hour, method, path, code)
         count = window.counts.get(slot)
         if count is not None:
             window.counts[slot] = (count[0] + 1, count[1], at, user_agent)
