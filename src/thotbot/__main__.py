@@ -22,7 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return api(args)
         from thotbot.cli import main as thotbot
 
-        return thotbot(args)
+        # None: the process's own command line, which `thotbot serve` may start again (cli/_malloc.py).
+        return thotbot(None if argv is None else args)
     except BrokenPipeError:
         # The reader went away (`thotbot keys list --json | head`): stop quietly, as other Unix
         # tools do, rather than print a traceback; stdout is pointed at /dev/null so that the
