@@ -20,10 +20,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from thotbot.client._cli import main as api
 
             return api(args)
+        if argv is None and args[:1] == ["serve"]:
+            # The process's own command: start it again with huge pages for malloc, once, before
+            # the server's modules are loaded (thotbot/hugepages.py).
+            from thotbot.hugepages import restart_with_huge_pages
+
+            restart_with_huge_pages()
         from thotbot.cli import main as thotbot
 
-        # None: the process's own command line, which `thotbot serve` may start again (cli/_malloc.py).
-        return thotbot(None if argv is None else args)
+        return thotbot(args)
     except BrokenPipeError:
         # The reader went away (`thotbot keys list --json | head`): stop quietly, as other Unix
         # tools do, rather than print a traceback; stdout is pointed at /dev/null so that the

@@ -15,8 +15,8 @@ import pytest
 
 from tests.services import free_port
 from thotbot.cli import _rate_limits_notice, main
-from thotbot.cli._malloc import _huge_pages_available, tunables_with_huge_pages
 from thotbot.config import load_settings
+from thotbot.hugepages import _huge_pages_available, tunables_with_huge_pages
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
 NOTICE = "rate limits: the 2 workers share them through the database"

@@ -16,7 +16,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from thotbot import __version__
 from thotbot.api.serializers import key_json
-from thotbot.cli._malloc import restart_with_huge_pages
 from thotbot.config import Settings, load_settings
 from thotbot.core.accounts import check_new_password, hash_password
 from thotbot.core.dates import parse_expiry, utcnow
@@ -53,9 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         settings = load_settings()
-        if argv is None and args.func is cmd_serve:
-            # The process's own command, its settings sound: start again with huge pages, once.
-            restart_with_huge_pages()
         return int(args.func(args, settings))
     except ThotbotError as exc:
         return _fail(exc.detail)

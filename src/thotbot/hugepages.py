@@ -9,9 +9,10 @@ transparent huge pages are ``always`` or ``madvise`` (the usual default). Measur
 CPU a request with 50,000 keys in use, about 1% with one (docs/PERFORMANCE.md, seventh pass).
 
 A tunable is read when a process starts, so the server sets it and starts again in place
-(``execv``: the same process id, arguments and environment otherwise). An operator who sets
-``glibc.malloc.hugetlb`` in GLIBC_TUNABLES, to any value (``=0`` turns it off), is left alone; so is
-any system without glibc or without transparent huge pages.
+(``execv``: the same process id, arguments and environment otherwise), from ``thotbot/__main__.py``
+before the server's modules load: the restart costs one interpreter start, some 20 ms. An operator
+who sets ``glibc.malloc.hugetlb`` in GLIBC_TUNABLES, to any value (``=0`` turns it off), is left
+alone; so is any system without glibc or without transparent huge pages.
 """
 
 from __future__ import annotations
