@@ -91,7 +91,7 @@ def test_the_slots_of_a_day_and_of_an_hour_share_its_number() -> None:
         usage.record(f"key_{i}", NOW + i, AGENT, "192.0.2.1")
         requests.record(f"key_{i}", NOW + i, "GET", "/v1/version", 200, None, AGENT, 0.0004)
     window = usage._window
-    days = [slot[1] for slot in (*window.agents, *window.unitemised, *window.clients)]
+    days = [s[1] for s in window.agents] + [s[1] for s in window.unitemised] + [s[1] for s in window.clients]
     assert len(days) == 6  # one itemised, two over the cap, three clients
     assert days[0] > 256  # far above the small ints Python keeps one of each
     assert all(day is days[0] for day in days)
