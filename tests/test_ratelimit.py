@@ -3,12 +3,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import pytest
 import redis
 
 from tests.services import redis_url
-from thotbot.ratelimit import Decision, RateLimiter, hash_address, key_bucket, key_limit, normalise_key_limit
+from thotbot.ratelimit import (
+    SHARE_FROM,
+    Decision,
+    RateLimiter,
+    _Windows,
+    hash_address,
+    key_bucket,
+    key_limit,
+    normalise_key_limit,
+)
 
 pytestmark = pytest.mark.anyio
 MakeLimiter = Callable[[str, str], RateLimiter]
@@ -190,3 +200,52 @@ async def test_a_cached_keys_bucket_counts_as_its_id_does(key_id: str) -> None:
 
     assert [(d.allowed, d.remaining) for d in decisions if d] == [(True, 2), (True, 1), (True, 0)]
     assert not (await limiter.hit_key(key_id)).allowed
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """As a cached key holds its window (auth/cache.py's CachedKey): frozen, one slot the limiter's."""
+
+    window: list[int] | None = field(default=None, compare=False)
+
+
+async def test_a_held_window_is_the_limiters_own_and_counts_with_every_other_hit(key_id: str) -> None:
+    limiter = RateLimiter("5/minute", "2/minute")
+    entry, bucket = _Entry(), key_bucket(key_id)
+
+    decisions = [limiter.hit_key_now(key_id, None, bucket, entry) for _ in range(3)]
+    decisions += [await limiter.hit_key(key_id), limiter.hit_key_now(key_id, None, bucket, entry)]
+
+    assert [d.remaining for d in decisions if d] == [4, 3, 2, 1, 0]
+    assert entry.window is not None
+    assert entry.window is limiter._local._windows[bucket]  # type: ignore[union-attr]
+    refused = limiter.hit_key_now(key_id, None, bucket, entry)
+    assert refused is not None
+    assert not refused.allowed
+
+
+def test_a_held_window_that_ended_and_was_swept_is_not_counted_in_again() -> None:
+    # The holder still points at the ended window after the sweep dropped it: the next hit must
+    # start a window the limiter keeps (what a sync shares and `count` reads), not count in the old.
+    t0 = 1_800_000_000
+    windows, entry = _Windows(sweep_every=60.0), _Entry()
+    windows.hit("key/a", 60, t0 + 30.0, 100, entry)
+    ended = entry.window
+    windows.hit("key/b", 60, t0 + 200.0, 100)  # a sweep: key/a's window ended long ago
+    assert "key/a" not in windows._windows
+
+    assert windows.hit("key/a", 60, t0 + 201.0, 100, entry) == (1, t0 + 240)
+    assert entry.window is not ended
+    assert entry.window is windows._windows["key/a"]
+    assert windows.count("key/a", t0 + 201.0) == 1
+
+
+def test_hits_through_a_holder_are_shared_at_the_next_sync() -> None:
+    windows, entry = _Windows(track=True), _Entry()
+    t0 = 1_800_000_000
+    for n in range(3):
+        windows.hit("key/a", 60, t0 + 1.0 + n, SHARE_FROM, entry)  # every hit worth sharing
+
+    hits, _ = windows.take(t0 + 5.0)
+
+    assert [(h[0], h[3]) for h in hits] == [("key/a", 3)]

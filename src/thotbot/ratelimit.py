@@ -42,7 +42,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import anyio.to_thread
 from limits import RateLimitItem, parse, parse_many
@@ -60,6 +60,7 @@ from thotbot.storage.rate_windows import WindowHits, WindowId
 __all__ = [
     "SYNC_INTERVAL",
     "Decision",
+    "HoldsWindow",
     "RateLimiter",
     "hash_address",
     "key_bucket",
@@ -202,7 +203,11 @@ class RateLimiter:
             await bridge.get_connection().aclose()
 
     def hit_key_now(
-        self, key_id: str, limit: RateLimitItem | None = None, bucket: str | None = None
+        self,
+        key_id: str,
+        limit: RateLimitItem | None = None,
+        bucket: str | None = None,
+        holder: HoldsWindow | None = None,
     ) -> Decision | None:
         """``hit_key`` without a coroutine, when the counters are in this process; None when they
         are shared (then await ``hit_key``). The guard calls it on every request.
@@ -212,13 +217,15 @@ class RateLimiter:
         period never meets a window the old one opened (the database keys windows by their start).
         ``bucket`` is ``key_bucket(key_id)``, made once for a cached key: the same string object on
         every request finds its window by identity, where a new one was hashed and compared with
-        the stored one, read from memory that tens of thousands of keys had made cold.
+        the stored one, read from memory that tens of thousands of keys had made cold. ``holder``
+        is the key's cached entry, on which the limiter notes the key's current window (``_Windows.hit``).
         """
         if self._local is not None:
             if limit is None:
-                return self._hit_local(self._per_key, bucket or key_bucket(key_id), self._per_key_period)
+                key = bucket or key_bucket(key_id)
+                return self._hit_local(self._per_key, key, self._per_key_period, holder)
             period = _expiry(limit)
-            return self._hit_local(limit, _bucket(key_id, period), period)
+            return self._hit_local(limit, _bucket(key_id, period), period, holder)
         return None
 
     async def hit_key(self, key_id: str, limit: RateLimitItem | None = None) -> Decision:
@@ -282,10 +289,12 @@ class RateLimiter:
             self._down_until = 0.0
             log.info("rate limit database reachable again: counts are shared")
 
-    def _hit_local(self, item: RateLimitItem, key: str, period: int) -> Decision:
+    def _hit_local(
+        self, item: RateLimitItem, key: str, period: int, holder: HoldsWindow | None = None
+    ) -> Decision:
         assert self._local is not None
         now = self._clock()
-        count, resets_at = self._local.hit(key, period, now, item.amount)
+        count, resets_at = self._local.hit(key, period, now, item.amount, holder)
         amount = item.amount
         remaining = amount - count if count < amount else 0
         return Decision(count <= amount, amount, remaining, math.ceil(resets_at - now))
@@ -343,6 +352,18 @@ def _exchange(
     return totals, time.thread_time() - started
 
 
+class HoldsWindow(Protocol):
+    """Where the limiter notes a key's running window: the key's cached entry (auth/cache.py).
+
+    One holder, one bucket: an entry is the key's, and its bucket (its limit) is fixed while it is
+    cached. A noted window that has ended is looked up again, so a holder never counts in a window
+    the limiter no longer keeps. Read-only to everyone else: the limiter sets it as a frozen
+    dataclass's field is set, with ``object.__setattr__``."""
+
+    @property
+    def window(self) -> list[int] | None: ...
+
+
 class _Windows:
     """Fixed windows aligned to the clock, one per key.
 
@@ -374,7 +395,31 @@ class _Windows:
         #: period -> (start, end) of its current window, shared by every window of that period.
         self._bounds: dict[int, tuple[int, int]] = {}
 
-    def hit(self, key: str, period: int, now: float, limit: int = 0) -> tuple[int, int]:
+    def hit(
+        self, key: str, period: int, now: float, limit: int = 0, holder: HoldsWindow | None = None
+    ) -> tuple[int, int]:
+        # The window noted on the key's cached entry, while it runs: no probe of the dictionary,
+        # whose entries, with tens of thousands of keys in use, are in memory gone cold. A running
+        # window is always the dictionary's (only ended ones are swept), so one that has ended is
+        # looked up there again.
+        window = holder.window if holder is not None else None
+        if window is None or window[0] <= now:
+            window = self._current(key, period, now, limit)
+            if holder is not None:
+                # The entry is frozen for what the request reads; this slot is the limiter's.
+                object.__setattr__(holder, "window", window)
+        window[1] += 1
+        window[2] += 1
+        # Listed for the next sync once a round, and only from a twentieth of the limit on: below
+        # it the sync shares nothing (take), and with tens of thousands of keys in use, each far
+        # below its limit, listing them cost every request an append and every sync a walk.
+        if self._track and window[6] != self._round and window[1] * SHARE_FROM >= window[4]:
+            window[6] = self._round
+            self._hit.append(key)
+        return window[1], window[0]
+
+    def _current(self, key: str, period: int, now: float, limit: int) -> list[int]:
+        """The key's running window, started (again) if it has none."""
         window = self._windows.get(key)
         if window is None or window[0] <= now:
             start = int(now // period) * period
@@ -393,15 +438,7 @@ class _Windows:
                 window[:] = fresh
             if now >= self._next_sweep:
                 self._sweep(now)
-        window[1] += 1
-        window[2] += 1
-        # Listed for the next sync once a round, and only from a twentieth of the limit on: below
-        # it the sync shares nothing (take), and with tens of thousands of keys in use, each far
-        # below its limit, listing them cost every request an append and every sync a walk.
-        if self._track and window[6] != self._round and window[1] * SHARE_FROM >= window[4]:
-            window[6] = self._round
-            self._hit.append(key)
-        return window[1], window[0]
+        return window
 
     def count(self, key: str, now: float) -> int:
         window = self._windows.get(key)

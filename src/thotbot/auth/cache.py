@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limits import RateLimitItem
 
@@ -58,6 +58,10 @@ class CachedKey:
     #: Its rate-limit bucket under the default limit (``key_bucket``), made once: the limiter finds
     #: the key's window by this very string on every request.
     bucket: str = ""
+    #: The limiter's note of the key's current rate-limit window (ratelimit.HoldsWindow): the
+    #: one field set after the entry is made, by the limiter alone, so that it finds the window
+    #: without probing its dictionary. Not part of what the entry says of the key.
+    window: list[int] | None = field(default=None, compare=False, repr=False)
 
 
 def cached_key(record: KeyRecord) -> CachedKey:

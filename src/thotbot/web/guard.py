@@ -136,9 +136,9 @@ class APIKeyGuard:
                     if notice is not None:
                         extra_headers.append(notice)
                     limit = entry.rate_limit
-                    decision = limiter.hit_key_now(key_id, limit, entry.bucket) or await limiter.hit_key(
-                        key_id, limit
-                    )
+                    decision = limiter.hit_key_now(
+                        key_id, limit, entry.bucket, entry
+                    ) or await limiter.hit_key(key_id, limit)
             except (
                 AuthenticationError,
                 APIKeyInURL,
