@@ -33,8 +33,10 @@ __all__ = ["DEFAULT_CACHE_BYTES", "CachedKey", "KeyCache"]
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 #: What one entry costs beyond its strings, measured with tracemalloc (tests/auth/test_cache.py):
-#: the CachedKey and its Identity, two float objects and a slot in each of the two dicts.
-_ENTRY_OVERHEAD = 440
+#: the CachedKey and its Identity, two float objects and a slot in each of the two dicts (440
+#: bytes), and the rate-limit window its ``window`` field may keep alive after the limiter swept
+#: it (a list of seven ints and its collector header: 128).
+_ENTRY_OVERHEAD = 580
 #: A negative entry: the digest (bytes, 65), the deadline (float, 24) and the dict slot.
 _MISSING_BYTES = 200
 
