@@ -62,6 +62,8 @@ def restart_with_huge_pages() -> None:
     tunables = tunables_with_huge_pages(os.environ)
     if tunables is None or _RESTARTED in os.environ or not _huge_pages_available():
         return
+    if not (sys.executable and sys.orig_argv):
+        return  # an embedded interpreter: nothing to start again
     before = dict(os.environ)
     # Once only, whatever the C library makes of the variable.
     os.environ.update({"GLIBC_TUNABLES": tunables, _RESTARTED: "1"})

@@ -16,7 +16,7 @@ import pytest
 from tests.services import free_port
 from thotbot.cli import _rate_limits_notice, main
 from thotbot.config import load_settings
-from thotbot.hugepages import _huge_pages_available, tunables_with_huge_pages
+from thotbot.hugepages import _huge_pages_available, restart_with_huge_pages, tunables_with_huge_pages
 
 THOTBOT = str(Path(sys.executable).parent / "thotbot")
 NOTICE = "rate limits: the 2 workers share them through the database"
@@ -165,3 +165,23 @@ def test_an_operators_huge_pages_tunable_is_left_alone(tmp_path: Path, tunables:
 def test_tunables_with_huge_pages(before: str, after: str | None) -> None:
     environ = {"GLIBC_TUNABLES": before} if before else {}
     assert tunables_with_huge_pages(environ) == after
+
+
+@pytest.mark.skipif(not _huge_pages_available(), reason="no glibc 2.35+ with transparent huge pages here")
+def test_a_restart_that_cannot_start_serves_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    tried: list[list[str]] = []
+
+    def cannot(path: str, argv: list[str]) -> None:
+        tried.append(argv)
+        raise FileNotFoundError(path)
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setattr(os, "execv", cannot)
+    before = dict(os.environ)
+    restart_with_huge_pages()  # returns, where it would have replaced this process
+    assert tried == [sys.orig_argv]
+    assert dict(os.environ) == before
+    monkeypatch.setattr(sys, "orig_argv", [])
+    restart_with_huge_pages()  # an embedded interpreter: nothing to start again
+    assert len(tried) == 1
+    assert dict(os.environ) == before
