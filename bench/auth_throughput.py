@@ -62,6 +62,8 @@ from _common import (
 )
 from bulk_keys import prepare, write_secrets
 
+from thotbot.hugepages import tunables_with_huge_pages
+
 TARGET = 0.85
 USER_AGENT = "thotbot-bench/1.0 (bench/auth_throughput.py; loopback benchmark)"
 PATH = "/v1/version"
@@ -353,6 +355,12 @@ def thotbot_env(database_url: str) -> dict[str, str]:
         THOTBOT_ANON_RATE_LIMIT="1000000000/minute",
         THOTBOT_LOG_FORMAT="text",
     )
+    # Every server gets the heap `thotbot serve` gives itself, glibc's malloc on transparent huge
+    # pages (src/thotbot/hugepages.py; then it does not start again): the servers are compared on
+    # their code, not on their malloc. Unless the caller set the tunable: then all get theirs.
+    tunables = tunables_with_huge_pages(env)
+    if tunables is not None:
+        env["GLIBC_TUNABLES"] = tunables
     return env
 
 
@@ -490,6 +498,7 @@ def machine(pin: bool) -> dict[str, object]:
         "packages": {d: _version(d) for d in ("uvicorn", "starlette", "fastapi", "uvloop", "httptools")},
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "pinned": f"servers on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}" if pin else "no",
+        "heap": "GLIBC_TUNABLES=" + (tunables_with_huge_pages(os.environ) or os.environ["GLIBC_TUNABLES"]),
     }
 
 
@@ -499,6 +508,7 @@ def print_machine(info: dict[str, object]) -> None:
     print(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['system']}, Python {info['python']}")
     print(f"packages: {packages}")
     print(f"load average: {load}; pinned: {info['pinned']}")
+    print(f"every server's heap: {info.get('heap', 'as started')}")
 
 
 def can_pin() -> bool:
