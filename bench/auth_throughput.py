@@ -498,7 +498,8 @@ def machine(pin: bool) -> dict[str, object]:
         "packages": {d: _version(d) for d in ("uvicorn", "starlette", "fastapi", "uvloop", "httptools")},
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "pinned": f"servers on CPU {SERVER_CPU}, load generator on CPU {LOAD_CPU}" if pin else "no",
-        "heap": "GLIBC_TUNABLES=" + (tunables_with_huge_pages(os.environ) or os.environ["GLIBC_TUNABLES"]),
+        # As thotbot_env gives it to every server: one place decides.
+        "heap": "GLIBC_TUNABLES=" + thotbot_env("")["GLIBC_TUNABLES"],
     }
 
 
