@@ -83,6 +83,13 @@ def _services(settings: Settings) -> Services:
     return services
 
 
+# Seconds the parent of `--workers N` waits for a worker to answer its health check before it kills
+# the worker and starts another. uvicorn's 5 s killed workers that were still starting (a new
+# interpreter answers only once it has loaded uvicorn) on a machine busy enough to take 6 s for that,
+# and started them again, as busy; gunicorn's worker timeout is 30 s too.
+WORKER_HEALTHCHECK_TIMEOUT = 30
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -133,6 +140,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         http=functools.partial(ProblemHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
         timeout_keep_alive=settings.keepalive_timeout,
         timeout_graceful_shutdown=10,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_TIMEOUT,
     )
     return 0
 
