@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# `thotbot serve --workers 1` beside `--workers 2`: requests/s, p99 and CPU per request.
+# `thotbot serve --workers 1` beside `--workers 2`: requests/s, p99 and CPU per request; and bare
+# Starlette (bench/auth_throughput.py's, no authentication) with 1 and 2 uvicorn workers, the most
+# a second worker can add on this machine while wrk shares its cores.
 #
 #   bench/workers.sh [ROUNDS] [SECONDS]     (defaults: 2 rounds of 8 s)
 #
@@ -29,13 +31,24 @@ cpu_ticks() {
   done
   echo "$total"
 }
-echo "round  workers  requests/s  p99  CPU/request"
+# Bare Starlette gets the heap `thotbot serve` gives itself (glibc's malloc on huge pages).
+HEAP=$($PY -c "import os; from thotbot.hugepages import tunables_with_huge_pages as t
+print(t(os.environ) or os.environ.get('GLIBC_TUNABLES', ''))")
+echo "round  server   workers  requests/s  p99  CPU/request"
 for round in $(seq "$ROUNDS"); do
+  for app in thotbot bare; do
   for workers in 1 2; do
     port=$($PY -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-    "$PY" -m thotbot serve --port "$port" --workers "$workers" >"$WORK/serve.log" 2>&1 &
+    if [ "$app" = thotbot ]; then
+      "$PY" -m thotbot serve --port "$port" --workers "$workers" >"$WORK/serve.log" 2>&1 &
+    else
+      GLIBC_TUNABLES=$HEAP "$PY" -m uvicorn --app-dir bench auth_throughput:bare_app --factory \
+        --port "$port" --workers "$workers" --http httptools --loop uvloop --no-access-log \
+        --no-server-header --log-level warning >"$WORK/serve.log" 2>&1 &
+    fi
     server=$!
-    for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
+    # Any answer: bare Starlette has no /healthz.
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.2; done
     wrk -t2 -c64 -d2s -s "$WORK/keys.lua" "http://127.0.0.1:$port/v1/version" >/dev/null
     pids=("$server" $(pgrep -P "$server" || true))
     before=$(cpu_ticks "${pids[@]}")
@@ -45,7 +58,8 @@ for round in $(seq "$ROUNDS"); do
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     if grep -q "Non-2xx" <<<"$out"; then echo "non-2xx answers: $(grep Non-2xx <<<"$out")" >&2; exit 1; fi
     cpu=$($PY -c "print(round(($after - $before) / $(getconf CLK_TCK) / ($rps * $SECONDS_PER_RUN) * 1e6, 1))")
-    printf '%5s  %7s  %10s  %s  %s us\n' "$round" "$workers" "$rps" "$p99" "$cpu"
+    printf '%5s  %-7s  %7s  %10s  %s  %s us\n' "$round" "$app" "$workers" "$rps" "$p99" "$cpu"
     kill "$server"; wait "$server" 2>/dev/null || true
+  done
   done
 done
