@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import itertools
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -124,3 +128,48 @@ def test_usage_flushes_take_at_most_a_sixtieth_of_the_time() -> None:
     assert flush_pause(0.5) == 0.5 * 59  # a long one: the pause is 59 times as long
     assert flush_pause(4.0) == 4.0 * 59  # 50,000 keys in use on a slow machine took 3.2 s
     assert flush_pause(10.0) == 300.0  # and never more than five minutes
+
+
+class _Growing:
+    """A recorder whose pending work grows at each look, as when keys keep coming into use."""
+
+    def __init__(self, costs: Iterator[float]) -> None:
+        self._costs = costs
+        self.looks = 0
+
+    @property
+    def next_flush_cpu(self) -> float:
+        self.looks += 1
+        return next(self._costs)
+
+
+def _waited(recorder: _Growing, least: float, most: float, stop: asyncio.Event | None = None) -> float:
+    from thotbot.app import _paced, until_due
+
+    async def wait() -> float:
+        started = time.monotonic()
+        pause = functools.partial(_paced, least=least, most=most)
+        await until_due(recorder, stop or asyncio.Event(), pause, least)
+        return time.monotonic() - started
+
+    return asyncio.run(wait())
+
+
+def test_a_flush_waits_until_the_time_since_the_last_pays_for_what_is_pending_by_then() -> None:
+    # A cheap flush went before (1 ms of CPU's worth pending at first), then keys keep coming into
+    # use: paced by the last flush, the next would come after 59 ms; it waits for 59 times 6 ms.
+    recorder = _Growing(itertools.chain([0.001, 0.004], itertools.repeat(0.006)))
+
+    assert _waited(recorder, least=0.05, most=10.0) >= 0.006 * 59
+    assert recorder.looks >= 3
+
+
+def test_a_flush_is_due_at_least_and_at_most_so_long_after_the_last() -> None:
+    assert _waited(_Growing(itertools.repeat(0.0)), least=0.05, most=10.0) >= 0.05
+    assert 0.2 <= _waited(_Growing(itertools.repeat(100.0)), least=0.05, most=0.2) < 5.0
+
+
+def test_a_server_stopping_stops_the_wait_for_a_flush() -> None:
+    stop = asyncio.Event()
+    stop.set()
+    assert _waited(_Growing(itertools.repeat(100.0)), least=0.05, most=60.0, stop=stop) < 30.0

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import tracemalloc
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
@@ -351,3 +352,39 @@ def test_a_failed_batch_keeps_the_last_use_of_slots_it_could_not_merge(store: Me
     assert store.agents() == {("key_b", "new/1.0"): 1}
     assert batch.last_used["key_a"].last_used_at.timestamp() == NOW + 5
     assert batch.last_used["key_a"].user_agent == "old/1.0"
+
+
+class CostlyStore(MemoryUsageStore):
+    """Writes that take ``SPIN`` seconds of the writing thread's CPU per User-Agent row."""
+
+    SPIN = 0.0002
+
+    def write(self, batch: UsageBatch) -> None:
+        end = time.thread_time() + self.SPIN * len(batch.agents)
+        while time.thread_time() < end:
+            pass
+        super().write(batch)
+
+
+def test_the_next_flush_is_priced_by_what_is_pending_at_the_last_flushs_cost_an_entry() -> None:
+    store = CostlyStore()
+    recorder = UsageRecorder(store, clock=lambda: NOW)
+    recorder.record("key_0", NOW, "acme/1.0")
+    assert recorder.next_flush_cpu == 0  # no flush yet: nothing known of the cost
+    for n in range(50):
+        recorder.record(f"key_{n}", NOW, "acme/1.0")
+    anyio.run(recorder.flush)
+    per_entry = recorder.flush_cpu / 50
+    assert per_entry >= CostlyStore.SPIN
+    assert recorder.next_flush_cpu == 0  # nothing pending
+
+    # Four times the keys come into use: the next flush will cost four times the last.
+    for n in range(200):
+        recorder.record(f"key_{n}", NOW + 1, "acme/1.0")
+    assert recorder.next_flush_cpu == pytest.approx(4 * recorder.flush_cpu)
+
+    # A write that fails waits on the database, not the CPU: its retry is not held back.
+    store.down = True
+    anyio.run(recorder.flush)
+    assert recorder.pending == 200
+    assert recorder.next_flush_cpu == 0

@@ -53,6 +53,8 @@ class BatchRecorder(Generic[W, R]):
         #: the flush costs the process, whatever time it spent waiting on the database. The
         #: background task paces the next flush by it.
         self.flush_cpu = 0.0
+        #: The last written flush's CPU seconds per entry of its window (next_flush_cpu).
+        self._cpu_per_entry = 0.0
 
     async def flush(self) -> int:
         """Write what is pending in a worker thread; return the number of requests written."""
@@ -105,17 +107,32 @@ class BatchRecorder(Generic[W, R]):
                 self._restore(window)
         if not written:
             return 0
+        self._cpu_per_entry = self.flush_cpu / len(window)
         if self._failing:
             log.info("%s written again after %d failed flushes", self.what, self._failures_in_a_row)
             self._failures_in_a_row = 0
             self._failing = False
         return self._written(window, result)
 
+    @property
+    def next_flush_cpu(self) -> float:
+        """CPU seconds a flush of what is pending now would take, at the last written flush's cost
+        per entry: it grows with the keys in use before a flush, not after one. 0 before any flush
+        and while writes fail (a retry waits on the database, which costs no CPU)."""
+        if self._failing:
+            return 0.0
+        return self._cpu_per_entry * self.pending
+
     def _paced_write(self, window: W) -> R:
         with paced(FLUSH_SHARE):
             return self._write(window)
 
     # What a subclass provides.
+
+    @property
+    def pending(self) -> int:
+        """Entries held in memory now, as ``len`` counts a window."""
+        raise NotImplementedError
 
     def _take(self) -> W:
         """The window recorded so far, replaced by an empty one."""
