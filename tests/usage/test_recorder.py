@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError
 
 from thotbot.storage.usage import UsageBatch
 from thotbot.usage import DisabledRecorder, UsageRecorder
+from thotbot.usage.batching import MIN_ENTRIES_TO_PRICE
 from thotbot.usage.recorder import DAY, MAX_AGENTS_PER_KEY, MAX_CLIENTS, MAX_ENTRIES
 
 NOW = datetime(2026, 5, 1, 12, tzinfo=UTC).timestamp()
@@ -371,20 +372,23 @@ def test_the_next_flush_is_priced_by_what_is_pending_at_the_last_flushs_cost_an_
     recorder = UsageRecorder(store, clock=lambda: NOW)
     recorder.record("key_0", NOW, "acme/1.0")
     assert recorder.next_flush_cpu == 0  # no flush yet: nothing known of the cost
-    for n in range(50):
+    anyio.run(recorder.flush)
+    recorder.record("key_0", NOW, "acme/1.0")
+    assert recorder.next_flush_cpu == 0  # one entry's flush is what any flush costs: no price
+
+    for n in range(MIN_ENTRIES_TO_PRICE):
         recorder.record(f"key_{n}", NOW, "acme/1.0")
     anyio.run(recorder.flush)
-    per_entry = recorder.flush_cpu / 50
-    assert per_entry >= CostlyStore.SPIN
+    assert recorder.flush_cpu >= CostlyStore.SPIN * MIN_ENTRIES_TO_PRICE
     assert recorder.next_flush_cpu == 0  # nothing pending
 
     # Four times the keys come into use: the next flush will cost four times the last.
-    for n in range(200):
+    for n in range(4 * MIN_ENTRIES_TO_PRICE):
         recorder.record(f"key_{n}", NOW + 1, "acme/1.0")
     assert recorder.next_flush_cpu == pytest.approx(4 * recorder.flush_cpu)
 
     # A write that fails waits on the database, not the CPU: its retry is not held back.
     store.down = True
     anyio.run(recorder.flush)
-    assert recorder.pending == 200
+    assert recorder.pending == 4 * MIN_ENTRIES_TO_PRICE
     assert recorder.next_flush_cpu == 0

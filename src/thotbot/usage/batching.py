@@ -21,12 +21,16 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from thotbot.storage.pacing import paced
 
-__all__ = ["FLUSH_SHARE", "MAX_REFUSALS", "BatchRecorder"]
+__all__ = ["FLUSH_SHARE", "MAX_REFUSALS", "MIN_ENTRIES_TO_PRICE", "BatchRecorder"]
 
 log = logging.getLogger("thotbot.usage")
 
 #: A batch the database refuses (not an outage: a constraint or a value) this many times is dropped.
 MAX_REFUSALS = 3
+#: A flush of fewer entries does not price the next ones (next_flush_cpu): its cost is mostly what
+#: every flush pays (a transaction, a look at which keys exist), and once divided by one entry it
+#: would price a burst of 5,000 new keys at minutes of CPU.
+MIN_ENTRIES_TO_PRICE = 100
 #: While a flush computes, its worker thread takes at most this share of the time (storage/pacing.py):
 #: the event loop keeps three quarters of the interpreter, where it had one half.
 FLUSH_SHARE = 0.25
@@ -107,7 +111,8 @@ class BatchRecorder(Generic[W, R]):
                 self._restore(window)
         if not written:
             return 0
-        self._cpu_per_entry = self.flush_cpu / len(window)
+        if len(window) >= MIN_ENTRIES_TO_PRICE:
+            self._cpu_per_entry = self.flush_cpu / len(window)
         if self._failing:
             log.info("%s written again after %d failed flushes", self.what, self._failures_in_a_row)
             self._failures_in_a_row = 0
@@ -117,8 +122,9 @@ class BatchRecorder(Generic[W, R]):
     @property
     def next_flush_cpu(self) -> float:
         """CPU seconds a flush of what is pending now would take, at the last written flush's cost
-        per entry: it grows with the keys in use before a flush, not after one. 0 before any flush
-        and while writes fail (a retry waits on the database, which costs no CPU)."""
+        per entry: it grows with the keys in use before a flush, not after one. 0 before a flush of
+        MIN_ENTRIES_TO_PRICE entries or more, and while writes fail (a retry waits on the database,
+        which costs no CPU)."""
         if self._failing:
             return 0.0
         return self._cpu_per_entry * self.pending
