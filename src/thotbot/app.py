@@ -294,8 +294,8 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
             # A graceful shutdown (SIGTERM) loses no usage data.
-            await services.usage_recorder.flush()
-            await services.request_recorder.flush()
+            await services.usage_recorder.flush(final=True)
+            await services.request_recorder.flush(final=True)
             services.access_log.flush()
             # The other processes count what this one let through in the current windows.
             await _sync_once(services)

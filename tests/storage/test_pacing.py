@@ -3,6 +3,7 @@ keeps the interpreter while a flush computes; unpaced code (a request, a test) n
 
 from __future__ import annotations
 
+import functools
 import threading
 from types import SimpleNamespace
 
@@ -82,5 +83,8 @@ def test_a_usage_flush_writes_paced_in_its_worker_thread() -> None:
     recorder = UsageRecorder(Store())  # type: ignore[arg-type]
     recorder.record("key_1", 1_777_000_000.0, "agent/1.0", "10.0.0.1")
     anyio.run(recorder.flush)
+    # The last flush, once the server has stopped serving: nothing to leave the interpreter to.
+    recorder.record("key_1", 1_777_000_001.0, "agent/1.0", "10.0.0.1")
+    anyio.run(functools.partial(recorder.flush, final=True))
 
-    assert seen == [(pytest.approx(1 / FLUSH_SHARE - 1), False)]
+    assert seen == [(pytest.approx(1 / FLUSH_SHARE - 1), False), (0, False)]

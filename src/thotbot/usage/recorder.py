@@ -332,7 +332,7 @@ class DisabledRecorder(UsageRecorder):
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
         return
 
-    async def flush(self) -> int:
+    async def flush(self, *, final: bool = False) -> int:
         return 0
 
 
