@@ -415,7 +415,7 @@ async def until_due(
     Paced by what the next flush will cost, not by what the last one cost: when many keys come
     into use at once (a server's first minute with 50,000 of them), the flush waits until the
     time since the last one pays for it, where it came two seconds after a cheap flush and took
-    a fifth of the process for half a minute.
+    a quarter of the process for 15 s (docs/PERFORMANCE.md, eighth pass).
     """
     started = time.monotonic()
     wait = least
