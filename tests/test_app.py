@@ -150,7 +150,7 @@ def _waited(recorder: _Growing, least: float, most: float, stop: asyncio.Event |
     async def wait() -> float:
         started = time.monotonic()
         pause = functools.partial(_paced, least=least, most=most)
-        await until_due(recorder, stop or asyncio.Event(), pause, least)
+        await until_due(recorder, stop or asyncio.Event(), pause)
         return time.monotonic() - started
 
     return asyncio.run(wait())

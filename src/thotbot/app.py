@@ -388,7 +388,7 @@ async def _flush_periodically(services: Services, stop: asyncio.Event) -> None:
     while not stop.is_set():
         # Flushing first loads the day's shared address-hash salt as soon as the server starts.
         await recorder.flush()
-        await until_due(recorder, stop, flush_pause, FLUSH_INTERVAL)
+        await until_due(recorder, stop, flush_pause)
 
 
 async def _flush_request_log(services: Services, stop: asyncio.Event) -> None:
@@ -397,7 +397,7 @@ async def _flush_request_log(services: Services, stop: asyncio.Event) -> None:
     recorder = services.request_recorder
     pause = functools.partial(_paced, least=REQUEST_LOG_INTERVAL, most=MAX_FLUSH_INTERVAL)
     while not stop.is_set():
-        await until_due(recorder, stop, pause, REQUEST_LOG_INTERVAL)
+        await until_due(recorder, stop, pause)
         await recorder.flush()
 
 
@@ -406,11 +406,10 @@ class _Pending(Protocol):
     def next_flush_cpu(self) -> float: ...
 
 
-async def until_due(
-    recorder: _Pending, stop: asyncio.Event, pause: Callable[[float], float], least: float
-) -> None:
+async def until_due(recorder: _Pending, stop: asyncio.Event, pause: Callable[[float], float]) -> None:
     """Wait until ``recorder``'s next flush is due: ``pause`` of what flushing all it holds now
-    would cost (``next_flush_cpu``), looked at again every ``least`` seconds as that grows.
+    would cost (``next_flush_cpu``), looked at again every ``pause(0)`` seconds (the least pause,
+    that of a flush that costs nothing) as that grows.
 
     Paced by what the next flush will cost, not by what the last one cost: when many keys come
     into use at once (a server's first minute with 50,000 of them), the flush waits until the
@@ -418,7 +417,7 @@ async def until_due(
     a quarter of the process for 15 s (docs/PERFORMANCE.md, eighth pass).
     """
     started = time.monotonic()
-    wait = least
+    least = wait = pause(0.0)
     while not stop.is_set():
         await _sleep_unless_stopped(stop, wait)
         elapsed = time.monotonic() - started
