@@ -54,8 +54,8 @@ class BatchRecorder(Generic[W, R]):
         self._failures_in_a_row = 0
         self._refusals = 0
         #: CPU seconds the last flush's write took in its worker thread (0 when it failed): what
-        #: the flush costs the process, whatever time it spent waiting on the database. The
-        #: background task paces the next flush by it.
+        #: the flush costs the process, whatever time it spent waiting on the database. Divided by
+        #: the entries written, it prices the next flush (next_flush_cpu).
         self.flush_cpu = 0.0
         #: The last written flush's CPU seconds per entry of its window (next_flush_cpu).
         self._cpu_per_entry = 0.0
