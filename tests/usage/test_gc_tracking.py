@@ -38,6 +38,9 @@ def test_the_recorders_windows_hold_nothing_the_collector_keeps_walking() -> Non
     usage = UsageRecorder(MemoryUsageStore())
     requests = RequestLogRecorder(RecordingStore(), clock=lambda: NOW)
     _use_keys(usage, requests)
+    # The last requests, held as they came until ABSORB_EVERY of them are, counted now.
+    usage._absorb()
+    requests._absorb()
 
     agents, counts = usage._window.agents, requests._window.counts
     assert len(agents) == KEYS
@@ -90,6 +93,8 @@ def test_the_slots_of_a_day_and_of_an_hour_share_its_number() -> None:
     for i in range(3):
         usage.record(f"key_{i}", NOW + i, AGENT, "192.0.2.1")
         requests.record(f"key_{i}", NOW + i, "GET", "/v1/version", 200, None, AGENT, 0.0004)
+    usage._absorb()
+    requests._absorb()
     window = usage._window
     days = [s[1] for s in window.agents] + [s[1] for s in window.unitemised] + [s[1] for s in window.clients]
     assert len(days) == 6  # one itemised, two over the cap, three clients

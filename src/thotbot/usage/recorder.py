@@ -7,9 +7,11 @@ import hashlib
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 from typing import Protocol
 
 import anyio
@@ -35,6 +37,8 @@ MAX_CLIENTS = 10_000
 #: Client-address digests remembered for the requests that follow (see _client_digest).
 MAX_DIGESTS = 4096
 PRUNE_EVERY = 3600.0
+#: Requests held as they came, then counted into the window together (UsageRecorder._absorb).
+ABSORB_EVERY = 256
 
 
 class UsageWriter(Protocol):
@@ -68,6 +72,11 @@ _Seen = tuple[int, float, float]
 #: ``(count, last, user_agent)`` of a key's requests on one day over the caps (unitemised): the
 #: count, and the time and User-Agent of the latest, in one tuple under one dictionary entry.
 _Over = tuple[int, float, str | None]
+#: ``(key_id, user_agent, time, client)`` of a request not yet counted into the window.
+_Arrival = tuple[str, str | None, float, str | None]
+_KEY_AGENT = itemgetter(0, 1)
+_AT = itemgetter(2)
+_KEY_CLIENT = itemgetter(0, 3)
 
 
 class _Window:
@@ -136,6 +145,8 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         self._max_clients = max_clients
         self._clock = clock
         self._window = _Window()
+        #: Requests recorded since the last _absorb, at most ABSORB_EVERY.
+        self._arrived: list[_Arrival] = []
         #: Today's number (days since 1970), one int object for every request of the day: the
         #: slots' tuples then hold the very object each request's compares with, by identity,
         #: where each slot held an int of its own, read from cold memory on every request.
@@ -148,6 +159,68 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         self.stats = RecorderStats()
 
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
+        # A tuple appended, and every ABSORB_EVERY requests one pass that counts them all: the
+        # counting then runs in C (Counter, dict) and Python touches each distinct (key,
+        # User-Agent) once a pass, where it did a dozen dictionary operations a request.
+        arrived = self._arrived
+        arrived.append((key_id, user_agent, now, client))
+        if len(arrived) >= ABSORB_EVERY:
+            self._absorb()
+
+    def _absorb(self) -> None:
+        """Count the requests recorded since the last pass into the window."""
+        arrivals, self._arrived = self._arrived, []
+        if not arrivals:
+            return
+        day = int(arrivals[0][2] // DAY)
+        if day != int(arrivals[-1][2] // DAY):
+            # Across midnight (or a clock that stepped): one request at a time, each on its day.
+            for key_id, user_agent, now, client in arrivals:
+                self._count(key_id, now, user_agent, client)
+            return
+        if day == self._day:
+            day = self._day
+        else:
+            self._day = day
+        window = self._window
+        agents = window.agents
+        pairs = list(map(_KEY_AGENT, arrivals))
+        # Each pair's last request, by its index: of two, the later one is the one a dict keeps.
+        lasts = dict(zip(pairs, range(len(pairs)), strict=True))
+        firsts: dict[tuple[str, str | None], float] | None = None
+        #: Each key's requests over the caps: how many, and the index and User-Agent of the last.
+        over: dict[str, tuple[int, int, str | None]] = {}
+        for pair, count in Counter(pairs).items():
+            key_id, user_agent = pair
+            slot = (key_id, day, user_agent)
+            seen = agents.get(slot)
+            if seen is not None:
+                agents[slot] = (seen[0] + count, seen[1], arrivals[lasts[pair]][2])
+            elif self._has_room(window, key_id):
+                if firsts is None:
+                    firsts = dict(zip(reversed(pairs), map(_AT, reversed(arrivals)), strict=True))
+                agents[slot] = (count, firsts[pair], arrivals[lasts[pair]][2])
+                window.agents_per_key[key_id] = window.agents_per_key.get(key_id, 0) + 1
+            else:
+                last = lasts[pair]
+                held = over.get(key_id)
+                if held is None or held[1] < last:
+                    over[key_id] = (count + (held[0] if held else 0), last, user_agent)
+                else:
+                    over[key_id] = (held[0] + count, held[1], held[2])
+        for key_id, (count, last, user_agent) in over.items():
+            # As one request at a time would: the latest request over the caps gives the time and
+            # User-Agent, whatever the clock said before it.
+            other = (key_id, day)
+            earlier = window.unitemised.get(other)
+            window.unitemised[other] = (count + (earlier[0] if earlier else 0), arrivals[last][2], user_agent)
+            window.overflow += count
+        for (key_id, client), count in Counter(map(_KEY_CLIENT, arrivals)).items():
+            if client:
+                self._count_client(window, key_id, day, client, count)
+
+    def _count(self, key_id: str, now: float, user_agent: str | None, client: str | None) -> None:
+        """Count one request into the window (``_absorb``, when its requests span two days)."""
         window = self._window
         day = int(now // DAY)
         if day == self._day:
@@ -170,11 +243,12 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             window.unitemised[other] = (1 if over is None else over[0] + 1, now, user_agent)
             window.overflow += 1
         if client:
-            self._count_client(window, key_id, day, client)
+            self._count_client(window, key_id, day, client, 1)
 
     @property
     def pending(self) -> int:
         """Entries held in memory now: what the caps bound."""
+        self._absorb()
         return len(self._window)
 
     def _has_room(self, window: _Window, key_id: str) -> bool:
@@ -183,16 +257,16 @@ class UsageRecorder(BatchRecorder["_Window", None]):
             and window.agents_per_key.get(key_id, 0) < self._max_per_key
         )
 
-    def _count_client(self, window: _Window, key_id: str, day: int, client: str) -> None:
+    def _count_client(self, window: _Window, key_id: str, day: int, client: str, requests: int) -> None:
         digest = self._client_digest(day, client)
         slot = (key_id, day, digest)
         count = window.clients.get(slot)
         if count is not None:
-            window.clients[slot] = count + 1
+            window.clients[slot] = count + requests
         elif len(window.clients) < self._max_clients:
-            window.clients[slot] = 1
+            window.clients[slot] = requests
         else:
-            window.clients_dropped += 1
+            window.clients_dropped += requests
 
     def _client_digest(self, day: int, client: str) -> bytes:
         # Most requests come from addresses seen a moment ago. Their digests are remembered under
@@ -216,6 +290,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
     what = "usage"
 
     def _take(self) -> _Window:
+        self._absorb()
         window, self._window = self._window, _Window()
         return window
 
@@ -270,6 +345,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
 
     def _restore(self, old: _Window) -> None:
         """Merge a batch whose write failed into the current window, under the same caps."""
+        self._absorb()  # the requests that came meanwhile are newer: theirs stays
         window = self._window
         for slot, seen in old.agents.items():
             mine = window.agents.get(slot)

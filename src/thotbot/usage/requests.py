@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Protocol
 
 import anyio.to_thread
@@ -49,9 +50,17 @@ _METHOD = 16
 _CODE = 64
 _ENDPOINT = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Requests held as they came, then counted into the window together (RequestLogRecorder._absorb).
+ABSORB_EVERY = 256
 
 #: (arrival time, method, path, status, problem code, User-Agent, duration in seconds)
 Entry = tuple[float, str, str, int, str | None, str | None, float]
+#: ``(key_id, *Entry)``: a request not yet counted into the window.
+_Arrival = tuple[str, float, str, str, int, str | None, str | None, float]
+_KEY = itemgetter(0)
+_ENTRY = itemgetter(1, 2, 3, 4, 5, 6, 7)
+_SLOT = itemgetter(0, 2, 3, 5)  # key, method, path, problem code
+_AT = itemgetter(1)
 #: A route: its methods, the regular expression of its path, and its template ("/v1/keys/{key_id}").
 Route = tuple[Iterable[str], "re.Pattern[str]", str]
 
@@ -133,6 +142,8 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         self._max_counts = max_counts
         self._clock = clock
         self._window = _Window()
+        #: Requests recorded since the last _absorb, at most ABSORB_EVERY.
+        self._arrived: list[_Arrival] = []
         self._hour = -1
         self._routes: list[tuple[frozenset[str], re.Pattern[str], str]] = []
         self._to_trim: set[str] = set()
@@ -155,25 +166,93 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         user_agent: str | None,
         duration: float,
     ) -> None:
+        # A tuple appended, and every ABSORB_EVERY requests one pass that counts them all (as
+        # usage/recorder.py's record): the grouping and counting run in C.
+        arrived = self._arrived
+        arrived.append((key_id, at, method, path, status, code, user_agent, duration))
+        if len(arrived) >= ABSORB_EVERY:
+            self._absorb()
+
+    def _absorb(self) -> None:
+        """Put the requests recorded since the last pass into the window."""
+        arrivals, self._arrived = self._arrived, []
+        if not arrivals:
+            return
+        hour = int(arrivals[0][1] // HOUR)
+        if hour != int(arrivals[-1][1] // HOUR):
+            # Across the hour (or a clock that stepped): one request at a time, each in its hour.
+            for arrival in arrivals:
+                self._count(*arrival)
+            return
+        if hour == self._hour:
+            hour = self._hour  # one object for the hour's slots (usage/recorder.py's _day)
+        else:
+            self._hour = hour
         window = self._window
+        keys = list(map(_KEY, arrivals))
+        entries: list[Entry] = list(map(_ENTRY, arrivals))
+        if keys[0] == keys[-1] and keys.count(keys[0]) == len(keys):
+            self._keep(window, keys[0], entries)  # one key in use (the usual client): no grouping
+        else:
+            by_key: dict[str, list[Entry]] = {key_id: [] for key_id in keys}
+            for key_id, entry in zip(keys, entries, strict=True):
+                by_key[key_id].append(entry)
+            for key_id, held in by_key.items():
+                self._keep(window, key_id, held)
+        counts = window.counts
+        slots = list(map(_SLOT, arrivals))
+        lasts = dict(zip(slots, arrivals, strict=True))  # the later one wins: each slot's last request
+        firsts: dict[tuple[str, str, str, str | None], float] | None = None
+        for slot, requests in Counter(slots).items():
+            key_id, method, path, code = slot
+            last = lasts[slot]
+            full = (key_id, hour, method, path, code)
+            count = counts.get(full)
+            if count is not None:
+                counts[full] = (count[0] + requests, count[1], last[1], last[6])
+            elif len(counts) < self._max_counts:
+                if firsts is None:
+                    firsts = dict(zip(reversed(slots), map(_AT, reversed(arrivals)), strict=True))
+                counts[full] = (requests, firsts[slot], last[1], last[6])
+            else:
+                window.dropped_counts += requests
+
+    def _keep(self, window: _Window, key_id: str, entries: list[Entry]) -> None:
+        """Add a key's requests, oldest first, to its recent ones, under the caps."""
+        held = len(entries)
         recent = window.recent.get(key_id)
         if recent is None:
             if len(window.recent) >= self._max_keys or window.entries >= self._max_entries:
-                recent = None
-            else:
-                recent = window.recent[key_id] = deque(maxlen=KEEP_PER_KEY)
-        if recent is None:
-            window.dropped_entries += 1
-        elif len(recent) == KEEP_PER_KEY:
-            recent.append((at, method, path, status, code, user_agent, duration))  # the oldest goes
-        elif window.entries < self._max_entries:
-            recent.append((at, method, path, status, code, user_agent, duration))
-            window.entries += 1
+                window.dropped_entries += held
+                return
+            recent = window.recent[key_id] = deque(maxlen=KEEP_PER_KEY)
+        added = min(held, KEEP_PER_KEY - len(recent))  # past that, the oldest go
+        room = self._max_entries - window.entries
+        if added <= room:
+            recent.extend(entries if held <= KEEP_PER_KEY else entries[-KEEP_PER_KEY:])
+            window.entries += added
         else:
-            window.dropped_entries += 1
+            recent.extend(entries[:room])
+            window.entries += room
+            window.dropped_entries += held - room
+
+    def _count(
+        self,
+        key_id: str,
+        at: float,
+        method: str,
+        path: str,
+        status: int,
+        code: str | None,
+        user_agent: str | None,
+        duration: float,
+    ) -> None:
+        """Put one request into the window (``_absorb``, when its requests span two hours)."""
+        window = self._window
+        self._keep(window, key_id, [(at, method, path, status, code, user_agent, duration)])
         hour = int(at // HOUR)
         if hour == self._hour:
-            hour = self._hour  # one object for the hour's slots (usage/recorder.py's _day)
+            hour = self._hour
         else:
             self._hour = hour
         slot = (key_id, hour, method, path, code)
@@ -188,9 +267,11 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
     @property
     def pending(self) -> int:
         """Entries and counters held in memory now: what the caps bound."""
+        self._absorb()
         return len(self._window)
 
     def _take(self) -> _Window:
+        self._absorb()
         window, self._window = self._window, _Window()
         return window
 
@@ -281,6 +362,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
 
     def _restore(self, old: _Window) -> None:
         """Merge a batch whose write failed into the current window, under the same caps."""
+        self._absorb()  # the requests that came meanwhile are newer: theirs stays
         window = self._window
         for key_id, recent in old.recent.items():
             newer = window.recent.get(key_id)
