@@ -138,3 +138,49 @@ async def test_drain_writes_a_chunk_at_a_time_and_lets_requests_run_between() ->
     # The "request" ran while the lines were being written, not after all of them.
     assert seen_by_a_request == [1]
     assert log.flush() == 0
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_each_line_of_a_batch_is_its_own_whatever_the_lines_before_it_share(log_format: str) -> None:
+    # A batch makes each (client, request, status, key) part once and each second's stamp once:
+    # every line must still carry its own time, fraction of a second and duration.
+    from thotbot.accesslog import _asctime, _iso, _message
+
+    writes: list[str] = []
+    log = AccessLog(log_format, write=writes.append)
+    entries = [
+        (
+            1_780_000_000 + n * 0.0371,
+            f"192.0.2.{n % 3}",
+            "GET",
+            f"/v1/{n % 2}",
+            (200, 401)[n // 7 % 2],
+            "key_1",
+            n * 0.00049,
+        )
+        for n in range(60)
+    ]
+    for entry in entries:
+        log._pending.append(entry)
+
+    log.flush()
+
+    lines = writes[0].splitlines()
+    assert len(lines) == len(entries)
+    for line, entry in zip(lines, entries, strict=True):
+        at, address, method, path, status, key_id, duration = entry
+        if log_format == "text":
+            assert line == f"{_asctime(at)} INFO thotbot.access: {_message(entry)}"
+        else:
+            assert json.loads(line) == {
+                "time": _iso(at),
+                "level": "info",
+                "logger": "thotbot.access",
+                "message": _message(entry),
+                "client": address,
+                "method": method,
+                "path": path,
+                "status": status,
+                "key_id": key_id,
+                "duration_ms": round(duration * 1000, 1),
+            }

@@ -30,6 +30,8 @@ LOGGER = "thotbot.access"
 #: Lines formatted between two turns of the event loop: about a millisecond's work.
 CHUNK = 500
 _Entry = tuple[float, str, str, str, int, str, float]
+#: Milliseconds as a text line shows them, "000" to "999".
+_MILLIS = tuple(f"{n:03d}" for n in range(1000))
 
 
 class AccessLog:
@@ -96,39 +98,62 @@ class AccessLog:
     def _format(self, entries: list[_Entry]) -> str:
         """The lines of ``entries``, formatted in one pass.
 
-        Clients repeat themselves (one address, a few paths), so each field is redacted and
-        escaped once per batch, and each second's time stamp is formatted once.
+        Clients repeat themselves (one address, a few paths, one key), so each line's part that
+        does not change with time (client, request, status and key, redacted and escaped) is
+        made once per batch, and each second's time stamp too; a line then adds its fraction of
+        a second and its duration.
         """
-        fields: dict[str, str] = {}
+        return (self._format_json if self._json else self._format_text)(entries)
+
+    @staticmethod
+    def _format_text(entries: list[_Entry]) -> str:
+        heads: dict[tuple[str, str, str, int, str], str] = {}
+        stamps: dict[int, str] = {}
+        lines: list[str] = []
+        add = lines.append
+        for at, address, method, path, status, key_id, duration in entries:
+            request = (address, method, path, status, key_id)
+            head = heads.get(request)
+            if head is None:
+                head = heads[request] = (
+                    f'{LOGGER}: {field(address)} "{field(method)} {field(path)}" {status} {key_id} '
+                )
+            second = int(at)
+            stamp = stamps.get(second)
+            if stamp is None:
+                stamp = stamps[second] = _stamp(second, False)
+            add(f"{stamp},{_MILLIS[int((at - second) * 1000)]} INFO {head}{duration * 1000:.1f}ms\n")
+        return "".join(lines)
+
+    @staticmethod
+    def _format_json(entries: list[_Entry]) -> str:
+        # json.dumps of the record, spelled out: what repeats is encoded once a batch.
+        heads: dict[tuple[str, str, str, int, str], tuple[str, str]] = {}
         encoded: dict[str, str] = {}
         stamps: dict[int, str] = {}
         lines: list[str] = []
         add = lines.append
-        json_format = self._json
         for at, address, method, path, status, key_id, duration in entries:
-            client, verb, where = fields.get(address), fields.get(method), fields.get(path)
-            if client is None:
-                client = fields[address] = field(address)
-            if verb is None:
-                verb = fields[method] = field(method)
-            if where is None:
-                where = fields[path] = field(path)
+            request = (address, method, path, status, key_id)
+            head = heads.get(request)
+            if head is None:
+                message = f'{field(address)} "{field(method)} {field(path)}" {status} {key_id} '
+                key = "null" if key_id == "-" else _encoded(encoded, key_id)
+                head = heads[request] = (
+                    # The message's JSON string, open: the duration ends it ("0.4ms" needs no escape).
+                    json_string(message)[:-1],
+                    f'"client": {_encoded(encoded, address)}, "method": {_encoded(encoded, method)}, '
+                    f'"path": {_encoded(encoded, path)}, "status": {status}, "key_id": {key}, '
+                    '"duration_ms": ',
+                )
             second = int(at)
             stamp = stamps.get(second)
             if stamp is None:
-                stamp = stamps[second] = _stamp(second, json_format)
-            message = f'{client} "{verb} {where}" {status} {key_id} {duration * 1000:.1f}ms'
-            if not json_format:
-                add(f"{stamp},{int(at % 1 * 1000):03d} INFO {LOGGER}: {message}\n")
-                continue
-            # json.dumps of the record, spelled out: the repeated fields are encoded once a batch.
-            key = "null" if key_id == "-" else _encoded(encoded, key_id)
+                stamp = stamps[second] = _stamp(second, True)
+            ms = duration * 1000
             add(
-                f'{{"time": "{stamp}.{int(at % 1 * 1_000_000):06d}+00:00", "level": "info", '
-                f'"logger": "{LOGGER}", "message": {json_string(message)}, '
-                f'"client": {_encoded(encoded, address)}, "method": {_encoded(encoded, method)}, '
-                f'"path": {_encoded(encoded, path)}, "status": {status}, "key_id": {key}, '
-                f'"duration_ms": {round(duration * 1000, 1)!r}}}\n'
+                f'{{"time": "{stamp}.{int((at - second) * 1_000_000):06d}+00:00", "level": "info", '
+                f'"logger": "{LOGGER}", "message": {head[0]}{ms:.1f}ms", {head[1]}{round(ms, 1)!r}}}\n'
             )
         return "".join(lines)
 
