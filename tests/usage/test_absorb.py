@@ -152,7 +152,7 @@ def test_a_busy_key_keeps_its_newest_requests_and_the_caps_hold() -> None:
     window = recorder._window
     recent = window.recent["key_hot"]
     assert len(recent) == KEEP_PER_KEY
-    assert [entry[0] for entry in recent] == [NOW + n / 1000 for n in range(hot - KEEP_PER_KEY, hot)]
+    assert [entry[1] for entry in recent] == [NOW + n / 1000 for n in range(hot - KEEP_PER_KEY, hot)]
     # The other two keys share the 10 entries left under the cap; the rest of theirs are counted out.
     assert window.entries == KEEP_PER_KEY + 10
     assert window.dropped_entries == 30

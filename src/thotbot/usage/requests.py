@@ -53,12 +53,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Requests held as they came, then counted into the window together (RequestLogRecorder._absorb).
 ABSORB_EVERY = 256
 
-#: (arrival time, method, path, status, problem code, User-Agent, duration in seconds)
-Entry = tuple[float, str, str, int, str | None, str | None, float]
-#: ``(key_id, *Entry)``: a request not yet counted into the window.
+#: (key, arrival time, method, path, status, problem code, User-Agent, duration in seconds): a
+#: request as recorded, and as each key's recent ones hold it.
 _Arrival = tuple[str, float, str, str, int, str | None, str | None, float]
 _KEY = itemgetter(0)
-_ENTRY = itemgetter(1, 2, 3, 4, 5, 6, 7)
 _SLOT = itemgetter(0, 2, 3, 5)  # key, method, path, problem code
 _AT = itemgetter(1)
 #: A route: its methods, the regular expression of its path, and its template ("/v1/keys/{key_id}").
@@ -108,7 +106,8 @@ class _Window:
     __slots__ = ("counts", "dropped_counts", "dropped_entries", "entries", "recent")
 
     def __init__(self) -> None:
-        self.recent: dict[str, deque[Entry]] = {}
+        #: Each key's newest requests, as they were recorded (key first: no tuple made again).
+        self.recent: dict[str, deque[_Arrival]] = {}
         self.counts: dict[tuple[str, int, str, str, str | None], _Count] = {}
         self.entries = 0
         self.dropped_entries = 0
@@ -190,13 +189,12 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
             self._hour = hour
         window = self._window
         keys = list(map(_KEY, arrivals))
-        entries: list[Entry] = list(map(_ENTRY, arrivals))
         if keys[0] == keys[-1] and keys.count(keys[0]) == len(keys):
-            self._keep(window, keys[0], entries)  # one key in use (the usual client): no grouping
+            self._keep(window, keys[0], arrivals)  # one key in use (the usual client): no grouping
         else:
-            by_key: dict[str, list[Entry]] = {key_id: [] for key_id in keys}
-            for key_id, entry in zip(keys, entries, strict=True):
-                by_key[key_id].append(entry)
+            by_key: dict[str, list[_Arrival]] = {key_id: [] for key_id in keys}
+            for arrival in arrivals:
+                by_key[arrival[0]].append(arrival)
             for key_id, held in by_key.items():
                 self._keep(window, key_id, held)
         counts = window.counts
@@ -217,7 +215,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
             else:
                 window.dropped_counts += requests
 
-    def _keep(self, window: _Window, key_id: str, entries: list[Entry]) -> None:
+    def _keep(self, window: _Window, key_id: str, entries: list[_Arrival]) -> None:
         """Add a key's requests, oldest first, to its recent ones, under the caps."""
         held = len(entries)
         recent = window.recent.get(key_id)
@@ -249,7 +247,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
     ) -> None:
         """Put one request into the window (``_absorb``, when its requests span two hours)."""
         window = self._window
-        self._keep(window, key_id, [(at, method, path, status, code, user_agent, duration)])
+        self._keep(window, key_id, [(key_id, at, method, path, status, code, user_agent, duration)])
         hour = int(at // HOUR)
         if hour == self._hour:
             hour = self._hour
@@ -326,7 +324,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
                 max(0, min(int(duration * 1_000_000), 2**31 - 1)),
             )
             for key_id, recent in stepped(window.recent.items())
-            for at, method, path, status, code, user_agent, duration in recent
+            for _, at, method, path, status, code, user_agent, duration in recent
         ]
         hours: dict[tuple[str, int, str, str], _Count] = {}
         for (key_id, hour, method, path, code), count in stepped(window.counts.items()):
@@ -371,7 +369,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
             ):
                 window.dropped_entries += len(recent)
                 continue
-            merged: deque[Entry] = deque(recent, maxlen=KEEP_PER_KEY)
+            merged: deque[_Arrival] = deque(recent, maxlen=KEEP_PER_KEY)
             merged.extend(newer or ())
             window.entries += len(merged) - len(newer or ())
             window.recent[key_id] = merged
