@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.factories import fake_key
+from thotbot.auth.verifier import _bearer_token
 from thotbot.core import keys
 from thotbot.core.errors import AuthenticationError, MalformedAPIKey
 
@@ -150,3 +151,51 @@ def test_hash_key_is_sha256_and_distinct() -> None:
 )
 def test_looks_like_key(value: str, expected: bool) -> None:
     assert keys.looks_like_key(value) is expected
+
+
+_HEADER_PARTS = st.sampled_from(
+    ["Bearer ", "bearer ", "Bearer  ", " Bearer ", "Basic ", "", "thot_ak_", "THOT_AK_", "x", " ", "\t"]
+)
+
+
+@given(
+    before=_HEADER_PARTS,
+    body=st.text(alphabet="0123456789abcdef", min_size=95, max_size=97),
+    spoil=st.none() | st.tuples(st.integers(0, 96), st.sampled_from("ABCDEFgz_ \x00\xff")),
+    after=st.sampled_from(["", " ", "\r", "0"]),
+)
+def test_the_bearer_shortcut_agrees_with_the_full_parse(
+    before: str, body: str, spoil: tuple[int, str] | None, after: str
+) -> None:
+    if spoil is not None:
+        at, char = spoil
+        body = body[:at] + char + body[at + 1 :]
+    value = f"{before}thot_ak_{body}{after}"
+    raw = value.encode("latin-1")
+    shortcut = keys.bearer_digest(raw)
+    try:
+        full: bytes | None = keys.digest(_bearer_token(raw, b""))
+    except AuthenticationError:
+        full = None
+    if shortcut is not None:
+        assert shortcut == full
+    elif full is not None:
+        # Declined, though a key: only a spelling clients do not send ("bearer", extra spaces).
+        assert not value.startswith("Bearer thot_ak_") or value != value.strip() or "  " in value
+
+
+def test_the_bearer_shortcut_takes_what_clients_send_and_nothing_else() -> None:
+    key = fake_key()
+    assert keys.bearer_digest(f"Bearer {key}".encode()) == keys.hash_key(key)
+    for other in (
+        f"bearer {key}",  # the scheme is case-insensitive: the full parse takes it
+        f"Bearer  {key}",
+        f"Bearer {key} ",
+        f"Bearer {key.upper()}",
+        f"Bearer {key[:-1]}",
+        f"Bearer {key}0",
+        f"Bearer {key[:-1]}g",
+        f"Basic {key}",
+    ):
+        assert keys.bearer_digest(other.encode()) is None, other
+    assert keys.bearer_digest(None) is None

@@ -97,7 +97,7 @@ class KeyVerifier:
             refuse_key_in_query(query_string)
         if isinstance(authorization, tuple):
             raise DuplicateAuthorization()
-        digest = keys.digest(_bearer_token(authorization, cookie))
+        digest = keys.bearer_digest(authorization) or keys.digest(_bearer_token(authorization, cookie))
         cache = self.cache
         entry = cache.get(digest)
         if entry is not None:
