@@ -98,53 +98,59 @@ class AccessLog:
     def _format(self, entries: list[_Entry]) -> str:
         """The lines of ``entries``, formatted in one pass.
 
-        Clients repeat themselves (one address, a few paths, one key), so each line's part that
-        does not change with time (client, request, status and key, redacted and escaped) is
-        made once per batch, and each second's time stamp too; a line then adds its fraction of
-        a second and its duration.
+        Clients repeat themselves (one address, a few paths), so each line's request part (client,
+        method and path, redacted and escaped) is made once per batch, as is each second's time
+        stamp and, in JSON, each key's name; a line then adds its status, key, fraction of a
+        second and duration.
         """
         return (self._format_json if self._json else self._format_text)(entries)
 
     @staticmethod
     def _format_text(entries: list[_Entry]) -> str:
-        heads: dict[tuple[str, str, str, int, str], str] = {}
+        heads: dict[tuple[str, str, str], str] = {}
         stamps: dict[int, str] = {}
         lines: list[str] = []
         add = lines.append
         for at, address, method, path, status, key_id, duration in entries:
-            request = (address, method, path, status, key_id)
+            request = (address, method, path)
             head = heads.get(request)
             if head is None:
-                head = heads[request] = (
-                    f'{LOGGER}: {field(address)} "{field(method)} {field(path)}" {status} {key_id} '
-                )
+                head = heads[request] = f'{field(address)} "{field(method)} {field(path)}" '
             second = int(at)
             stamp = stamps.get(second)
             if stamp is None:
                 stamp = stamps[second] = _stamp(second, False)
-            add(f"{stamp},{_MILLIS[int((at - second) * 1000)]} INFO {head}{duration * 1000:.1f}ms\n")
+            add(
+                f"{stamp},{_MILLIS[int((at - second) * 1000)]} INFO {LOGGER}: "
+                f"{head}{status} {key_id} {duration * 1000:.1f}ms\n"
+            )
         return "".join(lines)
 
     @staticmethod
     def _format_json(entries: list[_Entry]) -> str:
         # json.dumps of the record, spelled out: what repeats is encoded once a batch.
-        heads: dict[tuple[str, str, str, int, str], tuple[str, str]] = {}
+        heads: dict[tuple[str, str, str], tuple[str, str]] = {}
+        names: dict[str, tuple[str, str]] = {}
         encoded: dict[str, str] = {}
         stamps: dict[int, str] = {}
         lines: list[str] = []
         add = lines.append
         for at, address, method, path, status, key_id, duration in entries:
-            request = (address, method, path, status, key_id)
+            request = (address, method, path)
             head = heads.get(request)
             if head is None:
-                message = f'{field(address)} "{field(method)} {field(path)}" {status} {key_id} '
-                key = "null" if key_id == "-" else _encoded(encoded, key_id)
                 head = heads[request] = (
-                    # The message's JSON string, open: the duration ends it ("0.4ms" needs no escape).
-                    json_string(message)[:-1],
+                    # The message's JSON string, open: status, key and duration end it.
+                    json_string(f'{field(address)} "{field(method)} {field(path)}" ')[:-1],
                     f'"client": {_encoded(encoded, address)}, "method": {_encoded(encoded, method)}, '
-                    f'"path": {_encoded(encoded, path)}, "status": {status}, "key_id": {key}, '
-                    '"duration_ms": ',
+                    f'"path": {_encoded(encoded, path)}, ',
+                )
+            name = names.get(key_id)
+            if name is None:
+                # The key as the message spells it (inside its string), and as the key_id field.
+                name = names[key_id] = (
+                    json_string(key_id)[1:-1],
+                    "null" if key_id == "-" else _encoded(encoded, key_id),
                 )
             second = int(at)
             stamp = stamps.get(second)
@@ -153,7 +159,8 @@ class AccessLog:
             ms = duration * 1000
             add(
                 f'{{"time": "{stamp}.{int((at - second) * 1_000_000):06d}+00:00", "level": "info", '
-                f'"logger": "{LOGGER}", "message": {head[0]}{ms:.1f}ms", {head[1]}{round(ms, 1)!r}}}\n'
+                f'"logger": "{LOGGER}", "message": {head[0]}{status} {name[0]} {ms:.1f}ms", '
+                f'{head[1]}"status": {status}, "key_id": {name[1]}, "duration_ms": {round(ms, 1)!r}}}\n'
             )
         return "".join(lines)
 

@@ -1,6 +1,7 @@
-"""The recorders hold requests as they came and count them together, every ABSORB_EVERY requests
-(docs/PERFORMANCE.md, ninth pass): what they hold after is what counting each request as it came
-would hold, caps included, across a day's or an hour's end too."""
+"""The recorders hold requests as they came and count them in a pass every ABSORB_EVERY requests
+(docs/PERFORMANCE.md, ninth pass): request by request when they name many keys, together (Counter)
+when they name a few. Either way, what the window holds after is what a pass after every single
+request would hold (the reference here), caps included, across a day's or an hour's end too."""
 
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ from thotbot.usage.recorder import ABSORB_EVERY, DAY
 from thotbot.usage.requests import ABSORB_EVERY as LOG_ABSORB_EVERY
 from thotbot.usage.requests import HOUR, RequestLogRecorder
 
-#: A pass every few requests in the property tests, so that a short list of requests makes several.
-FEW = 7
+#: A pass every few requests in the property tests, so that a short list of requests makes several:
+#: with SPREAD at 8, a pass of 16 whose requests name one or two keys counts them together, one of
+#: three or four keys, request by request.
+FEW = 16
 
-KEYS = st.sampled_from(["key_a", "key_b", "key_c", "key_d"])
+#: Which of the keys in use a request takes: with one or two in use, its passes count together.
+KEYS = st.integers(min_value=0, max_value=3)
+KEYS_IN_USE = st.integers(min_value=1, max_value=4)
 AGENTS = st.sampled_from([None, "acme/1.0", "acme/2.0", "curl/8.5.0", "python-httpx/0.28"])
 CLIENTS = st.sampled_from([None, "", "192.0.2.1", "192.0.2.2", "2001:db8::1"])
 PATHS = st.sampled_from(["/v1/version", "/v1/me", "/v1/keys"])
@@ -54,9 +59,10 @@ def _usage_held(recorder: UsageRecorder) -> tuple[object, ...]:
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     requests=st.lists(USAGE_REQUEST, max_size=60),
+    keys_in_use=KEYS_IN_USE,
     start=STARTS,
     caps=st.sampled_from(
         [
@@ -68,16 +74,21 @@ def _usage_held(recorder: UsageRecorder) -> tuple[object, ...]:
         ]
     ),
 )
-def test_usage_counted_together_is_usage_counted_one_request_at_a_time(
-    requests: list[tuple[str, str | None, str | None, float]], start: float, caps: dict[str, int]
+def test_usage_counted_in_passes_is_usage_counted_one_request_at_a_time(
+    requests: list[tuple[int, str | None, str | None, float]],
+    keys_in_use: int,
+    start: float,
+    caps: dict[str, int],
 ) -> None:
     together, one_by_one = _usage(caps), _usage(caps)
     at = start
     with mock.patch.object(usage_module, "ABSORB_EVERY", FEW):
-        for key_id, user_agent, client, step in requests:
+        for key, user_agent, client, step in requests:
             at += step
+            key_id = f"key_{key % keys_in_use}"
             together.record(key_id, at, user_agent, client)
-            one_by_one._count(key_id, at, user_agent, client)
+            one_by_one._arrived.append((key_id, user_agent, at, client))
+            one_by_one._absorb()
     assert len(together._arrived) == len(requests) % FEW  # a pass every ABSORB_EVERY
 
     assert together.pending == one_by_one.pending
@@ -109,20 +120,21 @@ def _log() -> RequestLogRecorder:
     return RequestLogRecorder(RecordingStore(), clock=lambda: NOW, max_counts=5)
 
 
-@settings(max_examples=60, deadline=None)
-@given(made=st.lists(LOG_REQUEST, max_size=60), start=STARTS)
-def test_the_request_log_counted_together_is_the_log_counted_one_request_at_a_time(
-    made: list[tuple[str, str, str, str | None, str | None, float]], start: float
+@settings(max_examples=100, deadline=None)
+@given(made=st.lists(LOG_REQUEST, max_size=60), keys_in_use=KEYS_IN_USE, start=STARTS)
+def test_the_request_log_put_in_passes_is_the_log_put_one_request_at_a_time(
+    made: list[tuple[int, str, str, str | None, str | None, float]], keys_in_use: int, start: float
 ) -> None:
     together, one_by_one = _log(), _log()
     at = start
     with mock.patch.object(log_module, "ABSORB_EVERY", FEW):
-        for n, (key_id, method, path, code, user_agent, step) in enumerate(made):
+        for n, (key, method, path, code, user_agent, step) in enumerate(made):
             at += step
             status = 403 if code else 200
-            request = (key_id, at, method, path, status, code, user_agent, n / 1e6)
+            request = (f"key_{key % keys_in_use}", at, method, path, status, code, user_agent, n / 1e6)
             together.record(*request)
-            one_by_one._count(*request)
+            one_by_one._arrived.append(request)
+            one_by_one._absorb()
     assert len(together._arrived) == len(made) % FEW
 
     assert together.pending == one_by_one.pending
@@ -135,9 +147,9 @@ def test_the_request_log_counted_together_is_the_log_counted_one_request_at_a_ti
         theirs.dropped_counts,
     )
     assert sum(c[0] for c in mine.counts.values()) + mine.dropped_counts == len(made)
-    assert {key: len(entries) for key, entries in mine.recent.items()} == {
-        key: min(KEEP_PER_KEY, sum(r[0] == key for r in made)) for key in {r[0] for r in made}
-    }
+    assert sum(len(entries) for entries in mine.recent.values()) == sum(
+        min(KEEP_PER_KEY, sum(r[0] % keys_in_use == key for r in made)) for key in range(keys_in_use)
+    )
 
 
 def test_a_busy_key_keeps_its_newest_requests_and_the_caps_hold() -> None:

@@ -4,6 +4,7 @@ request path, keeping a batch whose write failed until a later flush succeeds.""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import secrets
 import time
@@ -39,6 +40,9 @@ MAX_DIGESTS = 4096
 PRUNE_EVERY = 3600.0
 #: Requests held as they came, then counted into the window together (UsageRecorder._absorb).
 ABSORB_EVERY = 256
+#: A pass counts request by request when its requests name more than 1/SPREAD as many keys (tens
+#: of thousands in use), and together (Counter) when fewer, as one client's do.
+SPREAD = 8
 
 
 class UsageWriter(Protocol):
@@ -74,6 +78,7 @@ _Seen = tuple[int, float, float]
 _Over = tuple[int, float, str | None]
 #: ``(key_id, user_agent, time, client)`` of a request not yet counted into the window.
 _Arrival = tuple[str, str | None, float, str | None]
+_KEY = itemgetter(0)
 _KEY_AGENT = itemgetter(0, 1)
 _AT = itemgetter(2)
 _KEY_CLIENT = itemgetter(0, 3)
@@ -159,9 +164,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         self.stats = RecorderStats()
 
     def record(self, key_id: str, now: float, user_agent: str | None, client: str | None = None) -> None:
-        # A tuple appended, and every ABSORB_EVERY requests one pass that counts them all: the
-        # counting then runs in C (Counter, dict) and Python touches each distinct (key,
-        # User-Agent) once a pass, where it did a dozen dictionary operations a request.
+        # A tuple appended; every ABSORB_EVERY requests, one pass counts them all (_absorb).
         arrived = self._arrived
         arrived.append((key_id, user_agent, now, client))
         if len(arrived) >= ABSORB_EVERY:
@@ -173,15 +176,72 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         if not arrivals:
             return
         day = int(arrivals[0][2] // DAY)
-        if day != int(arrivals[-1][2] // DAY):
-            # Across midnight (or a clock that stepped): one request at a time, each on its day.
-            for key_id, user_agent, now, client in arrivals:
-                self._count(key_id, now, user_agent, client)
+        if day == int(arrivals[-1][2] // DAY):
+            self._absorb_day(day, arrivals)
             return
+        # Across midnight (or a clock that stepped): each run of requests of one day on its own.
+        for day, run in itertools.groupby(arrivals, key=_day):
+            self._absorb_day(day, list(run))
+
+    def _absorb_day(self, day: int, arrivals: list[_Arrival]) -> None:
         if day == self._day:
             day = self._day
         else:
             self._day = day
+        if len(set(map(_KEY, arrivals))) * SPREAD > len(arrivals):
+            self._count_each(day, arrivals)
+        else:
+            self._count_together(day, arrivals)
+
+    def _count_each(self, day: int, arrivals: list[_Arrival]) -> None:
+        """Count requests one at a time: what a pass does when they name many keys (with tens of
+        thousands in use, each key and User-Agent once or twice a pass), and the reference for
+        ``_count_together``. Inline, with the window's dictionaries at hand: no call a request."""
+        window = self._window
+        agents, per_key, unitemised, clients = (
+            window.agents,
+            window.agents_per_key,
+            window.unitemised,
+            window.clients,
+        )
+        max_entries, max_per_key, max_clients = self._max_entries, self._max_per_key, self._max_clients
+        digests: dict[str, bytes] = {}
+        overflow = dropped = 0
+        for key_id, user_agent, now, client in arrivals:
+            slot = (key_id, day, user_agent)
+            seen = agents.get(slot)
+            if seen is not None:
+                agents[slot] = (seen[0] + 1, seen[1], now)
+            elif len(agents) < max_entries and per_key.get(key_id, 0) < max_per_key:
+                agents[slot] = (1, now, now)
+                per_key[key_id] = per_key.get(key_id, 0) + 1
+            else:
+                other = (key_id, day)
+                over = unitemised.get(other)
+                # The count and the last use in one entry: with tens of thousands of keys in use, a
+                # separate last-use entry replaced on every request cost 4% to 5% of it
+                # (docs/PERFORMANCE.md, sixth and seventh passes).
+                unitemised[other] = (1 if over is None else over[0] + 1, now, user_agent)
+                overflow += 1
+            if client:
+                digest = digests.get(client)
+                if digest is None:
+                    digest = digests[client] = self._client_digest(day, client)
+                place = (key_id, day, digest)
+                count = clients.get(place)
+                if count is not None:
+                    clients[place] = count + 1
+                elif len(clients) < max_clients:
+                    clients[place] = 1
+                else:
+                    dropped += 1
+        window.overflow += overflow
+        window.clients_dropped += dropped
+
+    def _count_together(self, day: int, arrivals: list[_Arrival]) -> None:
+        """Count requests of a few keys (a client's, the usual case): Counter and dict count them in
+        C, and Python touches each distinct (key, User-Agent) once a pass, where it did a dozen
+        dictionary operations a request. The same counts as ``_count_each`` (tests/usage/test_absorb.py)."""
         window = self._window
         agents = window.agents
         pairs = list(map(_KEY_AGENT, arrivals))
@@ -218,32 +278,6 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         for (key_id, client), count in Counter(map(_KEY_CLIENT, arrivals)).items():
             if client:
                 self._count_client(window, key_id, day, client, count)
-
-    def _count(self, key_id: str, now: float, user_agent: str | None, client: str | None) -> None:
-        """Count one request into the window (``_absorb``, when its requests span two days)."""
-        window = self._window
-        day = int(now // DAY)
-        if day == self._day:
-            day = self._day
-        else:
-            self._day = day
-        slot = (key_id, day, user_agent)
-        seen = window.agents.get(slot)
-        if seen is not None:
-            window.agents[slot] = (seen[0] + 1, seen[1], now)
-        elif self._has_room(window, key_id):
-            window.agents[slot] = (1, now, now)
-            window.agents_per_key[key_id] = window.agents_per_key.get(key_id, 0) + 1
-        else:
-            other = (key_id, day)
-            over = window.unitemised.get(other)
-            # The count and the last use in one entry: with tens of thousands of keys in use, a
-            # separate last-use entry replaced on every request cost 4% to 5% of it
-            # (docs/PERFORMANCE.md, sixth and seventh passes).
-            window.unitemised[other] = (1 if over is None else over[0] + 1, now, user_agent)
-            window.overflow += 1
-        if client:
-            self._count_client(window, key_id, day, client, 1)
 
     @property
     def pending(self) -> int:
@@ -432,6 +466,10 @@ def _add_over(overs: dict[tuple[str, int], _Over], slot: tuple[str, int], over: 
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def _day(arrival: _Arrival) -> int:
+    return int(arrival[2] // DAY)
 
 
 def _date(day: int) -> date:

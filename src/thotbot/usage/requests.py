@@ -10,6 +10,7 @@ background too, every TRIM_EVERY and PRUNE_EVERY seconds.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
@@ -52,6 +53,9 @@ _ENDPOINT = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Requests held as they came, then counted into the window together (RequestLogRecorder._absorb).
 ABSORB_EVERY = 256
+#: A pass puts request by request when its requests name more than 1/SPREAD as many keys, and
+#: counts them together (Counter) when fewer (usage/recorder.py's).
+SPREAD = 8
 
 #: (key, arrival time, method, path, status, problem code, User-Agent, duration in seconds): a
 #: request as recorded, and as each key's recent ones hold it.
@@ -178,25 +182,92 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         if not arrivals:
             return
         hour = int(arrivals[0][1] // HOUR)
-        if hour != int(arrivals[-1][1] // HOUR):
-            # Across the hour (or a clock that stepped): one request at a time, each in its hour.
-            for arrival in arrivals:
-                self._count(*arrival)
+        if hour == int(arrivals[-1][1] // HOUR):
+            self._absorb_hour(hour, arrivals)
             return
+        # Across the hour (or a clock that stepped): each run of requests of one hour on its own.
+        for hour, run in itertools.groupby(arrivals, key=_hour):
+            self._absorb_hour(hour, list(run))
+
+    def _absorb_hour(self, hour: int, arrivals: list[_Arrival]) -> None:
         if hour == self._hour:
             hour = self._hour  # one object for the hour's slots (usage/recorder.py's _day)
         else:
             self._hour = hour
-        window = self._window
         keys = list(map(_KEY, arrivals))
         if keys[0] == keys[-1] and keys.count(keys[0]) == len(keys):
-            self._keep(window, keys[0], arrivals)  # one key in use (the usual client): no grouping
+            self._keep(keys[0], arrivals)  # one key in use (the usual client): no grouping
+        elif len(set(keys)) * SPREAD > len(arrivals):
+            self._put_each(hour, arrivals)
+            return
         else:
             by_key: dict[str, list[_Arrival]] = {key_id: [] for key_id in keys}
             for arrival in arrivals:
                 by_key[arrival[0]].append(arrival)
             for key_id, held in by_key.items():
-                self._keep(window, key_id, held)
+                self._keep(key_id, held)
+        self._count_together(hour, arrivals)
+
+    def _put_each(self, hour: int, arrivals: list[_Arrival]) -> None:
+        """Put requests in the window one at a time: what a pass does when they name many keys (with
+        tens of thousands in use, each once or twice a pass), and the reference for ``_keep`` and
+        ``_count_together``. Inline, with the window's dictionaries at hand: no call a request."""
+        window = self._window
+        held, counts = window.recent, window.counts
+        max_keys, max_entries, max_counts = self._max_keys, self._max_entries, self._max_counts
+        entries, dropped_entries, dropped_counts = window.entries, 0, 0
+        for arrival in arrivals:
+            key_id, at, method, path, _, code, user_agent, _ = arrival
+            recent = held.get(key_id)
+            if recent is None:
+                if len(held) >= max_keys or entries >= max_entries:
+                    dropped_entries += 1
+                else:
+                    held[key_id] = deque((arrival,), maxlen=KEEP_PER_KEY)
+                    entries += 1
+            elif len(recent) == KEEP_PER_KEY:
+                recent.append(arrival)  # the oldest goes
+            elif entries < max_entries:
+                recent.append(arrival)
+                entries += 1
+            else:
+                dropped_entries += 1
+            slot = (key_id, hour, method, path, code)
+            count = counts.get(slot)
+            if count is not None:
+                counts[slot] = (count[0] + 1, count[1], at, user_agent)
+            elif len(counts) < max_counts:
+                counts[slot] = (1, at, at, user_agent)
+            else:
+                dropped_counts += 1
+        window.entries = entries
+        window.dropped_entries += dropped_entries
+        window.dropped_counts += dropped_counts
+
+    def _keep(self, key_id: str, arrivals: list[_Arrival]) -> None:
+        """Add a key's requests, oldest first, to its recent ones, under the caps."""
+        window = self._window
+        held = len(arrivals)
+        recent = window.recent.get(key_id)
+        if recent is None:
+            if len(window.recent) >= self._max_keys or window.entries >= self._max_entries:
+                window.dropped_entries += held
+                return
+            recent = window.recent[key_id] = deque(maxlen=KEEP_PER_KEY)
+        added = min(held, KEEP_PER_KEY - len(recent))  # past that, the oldest go
+        room = self._max_entries - window.entries
+        if added <= room:
+            recent.extend(arrivals if held <= KEEP_PER_KEY else arrivals[-KEEP_PER_KEY:])
+            window.entries += added
+        else:
+            recent.extend(arrivals[:room])
+            window.entries += room
+            window.dropped_entries += held - room
+
+    def _count_together(self, hour: int, arrivals: list[_Arrival]) -> None:
+        """Count requests of a few keys by (key, hour, endpoint, code): Counter and dict count them
+        in C, and Python touches each distinct one once a pass (as usage/recorder.py's)."""
+        window = self._window
         counts = window.counts
         slots = list(map(_SLOT, arrivals))
         lasts = dict(zip(slots, arrivals, strict=True))  # the later one wins: each slot's last request
@@ -214,53 +285,6 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
                 counts[full] = (requests, firsts[slot], last[1], last[6])
             else:
                 window.dropped_counts += requests
-
-    def _keep(self, window: _Window, key_id: str, entries: list[_Arrival]) -> None:
-        """Add a key's requests, oldest first, to its recent ones, under the caps."""
-        held = len(entries)
-        recent = window.recent.get(key_id)
-        if recent is None:
-            if len(window.recent) >= self._max_keys or window.entries >= self._max_entries:
-                window.dropped_entries += held
-                return
-            recent = window.recent[key_id] = deque(maxlen=KEEP_PER_KEY)
-        added = min(held, KEEP_PER_KEY - len(recent))  # past that, the oldest go
-        room = self._max_entries - window.entries
-        if added <= room:
-            recent.extend(entries if held <= KEEP_PER_KEY else entries[-KEEP_PER_KEY:])
-            window.entries += added
-        else:
-            recent.extend(entries[:room])
-            window.entries += room
-            window.dropped_entries += held - room
-
-    def _count(
-        self,
-        key_id: str,
-        at: float,
-        method: str,
-        path: str,
-        status: int,
-        code: str | None,
-        user_agent: str | None,
-        duration: float,
-    ) -> None:
-        """Put one request into the window (``_absorb``, when its requests span two hours)."""
-        window = self._window
-        self._keep(window, key_id, [(key_id, at, method, path, status, code, user_agent, duration)])
-        hour = int(at // HOUR)
-        if hour == self._hour:
-            hour = self._hour
-        else:
-            self._hour = hour
-        slot = (key_id, hour, method, path, code)
-        count = window.counts.get(slot)
-        if count is not None:
-            window.counts[slot] = (count[0] + 1, count[1], at, user_agent)
-        elif len(window.counts) < self._max_counts:
-            window.counts[slot] = (1, at, at, user_agent)
-        else:
-            window.dropped_counts += 1
 
     @property
     def pending(self) -> int:
@@ -418,6 +442,10 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def _hour(arrival: _Arrival) -> int:
+    return int(arrival[1] // HOUR)
 
 
 def _text(text: str, limit: int) -> str:
