@@ -122,7 +122,8 @@ class _Window:
 class UsageRecorder(BatchRecorder["_Window", None]):
     """Aggregates requests per (key, UTC day, User-Agent) and per hashed client address.
 
-    ``record`` does a few dict operations and one keyed hash: no I/O, no lock, no thread hop. Memory
+    ``record`` appends a tuple; every ABSORB_EVERY requests one pass counts them (a few dict
+    operations and, for each new client address, one keyed hash): no I/O, no lock, no thread hop. Memory
     is bounded whatever the traffic: past ``max_entries`` distinct User-Agents (or
     ``max_agents_per_key`` for one key) a request is still counted in its key's daily total, as
     "unitemised", and past ``max_clients`` its address hash is not kept. A batch whose write fails
@@ -195,8 +196,8 @@ class UsageRecorder(BatchRecorder["_Window", None]):
 
     def _count_each(self, day: int, arrivals: list[_Arrival]) -> None:
         """Count requests one at a time: what a pass does when they name many keys (with tens of
-        thousands in use, each key and User-Agent once or twice a pass), and the reference for
-        ``_count_together``. Inline, with the window's dictionaries at hand: no call a request."""
+        thousands in use, each key and User-Agent once or twice a pass). Inline, with the window's
+        dictionaries at hand: no call a request."""
         window = self._window
         agents, per_key, unitemised, clients = (
             window.agents,
@@ -241,14 +242,15 @@ class UsageRecorder(BatchRecorder["_Window", None]):
     def _count_together(self, day: int, arrivals: list[_Arrival]) -> None:
         """Count requests of a few keys (a client's, the usual case): Counter and dict count them in
         C, and Python touches each distinct (key, User-Agent) once a pass, where it did a dozen
-        dictionary operations a request. The same counts as ``_count_each`` (tests/usage/test_absorb.py)."""
+        dictionary operations a request. Either way the window holds what a pass after each request
+        would give it (tests/usage/test_absorb.py)."""
         window = self._window
         agents = window.agents
         pairs = list(map(_KEY_AGENT, arrivals))
         # Each pair's last request, by its index: of two, the later one is the one a dict keeps.
         lasts = dict(zip(pairs, range(len(pairs)), strict=True))
         firsts: dict[tuple[str, str | None], float] | None = None
-        #: Each key's requests over the caps: how many, and the index and User-Agent of the last.
+        # Each key's requests over the caps: how many, and the index and User-Agent of the last.
         over: dict[str, tuple[int, int, str | None]] = {}
         for pair, count in Counter(pairs).items():
             key_id, user_agent = pair

@@ -1,7 +1,8 @@
 """RequestLogRecorder: each key's recent requests and its requests per hour by endpoint and code.
 
-The guard hands it every request made with a known key (refused or not). ``record`` appends a tuple
-to the key's bounded deque and adds one to a counter: no I/O, no lock, no thread hop, no regular
+The guard hands it every request made with a known key (refused or not). ``record`` appends a tuple;
+every ABSORB_EVERY requests one pass puts them in the window, each key's newest in its bounded deque
+and a count per key, hour, endpoint and code: no I/O, no lock, no thread hop, no regular
 expression. The flush, in a worker thread, names each path's endpoint (its route template), writes
 the recent requests as inserts and the counts as additive upserts, and keeps a batch whose write
 failed for the next flush. Trimming to the newest 200 per key and the 30-day retention run in the
@@ -169,8 +170,8 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         user_agent: str | None,
         duration: float,
     ) -> None:
-        # A tuple appended, and every ABSORB_EVERY requests one pass that counts them all (as
-        # usage/recorder.py's record): the grouping and counting run in C.
+        # A tuple appended; every ABSORB_EVERY requests, one pass puts them all in the window (as
+        # usage/recorder.py's record does).
         arrived = self._arrived
         arrived.append((key_id, at, method, path, status, code, user_agent, duration))
         if len(arrived) >= ABSORB_EVERY:
@@ -210,8 +211,9 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
 
     def _put_each(self, hour: int, arrivals: list[_Arrival]) -> None:
         """Put requests in the window one at a time: what a pass does when they name many keys (with
-        tens of thousands in use, each once or twice a pass), and the reference for ``_keep`` and
-        ``_count_together``. Inline, with the window's dictionaries at hand: no call a request."""
+        tens of thousands in use, each once or twice a pass). Inline, with the window's dictionaries
+        at hand: no call a request. Every way gives what a pass after each request would
+        (tests/usage/test_absorb.py)."""
         window = self._window
         held, counts = window.recent, window.counts
         max_keys, max_entries, max_counts = self._max_keys, self._max_entries, self._max_counts
