@@ -16,14 +16,15 @@ from tests.usage.test_recorder import NOW, MemoryUsageStore
 from tests.usage.test_request_recorder import RecordingStore
 from thotbot.storage.request_log import KEEP_PER_KEY
 from thotbot.usage import UsageRecorder
-from thotbot.usage.recorder import ABSORB_EVERY, DAY
-from thotbot.usage.requests import ABSORB_EVERY as LOG_ABSORB_EVERY
+from thotbot.usage.batching import ABSORB_EVERY, SPREAD
+from thotbot.usage.recorder import DAY
 from thotbot.usage.requests import HOUR, RequestLogRecorder
 
 #: A pass every few requests in the property tests, so that a short list of requests makes several:
-#: with SPREAD at 8, a pass of 16 whose requests name one or two keys counts them together, one of
-#: three or four keys, request by request.
+#: a pass of 16 whose requests name one or two keys counts them together, one of three or four
+#: keys, request by request.
 FEW = 16
+assert SPREAD == 8
 
 #: Which of the keys in use a request takes: with one or two in use, its passes count together.
 KEYS = st.integers(min_value=0, max_value=3)
@@ -154,7 +155,7 @@ def test_the_request_log_put_in_passes_is_the_log_put_one_request_at_a_time(
 
 def test_a_busy_key_keeps_its_newest_requests_and_the_caps_hold() -> None:
     recorder = RequestLogRecorder(RecordingStore(), clock=lambda: NOW, max_entries=KEEP_PER_KEY + 10)
-    hot = 3 * LOG_ABSORB_EVERY + 5
+    hot = 3 * ABSORB_EVERY + 5
     for n in range(hot):
         recorder.record("key_hot", NOW + n / 1000, "GET", "/v1/version", 200, None, "acme/1.0", 0.001)
     for n in range(40):
@@ -175,3 +176,32 @@ def test_a_busy_key_keeps_its_newest_requests_and_the_caps_hold() -> None:
         NOW,
         NOW + (hot - 1) / 1000,
     )
+
+
+def test_a_pass_across_midnight_counts_each_request_on_its_own_day_and_hour() -> None:
+    midnight = (NOW // DAY + 1) * DAY
+    usage, one_by_one = _usage({}), _usage({})
+    log, log_one_by_one = _log(), _log()
+    with (
+        mock.patch.object(usage_module, "ABSORB_EVERY", FEW),
+        mock.patch.object(log_module, "ABSORB_EVERY", FEW),
+    ):
+        for n in range(40):
+            at = midnight - 1.25 + n * 0.1  # a pass of 16 spans midnight
+            usage.record(f"key_{n % 2}", at, "acme/1.0", "192.0.2.1")
+            one_by_one._arrived.append((f"key_{n % 2}", "acme/1.0", at, "192.0.2.1"))
+            one_by_one._absorb()
+            request = (f"key_{n % 2}", at, "GET", "/v1/version", 200, None, "acme/1.0", 0.001)
+            log.record(*request)
+            log_one_by_one._arrived.append(request)
+            log_one_by_one._absorb()
+    usage._absorb()
+    log._absorb()
+
+    today = int(midnight // DAY) - 1
+    assert {slot[1] for slot in usage._window.agents} == {today, today + 1}
+    assert usage._window.agents[("key_0", today, "acme/1.0")][0] == 7  # 13 before midnight, 7 of key_0
+    assert _usage_held(usage) == _usage_held(one_by_one)
+    hour = int(midnight // HOUR) - 1
+    assert {slot[1] for slot in log._window.counts} == {hour, hour + 1}
+    assert log._window.counts == log_one_by_one._window.counts

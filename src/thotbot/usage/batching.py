@@ -12,8 +12,10 @@ A subclass says what a window is and how to write, merge back, describe and drop
 
 from __future__ import annotations
 
+import itertools
 import logging
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -21,7 +23,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from thotbot.storage.pacing import paced
 
-__all__ = ["FLUSH_SHARE", "MAX_REFUSALS", "MIN_ENTRIES_TO_PRICE", "BatchRecorder"]
+__all__ = ["ABSORB_EVERY", "FLUSH_SHARE", "MAX_REFUSALS", "MIN_ENTRIES_TO_PRICE", "SPREAD", "BatchRecorder"]
 
 log = logging.getLogger("thotbot.usage")
 
@@ -34,6 +36,11 @@ MIN_ENTRIES_TO_PRICE = 100
 #: While a flush computes, its worker thread takes at most this share of the time (storage/pacing.py):
 #: the event loop keeps three quarters of the interpreter, where it had one half.
 FLUSH_SHARE = 0.25
+#: Requests a recorder holds as they came before one pass counts them into its window (_absorb).
+ABSORB_EVERY = 256
+#: A pass counts request by request when its requests name more than 1/SPREAD as many keys (tens
+#: of thousands in use), and together (Counter, in C) when fewer, as one client's do.
+SPREAD = 8
 
 
 class _Window(Protocol):
@@ -47,8 +54,18 @@ R = TypeVar("R")
 class BatchRecorder(Generic[W, R]):
     #: What the log lines call the data: "usage", "the request log".
     what = "data"
+    #: The period a window counts requests by, in seconds (a day, an hour), and where a request's
+    #: time is in what ``record`` appends.
+    period = 86_400
+    time_of: Callable[[Any], float]
 
     def __init__(self) -> None:
+        #: Requests recorded since the last pass, as ``record`` appended them (at most ABSORB_EVERY).
+        self._arrived: list[Any] = []
+        #: The current period's number, one int object for every slot of the period: the slots'
+        #: tuples then hold the very object each request's compares with, by identity, where each
+        #: slot held an int of its own, read from cold memory on every request.
+        self._period_number = -1
         self._flushing = False
         self._failing = False
         self._failures_in_a_row = 0
@@ -138,7 +155,31 @@ class BatchRecorder(Generic[W, R]):
         with paced(share):
             return self._write(window)
 
+    def _absorb(self) -> None:
+        """Count the requests recorded since the last pass into the window (``_absorb_period``): one
+        pass for all, or across a period's end (or a clock that stepped), one a run of one period."""
+        arrivals, self._arrived = self._arrived, []
+        if not arrivals:
+            return
+        time_of, period = self.time_of, self.period
+        number = int(time_of(arrivals[0]) // period)
+        if number == int(time_of(arrivals[-1]) // period):
+            self._absorb_period(self._canonical(number), arrivals)
+            return
+        for number, run in itertools.groupby(arrivals, key=lambda a: int(time_of(a) // period)):
+            self._absorb_period(self._canonical(number), list(run))
+
+    def _canonical(self, number: int) -> int:
+        if number == self._period_number:
+            return self._period_number
+        self._period_number = number
+        return number
+
     # What a subclass provides.
+
+    def _absorb_period(self, number: int, arrivals: list[Any]) -> None:
+        """Count requests of one period (a day's number, an hour's) into the window."""
+        raise NotImplementedError
 
     @property
     def pending(self) -> int:

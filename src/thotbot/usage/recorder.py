@@ -4,7 +4,6 @@ request path, keeping a batch whose write failed until a later flush succeeds.""
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
 import secrets
 import time
@@ -22,7 +21,7 @@ from thotbot.core.memo import Memo
 from thotbot.storage import KeyUsage
 from thotbot.storage.pacing import stepped
 from thotbot.storage.usage import AgentCount, ClientCount, DayCount, UsageBatch
-from thotbot.usage.batching import BatchRecorder
+from thotbot.usage.batching import ABSORB_EVERY, SPREAD, BatchRecorder
 
 __all__ = ["DisabledRecorder", "RecorderStats", "UsageRecorder", "UsageWriter"]
 
@@ -38,11 +37,6 @@ MAX_CLIENTS = 10_000
 #: Client-address digests remembered for the requests that follow (see _client_digest).
 MAX_DIGESTS = 4096
 PRUNE_EVERY = 3600.0
-#: Requests held as they came, then counted into the window together (UsageRecorder._absorb).
-ABSORB_EVERY = 256
-#: A pass counts request by request when its requests name more than 1/SPREAD as many keys (tens
-#: of thousands in use), and together (Counter) when fewer, as one client's do.
-SPREAD = 8
 
 
 class UsageWriter(Protocol):
@@ -133,6 +127,9 @@ class UsageRecorder(BatchRecorder["_Window", None]):
     every instance through the database and deleted after two days; the raw address is never kept.
     """
 
+    period = DAY
+    time_of = _AT
+
     def __init__(
         self,
         store: UsageWriter,
@@ -151,12 +148,6 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         self._max_clients = max_clients
         self._clock = clock
         self._window = _Window()
-        #: Requests recorded since the last _absorb, at most ABSORB_EVERY.
-        self._arrived: list[_Arrival] = []
-        #: Today's number (days since 1970), one int object for every request of the day: the
-        #: slots' tuples then hold the very object each request's compares with, by identity,
-        #: where each slot held an int of its own, read from cold memory on every request.
-        self._day = -1
         self._salts: dict[int, bytes] = {}
         self._digests: dict[int, bytes] = {}
         self._digests_day = -1
@@ -171,24 +162,7 @@ class UsageRecorder(BatchRecorder["_Window", None]):
         if len(arrived) >= ABSORB_EVERY:
             self._absorb()
 
-    def _absorb(self) -> None:
-        """Count the requests recorded since the last pass into the window."""
-        arrivals, self._arrived = self._arrived, []
-        if not arrivals:
-            return
-        day = int(arrivals[0][2] // DAY)
-        if day == int(arrivals[-1][2] // DAY):
-            self._absorb_day(day, arrivals)
-            return
-        # Across midnight (or a clock that stepped): each run of requests of one day on its own.
-        for day, run in itertools.groupby(arrivals, key=_day):
-            self._absorb_day(day, list(run))
-
-    def _absorb_day(self, day: int, arrivals: list[_Arrival]) -> None:
-        if day == self._day:
-            day = self._day
-        else:
-            self._day = day
+    def _absorb_period(self, day: int, arrivals: list[_Arrival]) -> None:
         if len(set(map(_KEY, arrivals))) * SPREAD > len(arrivals):
             self._count_each(day, arrivals)
         else:
@@ -468,10 +442,6 @@ def _add_over(overs: dict[tuple[str, int], _Over], slot: tuple[str, int], over: 
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-def _day(arrival: _Arrival) -> int:
-    return int(arrival[2] // DAY)
 
 
 def _date(day: int) -> date:

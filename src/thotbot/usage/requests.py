@@ -11,7 +11,6 @@ background too, every TRIM_EVERY and PRUNE_EVERY seconds.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import time
@@ -29,7 +28,7 @@ from thotbot.core.redaction import redact_cut
 from thotbot.core.useragents import clean
 from thotbot.storage.pacing import stepped
 from thotbot.storage.request_log import KEEP_PER_KEY, HourCount, RequestEntry, RequestLogBatch
-from thotbot.usage.batching import BatchRecorder
+from thotbot.usage.batching import ABSORB_EVERY, SPREAD, BatchRecorder
 
 __all__ = ["RequestLogRecorder", "RequestLogStats", "RequestLogWriter", "Route"]
 
@@ -52,11 +51,6 @@ _METHOD = 16
 _CODE = 64
 _ENDPOINT = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: Requests held as they came, then counted into the window together (RequestLogRecorder._absorb).
-ABSORB_EVERY = 256
-#: A pass puts request by request when its requests name more than 1/SPREAD as many keys, and
-#: counts them together (Counter) when fewer (usage/recorder.py's).
-SPREAD = 8
 
 #: (key, arrival time, method, path, status, problem code, User-Agent, duration in seconds): a
 #: request as recorded, and as each key's recent ones hold it.
@@ -127,6 +121,8 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
     (``BatchRecorder``)."""
 
     what = "the request log"
+    period = HOUR
+    time_of = _AT
 
     def __init__(
         self,
@@ -146,9 +142,6 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         self._max_counts = max_counts
         self._clock = clock
         self._window = _Window()
-        #: Requests recorded since the last _absorb, at most ABSORB_EVERY.
-        self._arrived: list[_Arrival] = []
-        self._hour = -1
         self._routes: list[tuple[frozenset[str], re.Pattern[str], str]] = []
         self._to_trim: set[str] = set()
         self._trimmed_at = clock()
@@ -177,24 +170,7 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
         if len(arrived) >= ABSORB_EVERY:
             self._absorb()
 
-    def _absorb(self) -> None:
-        """Put the requests recorded since the last pass into the window."""
-        arrivals, self._arrived = self._arrived, []
-        if not arrivals:
-            return
-        hour = int(arrivals[0][1] // HOUR)
-        if hour == int(arrivals[-1][1] // HOUR):
-            self._absorb_hour(hour, arrivals)
-            return
-        # Across the hour (or a clock that stepped): each run of requests of one hour on its own.
-        for hour, run in itertools.groupby(arrivals, key=_hour):
-            self._absorb_hour(hour, list(run))
-
-    def _absorb_hour(self, hour: int, arrivals: list[_Arrival]) -> None:
-        if hour == self._hour:
-            hour = self._hour  # one object for the hour's slots (usage/recorder.py's _day)
-        else:
-            self._hour = hour
+    def _absorb_period(self, hour: int, arrivals: list[_Arrival]) -> None:
         keys = list(map(_KEY, arrivals))
         if keys[0] == keys[-1] and keys.count(keys[0]) == len(keys):
             self._keep(keys[0], arrivals)  # one key in use (the usual client): no grouping
@@ -444,10 +420,6 @@ class RequestLogRecorder(BatchRecorder["_Window", int]):
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-def _hour(arrival: _Arrival) -> int:
-    return int(arrival[1] // HOUR)
 
 
 def _text(text: str, limit: int) -> str:
