@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy.exc import DataError
 from starlette.routing import Route
 
+import thotbot.usage.requests as requests_module
 from tests.factories import fake_key
 from thotbot.api.routes import routes as api_routes
 from thotbot.storage.request_log import KEEP_PER_KEY, RequestLogBatch
-from thotbot.usage.requests import PRUNE_EVERY, TRIM_EVERY, RequestLogRecorder
+from thotbot.usage.requests import PRUNE_EVERY, TRIM_AFTER, TRIM_EVERY, RequestLogRecorder
 
 NOW = datetime(2026, 5, 1, 12, 30, tzinfo=UTC).timestamp()
 
@@ -213,21 +214,64 @@ def test_a_batch_the_database_refuses_is_dropped_after_three_tries(
     assert recorder.pending == 0
 
 
-def test_trims_the_keys_written_and_prunes_past_30_days(
+def _requests(recorder: RequestLogRecorder, key_id: str, n: int) -> None:
+    for i in range(n):
+        recorder.record(key_id, NOW + i / 1000, "GET", "/v1/version", 200, None, None, 0.001)
+
+
+def test_trims_the_keys_written_enough_and_prunes_past_30_days(
     recorder: RequestLogRecorder, store: RecordingStore, clock: Clock
 ) -> None:
-    recorder.record("key_a", NOW, "GET", "/v1/version", 200, None, None, 0.001)
+    _requests(recorder, "key_a", TRIM_AFTER)
     anyio.run(recorder.flush)
     assert store.prunes == [datetime.fromtimestamp(NOW, UTC) - timedelta(days=30)]
     assert store.trims == []  # not on every flush
 
     clock.now += TRIM_EVERY
-    recorder.record("key_b", NOW, "GET", "/v1/version", 200, None, None, 0.001)
+    _requests(recorder, "key_b", 1)
     anyio.run(recorder.flush)
-    assert store.trims == [{"key_a", "key_b"}]
+    # A trim ranks every stored request of its keys: a key written once waits until it has more.
+    assert store.trims == [{"key_a"}]
     assert len(store.prunes) == 1
 
     clock.now = NOW + PRUNE_EVERY
     anyio.run(recorder.flush)
     assert len(store.prunes) == 2
-    assert store.trims == [{"key_a", "key_b"}]  # nothing written since
+    assert store.trims == [{"key_a"}]  # nothing written since, key_b still short
+
+    _requests(recorder, "key_b", TRIM_AFTER - 1)
+    clock.now += TRIM_EVERY
+    anyio.run(recorder.flush)
+    assert store.trims == [{"key_a"}, {"key_b"}]
+
+
+def test_past_max_trim_keys_every_key_remembered_is_trimmed(
+    recorder: RequestLogRecorder, store: RecordingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(requests_module, "MAX_TRIM_KEYS", 3)
+    for key_id in ("key_a", "key_b"):
+        _requests(recorder, key_id, 1)
+    anyio.run(recorder.flush)
+    assert store.trims == []
+
+    _requests(recorder, "key_c", 1)
+    anyio.run(recorder.flush)  # three keys remembered: the memory's bound, not the clock, says when
+    assert store.trims == [{"key_a", "key_b", "key_c"}]
+    assert recorder._to_trim == {}
+
+
+def test_a_failed_trim_keeps_its_keys_for_the_next(
+    recorder: RequestLogRecorder, store: RecordingStore, clock: Clock
+) -> None:
+    _requests(recorder, "key_a", TRIM_AFTER)
+    anyio.run(recorder.flush)
+    clock.now += TRIM_EVERY
+    store.down = True
+    anyio.run(recorder.flush)
+    store.down = False
+    assert store.trims == []
+    assert recorder._to_trim == {"key_a": TRIM_AFTER}
+
+    clock.now += TRIM_EVERY
+    anyio.run(recorder.flush)
+    assert store.trims == [{"key_a"}]
