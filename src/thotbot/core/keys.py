@@ -58,8 +58,9 @@ def digest(token: str) -> bytes:
     return hash_key(token)
 
 
-_BEARER = b"Bearer " + PREFIX.encode("ascii")
-_BEARER_LENGTH = len(b"Bearer ") + KEY_LENGTH
+_SCHEME = b"Bearer "
+_BEARER = _SCHEME + PREFIX.encode("ascii")
+_BEARER_LENGTH = len(_SCHEME) + KEY_LENGTH
 _HEX = b"0123456789abcdef"
 
 
@@ -71,7 +72,7 @@ def bearer_digest(value: bytes | None) -> bytes | None:
         return None
     if value[len(_BEARER) :].translate(None, _HEX):
         return None  # something other than lowercase hexadecimal digits after the prefix
-    return hashlib.sha256(value[7:]).digest()
+    return hashlib.sha256(value[len(_SCHEME) :]).digest()
 
 
 def hash_key(raw: str) -> bytes:
