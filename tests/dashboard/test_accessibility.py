@@ -30,6 +30,12 @@ DOCS_PAGES = [
     *(p.stem.lower().replace("_", "-") for p in sorted((ROOT / "docs").glob("*.md"))),
 ]
 VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
+#: Rules axe leaves off unless asked ("experimental") that Lighthouse's accessibility audit runs:
+#: a data cell of a large table without a header (a documentation table whose first column names
+#: the rows), a table faking its caption, a control whose name does not contain its visible text.
+LIGHTHOUSE_RULES = {
+    rule: {"enabled": True} for rule in ("td-has-header", "table-fake-caption", "label-content-name-mismatch")
+}
 
 
 def axe_source() -> str:
@@ -85,8 +91,9 @@ class Audit:
             # Evaluated through the DevTools protocol: the pages' CSP allows no inline script.
             self.page.evaluate(self.source)
         results = self.page.evaluate(
-            "axe.run(document, {resultTypes: ['violations', 'incomplete']})"
-            ".then(r => ({violations: r.violations, incomplete: r.incomplete}))"
+            "rules => axe.run(document, {resultTypes: ['violations', 'incomplete'], rules})"
+            ".then(r => ({violations: r.violations, incomplete: r.incomplete}))",
+            LIGHTHOUSE_RULES,
         )
         found = [
             f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}" for v in results["violations"]

@@ -269,3 +269,18 @@ def test_the_pages_ship_inside_the_package() -> None:
     data = project["tool"]["setuptools"]["package-data"]["thotbot"]
     assert "docs/*.md" in data
     assert "docs/*.svg" in data
+
+
+def test_a_column_of_row_names_under_an_empty_header_cell_heads_its_rows() -> None:
+    """Each row's first cell then names the row (th scope=row): every data cell has a header, as
+    screen readers and the td-has-header audit (axe, Lighthouse) expect of a table."""
+    text = "# T\n\n| | before | after |\n| --- | ---: | --- |\n| flushes | 2 | 1 |\n| runs | 4 | 16 |\n"
+    text += "\n| name | value |\n| --- | --- |\n| a | b |\n"
+    _, _, body = docs.render_markdown(text, {})
+    first, second = str(body).split('<div class="doc-table"')[1:]
+    assert "<td></td>" in first  # the empty header cell heads nothing
+    assert re.findall(r"<th scope=\"row\">(\w+)</th>", first) == ["flushes", "runs"]
+    assert '<td class="align-right">2</td>' in first
+    assert len(re.findall(r"<th[ >]", first)) == 4  # two column headers, two row headers
+    assert "scope" not in second  # a named first column is data
+    assert "<td>a</td>" in second

@@ -120,6 +120,7 @@ def _markdown() -> MarkdownIt:
     md.add_render_rule("th_open", _render_th_open)
     md.add_render_rule("th_close", _render_th_close)
     md.add_render_rule("td_open", _render_td_open)
+    md.add_render_rule("td_close", _render_td_close)
     return md
 
 
@@ -179,23 +180,48 @@ def _render_th_open(
     return _cell_open("td" if _empty_cell(tokens, idx + 1) else "th", tokens[idx])
 
 
-def _render_td_open(
-    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
-) -> str:
-    return _cell_open("td", tokens[idx])
-
-
-def _cell_open(tag: str, token: Token) -> str:
-    """A cell; a column's alignment is a class (the CSP allows no style attribute)."""
-    style = str(token.attrGet("style") or "")
-    align = style.removeprefix("text-align:") if style.startswith("text-align:") else ""
-    return f'<{tag} class="align-{escape(align)}">' if align else f"<{tag}>"
-
-
 def _render_th_close(
     self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
 ) -> str:
     return "</td>\n" if _empty_cell(tokens, idx - 1) else "</th>\n"
+
+
+def _render_td_open(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    if _names_its_row(tokens, idx):
+        return _cell_open("th", tokens[idx], ' scope="row"')
+    return _cell_open("td", tokens[idx])
+
+
+def _render_td_close(
+    self: RendererHTML, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    opening = idx - 1
+    while opening > 0 and tokens[opening].type != "td_open":
+        opening -= 1
+    return "</th>\n" if _names_its_row(tokens, opening) else "</td>\n"
+
+
+def _names_its_row(tokens: Sequence[Token], idx: int) -> bool:
+    """Whether the body cell at ``idx`` is its row's name: the first of its row, in a table whose
+    first header cell is empty (a column of row names). It is then a row header (``th
+    scope="row"``), so that every other cell of the row has a header beside the column's, as
+    screen readers and the td-has-header audit (axe, Lighthouse) expect of a table."""
+    if tokens[idx - 1].type != "tr_open":
+        return False
+    back = idx - 1
+    while back > 0 and tokens[back].type != "thead_open":
+        back -= 1
+    # thead_open, tr_open, th_open, inline: the table's first header cell.
+    return tokens[back].type == "thead_open" and _empty_cell(tokens, back + 3)
+
+
+def _cell_open(tag: str, token: Token, attributes: str = "") -> str:
+    """A cell; a column's alignment is a class (the CSP allows no style attribute)."""
+    style = str(token.attrGet("style") or "")
+    align = style.removeprefix("text-align:") if style.startswith("text-align:") else ""
+    return f'<{tag}{attributes} class="align-{escape(align)}">' if align else f"<{tag}{attributes}>"
 
 
 def _inline_text(token: Token) -> str:
