@@ -1,0 +1,117 @@
+"""Lighthouse on the dashboard's pages and the documentation: accessibility, best practices, SEO.
+
+A real `thotbot serve`, the system Chromium, and Lighthouse from tests/lighthouse (installed by
+`make test` with `npm ci` from its lock file; nothing is fetched while the test runs). Every audit
+of the three categories that scores must score 1 on every page, signed in where the page needs it.
+The performance category is left out: its scores are timings, and a test suite holds none
+(docs/PERFORMANCE.md measures speed). axe-core, the engine of the accessibility audit, also runs on
+every page at two sizes in test_accessibility.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.dashboard.browser import CHROMIUM, PASSWORD
+from tests.live import LiveServer, start_server
+from tests.services import missing_service
+
+pytestmark = pytest.mark.browser
+
+LIGHTHOUSE = Path(__file__).resolve().parents[1] / "lighthouse"
+NODE = shutil.which("node")
+EMAIL = "lighthouse@example.com"
+PUBLIC = ["/login", "/signup", "/docs", "/docs/performance"]
+SIGNED_IN = ["/dashboard", "/dashboard/api-keys", "/dashboard/security"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    if not Path(CHROMIUM).exists():
+        missing_service(f"Chromium is not installed at {CHROMIUM}")
+    if NODE is None or not (LIGHTHOUSE / "node_modules" / "lighthouse").is_dir():
+        missing_service("Lighthouse is not installed: npm ci --prefix tests/lighthouse (make test does)")
+    workdir = tmp_path_factory.mktemp("lighthouse")
+    live = start_server(
+        workdir, {"THOTBOT_DATABASE_URL": f"sqlite:///{workdir / 'thotbot.db'}"}, public_url=True
+    )
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def _thotbot(server: LiveServer, *args: str, stdin: str = "") -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "thotbot", *args],
+        input=stdin,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def _signed_in(server: LiveServer) -> tuple[str, str]:
+    """An account made by the operator, with a key, signed in: its session's Cookie header and the
+    key's id."""
+    _thotbot(server, "users", "create", EMAIL, "--password-stdin", stdin=PASSWORD + "\n")
+    _thotbot(server, "keys", "create", "--user", EMAIL, "--name", "lighthouse")
+    with httpx.Client(base_url=server.public_url) as client:
+        form = client.get("/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token is not None
+        signed_in = client.post(
+            "/login", data={"csrf_token": token.group(1), "email": EMAIL, "password": PASSWORD}
+        )
+        assert signed_in.status_code == 303
+        assert signed_in.headers["location"] == "/dashboard"
+        keys = client.get("/dashboard/api-keys").text
+        key_id = re.search(r'href="/dashboard/api-keys/(key_\w+)"', keys)
+        assert key_id is not None
+        cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    return cookie, key_id.group(1)
+
+
+def _lighthouse(server: LiveServer, cookie: str, paths: list[str]) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(NODE), str(LIGHTHOUSE / "audit.mjs"), server.public_url, cookie, *paths],
+        env={**os.environ, "CHROME_PATH": CHROMIUM},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_every_audit_passes_on_every_page(server: LiveServer) -> None:
+    cookie, key_id = _signed_in(server)
+    pages = [
+        *_lighthouse(server, "", PUBLIC),
+        *_lighthouse(server, cookie, [*SIGNED_IN, f"/dashboard/api-keys/{key_id}"]),
+    ]
+
+    assert [page["path"] for page in pages] == [*PUBLIC, *SIGNED_IN, f"/dashboard/api-keys/{key_id}"]
+    found = {
+        page["path"]: (page["error"], page["scores"], page["failing"])
+        for page in pages
+        if page["error"] or page["failing"] or set(page["scores"].values()) != {1}
+    }
+    assert found == {}
+    # Each page was audited as itself: a signed-in page was not sent to the sign-in form.
+    assert [page["url"] for page in pages] == [server.public_url + page["path"] for page in pages]
+    assert {tuple(sorted(page["scores"])) for page in pages} == {("accessibility", "best-practices", "seo")}
