@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -103,6 +104,18 @@ def start_server(
         if "address already in use" not in server.log_text():
             break
     pytest.fail(f"thotbot serve did not start:\n{server.log_text()}")
+
+
+@contextmanager
+def sqlite_server(workdir: Path, *, public_url: bool = False) -> Iterator[LiveServer]:
+    """`thotbot serve` on a SQLite file of its own in ``workdir``, stopped (SIGTERM) afterwards."""
+    live = start_server(
+        workdir, {"THOTBOT_DATABASE_URL": f"sqlite:///{workdir / 'thotbot.db'}"}, public_url=public_url
+    )
+    try:
+        yield live
+    finally:
+        live.stop()
 
 
 def _limit_files(count: int) -> None:

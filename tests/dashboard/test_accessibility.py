@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.dashboard.browser import DESKTOP, PASSWORD, PHONE, SCREENSHOTS, create_key
-from tests.live import LiveServer, start_server
+from tests.live import LiveServer, sqlite_server
 from thotbot.core.dates import utcnow
 
 pytestmark = pytest.mark.browser
@@ -46,14 +46,8 @@ def axe_source() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    workdir = tmp_path_factory.mktemp("a11y")
-    live = start_server(
-        workdir, {"THOTBOT_DATABASE_URL": f"sqlite:///{workdir / 'thotbot.db'}"}, public_url=True
-    )
-    try:
+    with sqlite_server(tmp_path_factory.mktemp("a11y"), public_url=True) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture(params=list(VIEWPORTS))

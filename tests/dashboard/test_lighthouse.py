@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.dashboard.browser import CHROMIUM, PASSWORD
-from tests.live import LiveServer, start_server
+from tests.live import LiveServer, sqlite_server
 from tests.services import missing_service
 
 pytestmark = pytest.mark.browser
@@ -42,14 +42,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         missing_service(f"Chromium is not installed at {CHROMIUM}")
     if NODE is None or not (LIGHTHOUSE / "node_modules" / "lighthouse").is_dir():
         missing_service("Lighthouse is not installed: npm ci --prefix tests/lighthouse (make test does)")
-    workdir = tmp_path_factory.mktemp("lighthouse")
-    live = start_server(
-        workdir, {"THOTBOT_DATABASE_URL": f"sqlite:///{workdir / 'thotbot.db'}"}, public_url=True
-    )
-    try:
+    with sqlite_server(tmp_path_factory.mktemp("lighthouse"), public_url=True) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def _thotbot(server: LiveServer, *args: str, stdin: str = "") -> str:
