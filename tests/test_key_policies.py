@@ -121,6 +121,12 @@ class TestAllowlist:
         assert actor == "operator"
         assert detail.endswith("may now be used from 192.0.2.0/24, 198.51.100.7/32")
 
+        # The list, as the operator and any key of the account read it: `keys list --json`, /v1/keys.
+        listed = json.loads(site.cli("keys", "list", "--user", EMAIL, "--json").stdout)["keys"]
+        assert [k["allowed_networks"] for k in listed if k["id"] == key_id] == [LISTED]
+        reader = site.create_key("reader")
+        assert _networks(site, reader) == {key_id: LISTED, site.key_id(reader): []}
+
         _cli_ok(site, "keys", "allow", key_id, "127.0.0.1")
         allowed = _within_a_second(lambda: _get(site, raw), lambda r: r.status_code == 200)
         assert allowed.status_code == 200
@@ -131,6 +137,7 @@ class TestAllowlist:
             lambda: _get(site, raw, via=PROXY, forwarded="203.0.113.9"), lambda r: r.status_code == 200
         )
         assert anywhere.status_code == 200
+        assert _networks(site, reader)[key_id] == []
 
     def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(self, site: Deployment) -> None:
         raw = site.create_key("spoofed")
@@ -187,6 +194,19 @@ class TestAllowlist:
             site, "keys", "allow", "key_0000000000000000", "192.0.2.0/24", process=True
         )
         assert "No API key" in _cli_error(site, "keys", "limit", "key_0000000000000000", "3/hour")
+
+
+#: What `keys allow KEY 192.0.2.0/24 198.51.100.7` stores and the API shows: a single address as a /32.
+LISTED = ["192.0.2.0/24", "198.51.100.7/32"]
+
+
+def _networks(site: Deployment, raw: str) -> dict[str, list[str]]:
+    """Each key of the account and its IP allowlist, as ``GET /v1/keys`` with key ``raw`` shows them."""
+    with _client() as client:
+        listed = client.get(site.url + "/v1/keys", headers={"Authorization": f"Bearer {raw}"})
+    assert listed.status_code == 200
+    keys = listed.json()["keys"]
+    return {k["id"]: k["allowed_networks"] for k in keys if k["name"] in ("office only", "reader")}
 
 
 def test_ipv6_clients_are_checked_too(tmp_path: Path) -> None:

@@ -85,12 +85,23 @@ def test_what_the_calls_refuse_to_send() -> None:
         ({"account": ACCOUNT, "key": {"id": "k", "name": "n", "hint": "h"}}, "created_at"),
         ({"account": {"id": "a", "email": 3}, "key": {}}, "email is not a string"),
         ({"account": ACCOUNT, "key": {**KEY, "grants": "x"}}, "grants"),
+        ({"account": ACCOUNT, "key": {**KEY, "allowed_networks": "192.0.2.0/24"}}, "allowed_networks"),
+        ({"account": ACCOUNT, "key": {**KEY, "allowed_networks": [24]}}, "allowed_networks"),
         ({"account": ACCOUNT, "key": {**KEY, "created_at": "May"}}, "ISO 8601"),
     ],
 )
 def test_an_answer_in_another_shape(body: object, message: str) -> None:
     with pytest.raises(UnexpectedResponse, match=message):
         Me.from_json(body)
+
+
+def test_a_keys_allowlist_is_a_tuple_of_cidrs_and_none_is_empty() -> None:
+    listed = Key.from_json({**KEY, "allowed_networks": ["192.0.2.0/24", "2001:db8::/32"]})
+    assert listed.allowed_networks == ("192.0.2.0/24", "2001:db8::/32")
+    assert listed.to_dict()["allowed_networks"] == ["192.0.2.0/24", "2001:db8::/32"]
+    # An older server sends no such field: any address, as the API's [] says.
+    assert Key.from_json(KEY).allowed_networks == ()
+    assert Key.from_json({**KEY, "allowed_networks": []}).to_dict()["allowed_networks"] == []
 
 
 def test_a_time_without_a_zone_is_utc() -> None:

@@ -30,6 +30,8 @@ def key_json(key: KeyRecord, now: datetime) -> dict[str, object]:
         "grants": sorted(key.grants),
         # The operator's limit for this key (limits notation); null: the server's default.
         "rate_limit": key.rate_limit,
+        # The operator's (or the owner's) IP allowlist for this key, as CIDRs; empty: any address.
+        "allowed_networks": list(key.allowed_networks),
     }
 
 

@@ -61,13 +61,14 @@ class Key:
     grants: tuple[str, ...] = ()
     #: The operator's limit for this key (``100/minute``); None: the server's default.
     rate_limit: str | None = None
+    #: The key's IP allowlist (CIDRs); empty: any address.
+    allowed_networks: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: object) -> Key:
         body = _object(data, "key")
-        grants = body.get("grants") or []
-        if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
-            raise UnexpectedResponse("key.grants is not a list of strings")
+        grants = _strings(body, "grants")
+        networks = _strings(body, "allowed_networks")
         created_at = _time(body, "created_at")
         if created_at is None:
             raise UnexpectedResponse("key.created_at is missing")
@@ -82,8 +83,9 @@ class Key:
             revoked_at=_time(body, "revoked_at"),
             state=_optional_str(body, "state"),
             read_only=body.get("read_only") is True,
-            grants=tuple(grants),
+            grants=grants,
             rate_limit=_optional_str(body, "rate_limit"),
+            allowed_networks=networks,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +102,7 @@ class Key:
             "read_only": self.read_only,
             "grants": list(self.grants),
             "rate_limit": self.rate_limit,
+            "allowed_networks": list(self.allowed_networks),
         }
 
 
@@ -196,6 +199,14 @@ def _str(body: Mapping[str, Any], name: str) -> str:
 def _optional_str(body: Mapping[str, Any], name: str) -> str | None:
     value = body.get(name)
     return None if value is None else _str(body, name)
+
+
+def _strings(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A list of strings; missing or null: none (a server older than the field sends none)."""
+    value = body.get(name) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise UnexpectedResponse(f"key.{name} is not a list of strings")
+    return tuple(value)
 
 
 def _time(body: Mapping[str, Any], name: str) -> datetime | None:
