@@ -7,8 +7,8 @@ T ?= tests
 # Every package, direct or indirect, pinned with its hashes: `make lock` writes it from pyproject.toml.
 LOCK := requirements.lock
 LOCKFLAGS ?=
-# npm ci writes this file last: the Lighthouse install is whole once it is there.
-LIGHTHOUSE := tests/lighthouse/node_modules/.package-lock.json
+# npm ci writes this file last: the tests' Node.js tools are whole once it is there.
+NODE_TOOLS := tests/node/node_modules/.package-lock.json
 # pytest's worker processes (pytest-xdist); each test file runs whole in one of them. JOBS=0: none.
 # Four on two cores: most of the suite's wall time is servers starting and outages waited out, not CPU.
 JOBS ?= 4
@@ -40,16 +40,16 @@ $(VENV)/.installed: $(LOCK) pyproject.toml
 	$(PY) -m pip check
 	touch $@
 
-# Lighthouse for tests/dashboard/test_lighthouse.py, from its lock file (npm's registry). Without npm
-# the target says so and the test skips (fails under CI=true, whose .ci/run installs npm).
-$(LIGHTHOUSE): tests/lighthouse/package-lock.json
-	@if command -v npm >/dev/null; then npm ci --prefix tests/lighthouse --no-audit --no-fund --loglevel=error; \
-	else echo "npm not found: tests/dashboard/test_lighthouse.py will skip"; fi
+# The tests' Node.js tools (Lighthouse, Redocly's linter), from their lock file (npm's registry). Without
+# npm the target says so and their tests skip (fail under CI=true, whose .ci/run installs npm).
+$(NODE_TOOLS): tests/node/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the Lighthouse and Redocly tests will skip"; fi
 
 run: $(VENV)/.installed ## install from requirements.lock, migrate the SQLite database, serve on http://localhost:8000
 	$(VENV)/bin/thotbot serve --host $(HOST) --port $(PORT)
 
-test: check $(LIGHTHOUSE) ## `make check`, then the tests (T=tests/path for part); CI=true: under coverage, with its floor
+test: check $(NODE_TOOLS) ## `make check`, then the tests (T=tests/path for part); CI=true: under coverage, with its floor
 	$(PY) -m pytest -n $(JOBS) --dist loadfile --durations=25 $(TEST_COV) $(T)
 
 cov: $(VENV)/.installed ## the tests under coverage, servers too: lines and branches missed; fails under the floor

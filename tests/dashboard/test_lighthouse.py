@@ -1,6 +1,6 @@
 """Lighthouse on the dashboard's pages and the documentation: accessibility, best practices, SEO.
 
-A real `thotbot serve`, the system Chromium, and Lighthouse from tests/lighthouse (installed by
+A real `thotbot serve`, the system Chromium, and Lighthouse from tests/node (installed by
 `make test` with `npm ci` from its lock file; nothing is fetched while the test runs). Every audit
 of the three categories that scores must score 1 on every page, signed in where the page needs it.
 The performance category is left out: its scores are timings, and a test suite holds none
@@ -29,7 +29,7 @@ from tests.services import missing_service
 
 pytestmark = pytest.mark.browser
 
-LIGHTHOUSE = Path(__file__).resolve().parents[1] / "lighthouse"
+NODE_TOOLS = Path(__file__).resolve().parents[1] / "node"
 NODE = shutil.which("node")
 EMAIL = "lighthouse@example.com"
 PUBLIC = ["/login", "/signup", "/docs", "/docs/performance"]
@@ -40,8 +40,8 @@ SIGNED_IN = ["/dashboard", "/dashboard/api-keys", "/dashboard/security"]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     if not Path(CHROMIUM).exists():
         missing_service(f"Chromium is not installed at {CHROMIUM}")
-    if NODE is None or not (LIGHTHOUSE / "node_modules" / "lighthouse").is_dir():
-        missing_service("Lighthouse is not installed: npm ci --prefix tests/lighthouse (make test does)")
+    if NODE is None or not (NODE_TOOLS / "node_modules" / "lighthouse").is_dir():
+        missing_service("Lighthouse is not installed: npm ci --prefix tests/node (make test does)")
     with sqlite_server(tmp_path_factory.mktemp("lighthouse"), public_url=True) as live:
         yield live
 
@@ -81,7 +81,7 @@ def _signed_in(server: LiveServer) -> tuple[str, str]:
 
 def _lighthouse(server: LiveServer, cookie: str, paths: list[str]) -> list[dict[str, Any]]:
     done = subprocess.run(
-        [str(NODE), str(LIGHTHOUSE / "audit.mjs"), server.public_url, cookie, *paths],
+        [str(NODE), str(NODE_TOOLS / "audit.mjs"), server.public_url, cookie, *paths],
         env={**os.environ, "CHROME_PATH": CHROMIUM},
         capture_output=True,
         text=True,
