@@ -73,7 +73,12 @@ class Deployment(LiveServer):
 
 
 def deploy(
-    workdir: Path, settings: Mapping[str, str], *, host: str = "127.0.0.1", workers: int = 1
+    workdir: Path,
+    settings: Mapping[str, str],
+    *,
+    host: str = "127.0.0.1",
+    workers: int = 1,
+    public_url: bool = False,
 ) -> Deployment:
     """A server on SQLite under ``workdir``, with lenient rate limits, and the account EMAIL."""
     data = workdir / "data"
@@ -88,6 +93,7 @@ def deploy(
         },
         host=host,
         workers=workers,
+        public_url=public_url,
     )
     # The server has migrated the database: the account is made in process, through the same stores
     # and as `thotbot users create` makes it (that has its own tests; another CLI process would take

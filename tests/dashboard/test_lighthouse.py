@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,63 +21,47 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.dashboard.browser import CHROMIUM, PASSWORD
-from tests.live import LiveServer, sqlite_server
+from tests.dashboard.browser import CHROMIUM
+from tests.dashboard.helpers import csrf_token
+from tests.livecli import EMAIL, PASSWORD, Deployment, deploy
 from tests.services import missing_service
 
 pytestmark = pytest.mark.browser
 
 NODE_TOOLS = Path(__file__).resolve().parents[1] / "node"
 NODE = shutil.which("node")
-EMAIL = "lighthouse@example.com"
 PUBLIC = ["/login", "/signup", "/docs", "/docs/performance"]
 SIGNED_IN = ["/dashboard", "/dashboard/api-keys", "/dashboard/security"]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     if not Path(CHROMIUM).exists():
         missing_service(f"Chromium is not installed at {CHROMIUM}")
     if NODE is None or not (NODE_TOOLS / "node_modules" / "lighthouse").is_dir():
         missing_service("Lighthouse is not installed: npm ci --prefix tests/node (make test does)")
-    with sqlite_server(tmp_path_factory.mktemp("lighthouse"), public_url=True) as live:
-        yield live
+    site = deploy(tmp_path_factory.mktemp("lighthouse"), {}, public_url=True)
+    try:
+        yield site
+    finally:
+        site.stop()
 
 
-def _thotbot(server: LiveServer, *args: str, stdin: str = "") -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "thotbot", *args],
-        input=stdin,
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout
-
-
-def _signed_in(server: LiveServer) -> tuple[str, str]:
-    """An account made by the operator, with a key, signed in: its session's Cookie header and the
-    key's id."""
-    _thotbot(server, "users", "create", EMAIL, "--password-stdin", stdin=PASSWORD + "\n")
-    _thotbot(server, "keys", "create", "--user", EMAIL, "--name", "lighthouse")
-    with httpx.Client(base_url=server.public_url) as client:
+def _signed_in(site: Deployment) -> tuple[str, str]:
+    """The deployment's account, with a key, signed in: its session's Cookie header and the key's id."""
+    key_id = site.key_id(site.create_key("lighthouse"))
+    with httpx.Client(base_url=site.public_url) as client:
         form = client.get("/login").text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-        assert token is not None
         signed_in = client.post(
-            "/login", data={"csrf_token": token.group(1), "email": EMAIL, "password": PASSWORD}
+            "/login", data={"csrf_token": csrf_token(form), "email": EMAIL, "password": PASSWORD}
         )
         assert signed_in.status_code == 303
         assert signed_in.headers["location"] == "/dashboard"
-        keys = client.get("/dashboard/api-keys").text
-        key_id = re.search(r'href="/dashboard/api-keys/(key_\w+)"', keys)
-        assert key_id is not None
         cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
-    return cookie, key_id.group(1)
+    return cookie, key_id
 
 
-def _lighthouse(server: LiveServer, cookie: str, paths: list[str]) -> list[dict[str, Any]]:
+def _lighthouse(server: Deployment, cookie: str, paths: list[str]) -> list[dict[str, Any]]:
     done = subprocess.run(
         [str(NODE), str(NODE_TOOLS / "audit.mjs"), server.public_url, cookie, *paths],
         env={**os.environ, "CHROME_PATH": CHROMIUM},
@@ -94,7 +76,7 @@ def _lighthouse(server: LiveServer, cookie: str, paths: list[str]) -> list[dict[
 
 # About 8 s a page here (60 s in all), past the suite's 120 s on a machine half as fast.
 @pytest.mark.timeout(600)
-def test_every_audit_passes_on_every_page(server: LiveServer) -> None:
+def test_every_audit_passes_on_every_page(server: Deployment) -> None:
     cookie, key_id = _signed_in(server)
     pages = [
         *_lighthouse(server, "", PUBLIC),
